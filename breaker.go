@@ -1,0 +1,728 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilience-go/resilience/window"
+)
+
+// State is a circuit breaker's state.
+type State int32
+
+// The states of a circuit breaker.
+const (
+	// Closed: calls run, and their outcomes are recorded.
+	Closed State = iota
+	// Open: calls are rejected at once with an *OpenError, until the open
+	// timeout has passed.
+	Open
+	// HalfOpen: a few probe calls run; enough successes close the breaker,
+	// any failure opens it again.
+	HalfOpen
+)
+
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case Open:
+		return "open"
+	case HalfOpen:
+		return "half-open"
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Outcome is how a breaker counts the end of a call.
+type Outcome int8
+
+// The outcomes a Classify function can report.
+const (
+	// Success counts towards closing the breaker.
+	Success Outcome = iota
+	// Failure counts towards opening it.
+	Failure
+	// Ignored counts as neither: the call is forgotten, as if it had never
+	// been let through (its permit is returned all the same).
+	Ignored
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Success:
+		return "success"
+	case Failure:
+		return "failure"
+	case Ignored:
+		return "ignored"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// DefaultClassify is the classification a breaker uses when its config has
+// none: no error is a Success; a context.Canceled error while ctx, the
+// context the call was made with, is done is Ignored, since a caller who
+// gave up says nothing about the dependency; every other error is a
+// Failure, a deadline exceeded included.
+func DefaultClassify(ctx context.Context, err error) Outcome {
+	switch {
+	case err == nil:
+		return Success
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return Ignored
+	default:
+		return Failure
+	}
+}
+
+// StateChange describes one transition of a circuit breaker, as passed to
+// BreakerConfig.OnStateChange.
+type StateChange struct {
+	// Name is the breaker's name.
+	Name string
+	// From and To are the states before and after.
+	From, To State
+	// At is when the transition happened.
+	At time.Time
+}
+
+// BreakerConfig configures a circuit breaker. The zero value of every field
+// stands for its default, given in the field's comment; NewBreaker reports
+// negative values, rates outside [0, 1] and contradictory settings as errors.
+type BreakerConfig struct {
+	// Name identifies the breaker in errors, state changes and metrics.
+	Name string
+
+	// FailureThreshold opens the breaker after this many failures in a row.
+	// Default 5.
+	FailureThreshold int
+
+	// ErrorRateThreshold opens the breaker when the failure rate over the
+	// window reaches it, once the window holds MinCalls outcomes. A rate
+	// from 0 to 1; default 0.5.
+	ErrorRateThreshold float64
+
+	// MinCalls is how many outcomes the window must hold before its rates
+	// are acted on. Default 20, or WindowSize if that is smaller; it may
+	// not exceed WindowSize.
+	MinCalls int
+
+	// WindowSize makes the window the last WindowSize calls. Default 100.
+	// Set it or WindowPeriod, not both.
+	WindowSize int
+
+	// WindowPeriod, if set, makes the window time-based: the calls of the
+	// last WindowPeriod, kept in WindowBuckets buckets. A time-based window
+	// reads the clock once per call. Default 0: count-based.
+	WindowPeriod time.Duration
+
+	// WindowBuckets is how many buckets a time-based window is cut into,
+	// from 1 to 1000; the window slides one bucket at a time. Default 10.
+	// Only with WindowPeriod.
+	WindowBuckets int
+
+	// OpenTimeout is how long the breaker stays open before it lets probes
+	// through. Default 60s.
+	OpenTimeout time.Duration
+
+	// SuccessThreshold closes a half-open breaker after this many
+	// successful probes. Default 2.
+	SuccessThreshold int
+
+	// HalfOpenProbes is how many probes a half-open breaker lets run at
+	// once; other calls are rejected. Default SuccessThreshold.
+	HalfOpenProbes int
+
+	// SlowCallThreshold, if set, marks calls that take at least this long
+	// as slow, whether they succeed or fail. When the slow-call rate over
+	// the window reaches SlowCallRateThreshold the breaker opens, and a slow
+	// probe counts as a failed one. Timing calls reads the clock twice per
+	// call. Default 0: no slow-call tracking.
+	SlowCallThreshold time.Duration
+
+	// SlowCallRateThreshold is the slow-call rate, from 0 to 1, that opens
+	// the breaker. Default 1: every call in the window slow. Only with
+	// SlowCallThreshold.
+	SlowCallRateThreshold float64
+
+	// Classify decides how the end of a call counts; it receives the
+	// context the call was made with and its error (nil on success).
+	// Default DefaultClassify. It must be safe for concurrent use.
+	Classify func(ctx context.Context, err error) Outcome
+
+	// OnStateChange, if set, is called after each transition. It is never
+	// called with a lock held, so it may use the breaker freely; calls are
+	// made one at a time and in the order of the transitions, from the
+	// goroutine that caused the transition or from one already reporting
+	// an earlier one (the open timeout's timer, for instance).
+	OnStateChange func(StateChange)
+}
+
+// Defaults of BreakerConfig.
+const (
+	DefaultFailureThreshold   = 5
+	DefaultErrorRateThreshold = 0.5
+	DefaultMinCalls           = 20
+	DefaultWindowSize         = 100
+	DefaultWindowBuckets      = 10
+	DefaultOpenTimeout        = 60 * time.Second
+	DefaultSuccessThreshold   = 2
+	maxWindowBuckets          = 1000
+)
+
+// breakerSettings is a BreakerConfig with the defaults filled in.
+type breakerSettings struct {
+	name             string
+	failureThreshold int64
+	errorRate        float64
+	minCalls         int64
+	windowSize       int
+	windowPeriod     time.Duration
+	windowBuckets    int
+	openTimeout      time.Duration
+	successThreshold int32
+	probes           int32
+	slowThreshold    time.Duration
+	slowRate         float64
+	classify         func(context.Context, error) Outcome
+	onStateChange    func(StateChange)
+	// timed: the breaker reads the clock around calls, for slow-call
+	// tracking or for a time-based window.
+	timed bool
+}
+
+func (c BreakerConfig) settings() (breakerSettings, error) {
+	ck := checker{typ: "BreakerConfig"}
+	ck.check(c.FailureThreshold >= 0, "FailureThreshold", c.FailureThreshold, "must not be negative")
+	ck.check(isRate(c.ErrorRateThreshold), "ErrorRateThreshold", c.ErrorRateThreshold, "must be a rate from 0 to 1")
+	ck.check(c.MinCalls >= 0, "MinCalls", c.MinCalls, "must not be negative")
+	ck.check(c.WindowSize >= 0, "WindowSize", c.WindowSize, "must not be negative")
+	ck.check(c.WindowPeriod >= 0, "WindowPeriod", c.WindowPeriod, "must not be negative")
+	ck.check(c.WindowSize == 0 || c.WindowPeriod == 0, "WindowSize", c.WindowSize, "set WindowSize (a count-based window) or WindowPeriod (a time-based one), not both")
+	ck.check(c.WindowBuckets >= 0 && c.WindowBuckets <= maxWindowBuckets, "WindowBuckets", c.WindowBuckets, "must be from 0 to 1000")
+	ck.check(c.WindowBuckets == 0 || c.WindowPeriod > 0, "WindowBuckets", c.WindowBuckets, "applies to a time-based window only: set WindowPeriod too")
+	ck.check(c.OpenTimeout >= 0, "OpenTimeout", c.OpenTimeout, "must not be negative")
+	ck.check(c.SuccessThreshold >= 0 && c.SuccessThreshold <= math.MaxInt32, "SuccessThreshold", c.SuccessThreshold, "must be from 0 to 2^31-1")
+	ck.check(c.HalfOpenProbes >= 0 && c.HalfOpenProbes <= math.MaxInt32, "HalfOpenProbes", c.HalfOpenProbes, "must be from 0 to 2^31-1")
+	ck.check(c.SlowCallThreshold >= 0, "SlowCallThreshold", c.SlowCallThreshold, "must not be negative")
+	ck.check(isRate(c.SlowCallRateThreshold), "SlowCallRateThreshold", c.SlowCallRateThreshold, "must be a rate from 0 to 1")
+	ck.check(c.SlowCallRateThreshold == 0 || c.SlowCallThreshold > 0, "SlowCallRateThreshold", c.SlowCallRateThreshold, "applies only with SlowCallThreshold: set it too")
+
+	s := breakerSettings{
+		name:             c.Name,
+		failureThreshold: int64(or(c.FailureThreshold, DefaultFailureThreshold)),
+		errorRate:        or(c.ErrorRateThreshold, DefaultErrorRateThreshold),
+		windowSize:       or(c.WindowSize, DefaultWindowSize),
+		windowPeriod:     c.WindowPeriod,
+		windowBuckets:    or(c.WindowBuckets, DefaultWindowBuckets),
+		openTimeout:      or(c.OpenTimeout, DefaultOpenTimeout),
+		successThreshold: int32(or(c.SuccessThreshold, DefaultSuccessThreshold)),
+		slowThreshold:    c.SlowCallThreshold,
+		slowRate:         or(c.SlowCallRateThreshold, 1),
+		classify:         c.Classify,
+		onStateChange:    c.OnStateChange,
+		timed:            c.SlowCallThreshold > 0 || c.WindowPeriod > 0,
+	}
+	s.probes = int32(or(c.HalfOpenProbes, int(s.successThreshold)))
+	if c.WindowPeriod > 0 {
+		s.windowSize = 0
+		ck.check(c.WindowPeriod >= time.Duration(s.windowBuckets), "WindowPeriod", c.WindowPeriod, "must give each bucket at least 1ns")
+		s.minCalls = int64(or(c.MinCalls, DefaultMinCalls))
+	} else {
+		s.minCalls = int64(or(c.MinCalls, min(DefaultMinCalls, s.windowSize)))
+		ck.check(s.minCalls <= int64(s.windowSize), "MinCalls", c.MinCalls, "must not exceed WindowSize ("+strconv.Itoa(s.windowSize)+"): the window could never hold that many calls")
+	}
+	return s, ck.err()
+}
+
+// Breaker is a circuit breaker: it watches the outcomes of calls to a
+// dependency and, when too many fail, stops letting calls through for a
+// while, so that a struggling dependency gets room to recover and callers
+// get a fast answer instead of a slow failure.
+//
+// A Breaker is a Stage: put it in a chain with For, as many chains as you
+// like and of any result types, and they all share its state. For callers
+// who cannot wrap a function, Allow and Permit.Done are the same machinery
+// in two steps.
+//
+// # States
+//
+// Closed: calls run and their outcomes are recorded in a sliding window.
+// The breaker opens when FailureThreshold calls in a row fail, or when the
+// window holds at least MinCalls outcomes and the failure rate in it
+// reaches ErrorRateThreshold (or the slow-call rate reaches
+// SlowCallRateThreshold).
+//
+// Open: calls are rejected at once with an *OpenError, which matches
+// ErrOpen and says when the breaker will probe again. After OpenTimeout a
+// timer moves the breaker to HalfOpen; State reports HalfOpen from that
+// instant on, whether or not any call has come in.
+//
+// HalfOpen: up to HalfOpenProbes calls run at once; the others are
+// rejected. SuccessThreshold successes close the breaker with an empty
+// window; a single failure opens it again for another OpenTimeout.
+//
+// A call let through always gives its permit back: when it succeeds, fails,
+// returns an ignored error, is cancelled, or panics (the panic counts as a
+// failure and goes on up the stack). A call that ends after the breaker has
+// changed state is not counted, so a slow call admitted while Closed
+// cannot close a breaker that opened meanwhile.
+//
+// # Cost
+//
+// With the default count-based window and no slow-call tracking, neither
+// letting a call through nor rejecting one reads the clock, takes a lock or
+// allocates: the state is one atomic pointer, the window is lock-free (see
+// package window), and the rejection error is built once per open period.
+// Locks are taken only to change state.
+//
+// A Breaker is safe for concurrent use. Make one with NewBreaker.
+type Breaker struct {
+	cur atomic.Pointer[period] // the current state; replaced on every transition
+	cfg breakerSettings
+
+	mu         sync.Mutex // held to change state; guards the fields below
+	timer      *time.Timer
+	events     []StateChange // transitions not yet reported to OnStateChange
+	delivering bool          // a goroutine is reporting events
+}
+
+// mode says who is in charge of a period's state.
+type mode uint8
+
+const (
+	automatic  mode = iota // the breaker's own rules
+	forcedOpen             // ForceOpen: open until Reset
+	disabled               // Disable: closed until Reset, still measuring
+)
+
+// period is the life of the breaker between two transitions. Everything
+// about the state that calls touch hangs off the current period, so a
+// transition is one pointer swap, and a call that started in a period that
+// has ended is recognised by comparing pointers.
+type period struct {
+	// Read-only once the period is published.
+	state State
+	mode  mode
+	// The window of the closed period, or of the last closed period while
+	// Open or HalfOpen (for ErrorRate). Exactly one is set.
+	count *window.Count
+	timed *window.Time
+	// Open and HalfOpen: the error for rejected calls, built once.
+	rejection *OpenError
+
+	// Written by calls, each on a cache line of its own so that writes do
+	// not slow down the reads above.
+	_ [64]byte
+	// Closed: failures in a row. Written by failing calls only.
+	consecutive atomic.Int64
+	_           [56]byte
+	// HalfOpen: probes in flight, and successful probes so far.
+	probes    atomic.Int32
+	successes atomic.Int32
+}
+
+// NewBreaker returns a closed circuit breaker configured by cfg, or an error
+// naming every invalid field of cfg.
+func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	b := &Breaker{cfg: s}
+	p, err := b.newPeriod(Closed, automatic, nil)
+	if err != nil {
+		return nil, err
+	}
+	b.cur.Store(p)
+	return b, nil
+}
+
+func (*Breaker) isStage() {}
+
+// newPeriod builds a period in state s. A closed period gets a fresh window;
+// the others keep prev's for ErrorRate.
+func (b *Breaker) newPeriod(s State, m mode, prev *period) (*period, error) {
+	p := &period{state: s, mode: m}
+	switch {
+	case s == Closed && b.cfg.windowPeriod > 0:
+		w, err := window.NewTime(b.cfg.windowPeriod, b.cfg.windowBuckets)
+		if err != nil {
+			return nil, err
+		}
+		p.timed = w
+	case s == Closed:
+		w, err := window.NewCount(b.cfg.windowSize)
+		if err != nil {
+			return nil, err
+		}
+		p.count = w
+	default:
+		p.count, p.timed = prev.count, prev.timed
+		p.rejection = &OpenError{Name: b.cfg.name, State: s}
+	}
+	return p, nil
+}
+
+// Name returns the breaker's name.
+func (b *Breaker) Name() string { return b.cfg.name }
+
+// State returns the breaker's state. Once the open timeout has passed it
+// reports HalfOpen, even if the timer that makes the move has not run yet.
+func (b *Breaker) State() State {
+	p := b.cur.Load()
+	if p.state == Open && p.mode == automatic && !time.Now().Before(p.rejection.Until) {
+		b.transition(p, HalfOpen)
+		return b.cur.Load().state
+	}
+	return p.state
+}
+
+// ErrorRate returns the failure rate, from 0 to 1, over the window: the
+// current one while Closed, the one that was current when the breaker
+// opened while Open or HalfOpen.
+func (b *Breaker) ErrorRate() float64 { return b.cur.Load().counts().FailureRate() }
+
+// SlowCallRate returns the slow-call rate, from 0 to 1, over the same
+// window as ErrorRate; 0 without slow-call tracking.
+func (b *Breaker) SlowCallRate() float64 { return b.cur.Load().counts().SlowRate() }
+
+func (p *period) counts() window.Counts {
+	if p.count != nil {
+		return p.count.Counts()
+	}
+	return p.timed.Counts()
+}
+
+// ForceOpen opens the breaker and keeps it open, rejecting every call,
+// until Reset.
+func (b *Breaker) ForceOpen() { b.force(Open, forcedOpen) }
+
+// Disable closes the breaker and keeps it closed until Reset: every call
+// runs, outcomes are still recorded (ErrorRate goes on reporting), and no
+// threshold opens it.
+func (b *Breaker) Disable() { b.force(Closed, disabled) }
+
+// Reset closes the breaker with an empty window and hands control back to
+// its rules, ending ForceOpen and Disable.
+func (b *Breaker) Reset() { b.force(Closed, automatic) }
+
+func (b *Breaker) force(s State, m mode) {
+	b.mu.Lock()
+	prev := b.cur.Load()
+	p, err := b.newPeriod(s, m, prev)
+	if err != nil { // unreachable: the window settings were checked by NewBreaker
+		b.mu.Unlock()
+		panic(err)
+	}
+	b.switchLocked(prev, p)
+	b.mu.Unlock()
+	b.deliver()
+}
+
+// transition moves the breaker from period from to a new period in state
+// to, unless another transition got there first.
+func (b *Breaker) transition(from *period, to State) {
+	b.mu.Lock()
+	if b.cur.Load() != from {
+		b.mu.Unlock()
+		return
+	}
+	p, err := b.newPeriod(to, automatic, from)
+	if err != nil { // unreachable: the window settings were checked by NewBreaker
+		b.mu.Unlock()
+		panic(err)
+	}
+	b.switchLocked(from, p)
+	b.mu.Unlock()
+	b.deliver()
+}
+
+// switchLocked makes p the current period. b.mu is held.
+func (b *Breaker) switchLocked(prev, p *period) {
+	now := time.Now()
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	if p.state == Open && p.mode == automatic {
+		p.rejection.Until = now.Add(b.cfg.openTimeout)
+		b.timer = time.AfterFunc(b.cfg.openTimeout, func() { b.transition(p, HalfOpen) })
+	}
+	b.cur.Store(p)
+	if prev.state != p.state && b.cfg.onStateChange != nil {
+		b.events = append(b.events, StateChange{Name: b.cfg.name, From: prev.state, To: p.state, At: now})
+	}
+}
+
+// deliver reports pending transitions to OnStateChange, in order and one at
+// a time, without holding b.mu while the hook runs. If another goroutine is
+// already reporting, it will report ours too, so deliver returns at once: a
+// hook that causes a transition cannot deadlock or recurse.
+func (b *Breaker) deliver() {
+	if b.cfg.onStateChange == nil {
+		return
+	}
+	b.mu.Lock()
+	if b.delivering {
+		b.mu.Unlock()
+		return
+	}
+	b.delivering = true
+	for len(b.events) > 0 {
+		ev := b.events[0]
+		b.events = b.events[1:]
+		b.mu.Unlock()
+		b.report(ev)
+		b.mu.Lock()
+	}
+	b.events = nil
+	b.delivering = false
+	b.mu.Unlock()
+}
+
+// report calls the hook for one transition. If the hook panics, the panic
+// goes on up the stack, and the transitions still queued wait for the next
+// one to be reported.
+func (b *Breaker) report(ev StateChange) {
+	returned := false
+	defer func() {
+		if !returned {
+			b.mu.Lock()
+			b.delivering = false
+			b.mu.Unlock()
+		}
+	}()
+	b.cfg.onStateChange(ev)
+	returned = true
+}
+
+// Permit is the right to make one call through a breaker, from Allow.
+// Report how the call ended with Done, exactly once, on every path: a
+// permit never reported keeps a half-open breaker's probe slot forever.
+type Permit struct {
+	b     *Breaker
+	p     *period
+	ctx   context.Context
+	start time.Time
+}
+
+// Allow asks the breaker for a permit to make one call, the first of the
+// two steps that Do-style use rolls into one:
+//
+//	permit, err := breaker.Allow(ctx)
+//	if err != nil {
+//		return err // rejected: errors.Is(err, resilience.ErrOpen)
+//	}
+//	err = call(ctx)
+//	permit.Done(err)
+//
+// ctx is the context the call will run with; Done uses it to tell the
+// caller's cancellation from a failure. A rejection is an *OpenError.
+func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
+	p := b.cur.Load()
+	if p.state != Closed {
+		if err := b.admit(p); err != nil {
+			return Permit{}, err
+		}
+	}
+	pm := Permit{b: b, p: p, ctx: ctx}
+	if b.cfg.timed {
+		pm.start = time.Now()
+	}
+	return pm, nil
+}
+
+// Done reports how the permitted call ended: err is the call's error, nil
+// for success, classified by BreakerConfig.Classify. Done on the zero
+// Permit does nothing.
+func (pm Permit) Done(err error) {
+	if pm.b != nil {
+		pm.b.done(pm.p, pm.start, pm.b.classify(pm.ctx, err))
+	}
+}
+
+// admit decides on a call arriving while the breaker is not closed: Open
+// rejects; HalfOpen takes a probe slot if one is free.
+func (b *Breaker) admit(p *period) error {
+	if p.state == HalfOpen {
+		for {
+			n := p.probes.Load()
+			if n >= b.cfg.probes {
+				break
+			}
+			if p.probes.CompareAndSwap(n, n+1) {
+				return nil
+			}
+		}
+	}
+	return p.rejection
+}
+
+func (b *Breaker) classify(ctx context.Context, err error) Outcome {
+	if b.cfg.classify != nil {
+		return b.cfg.classify(ctx, err)
+	}
+	if err == nil {
+		return Success
+	}
+	return DefaultClassify(ctx, err)
+}
+
+// breakerDo runs the rest of a chain under b. It is Allow and Done rolled
+// into one, written out so that nothing is copied on the way: this is the
+// path every call through a closed breaker takes.
+func breakerDo[T any](b *Breaker, ctx context.Context, n next[T]) (T, error) {
+	p := b.cur.Load()
+	if p.state != Closed {
+		if err := b.admit(p); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
+	if b.cfg.timed {
+		return breakerDoTimed(b, p, ctx, n)
+	}
+	// If the call panics (or calls runtime.Goexit), ended is still false when
+	// the deferred function runs: the call counts as a failure and its
+	// permit is returned, and the panic carries on up the stack untouched,
+	// with its original stack trace.
+	ended := false
+	defer func() {
+		if !ended {
+			b.done(p, time.Time{}, Failure)
+		}
+	}()
+	v, err := n.call(ctx)
+	ended = true
+	if err == nil && b.cfg.classify == nil && p.state == Closed && p.count != nil {
+		b.succeeded(p)
+	} else {
+		b.done(p, time.Time{}, b.classify(ctx, err))
+	}
+	return v, err
+}
+
+// breakerDoTimed is breakerDo for a breaker that times its calls.
+func breakerDoTimed[T any](b *Breaker, p *period, ctx context.Context, n next[T]) (T, error) {
+	start := time.Now()
+	ended := false
+	defer func() {
+		if !ended {
+			b.done(p, start, Failure)
+		}
+	}()
+	v, err := n.call(ctx)
+	ended = true
+	b.done(p, start, b.classify(ctx, err))
+	return v, err
+}
+
+// succeeded records a success in a closed period with a count-based window,
+// untimed: the outcome of nearly every call.
+func (b *Breaker) succeeded(p *period) {
+	if b.cur.Load() != p {
+		return
+	}
+	n := p.count.Record(false, false)
+	if p.mode != automatic {
+		return
+	}
+	if p.consecutive.Load() != 0 {
+		p.consecutive.Store(0)
+	}
+	// In a count-based window a success never raises a rate: it either
+	// grows the total or takes the place of an outcome at least as bad.
+	// So a success can only open the breaker by being the call that brings
+	// the window to MinCalls, when the rates start to count.
+	if n == uint64(b.cfg.minCalls) && b.overThresholds(p, time.Time{}) {
+		b.transition(p, Open)
+	}
+}
+
+// done records the outcome o of a call admitted in period p.
+func (b *Breaker) done(p *period, start time.Time, o Outcome) {
+	var (
+		now  time.Time
+		slow bool
+	)
+	if b.cfg.timed {
+		now = time.Now()
+		slow = b.cfg.slowThreshold > 0 && now.Sub(start) >= b.cfg.slowThreshold && o != Ignored
+	}
+	switch p.state {
+	case Closed:
+		if o == Ignored || b.cur.Load() != p {
+			return
+		}
+		failure := o == Failure
+		if p.count != nil {
+			p.count.Record(failure, slow)
+		} else {
+			p.timed.RecordAt(now, failure, slow)
+		}
+		if p.mode != automatic {
+			return
+		}
+		if failure {
+			if p.consecutive.Add(1) >= b.cfg.failureThreshold {
+				b.transition(p, Open)
+				return
+			}
+		} else if p.consecutive.Load() != 0 {
+			p.consecutive.Store(0)
+		}
+		if b.overThresholds(p, now) {
+			b.transition(p, Open)
+		}
+	case HalfOpen:
+		// Give the probe slot back first, whatever happens next.
+		p.probes.Add(-1)
+		if b.cur.Load() != p {
+			return
+		}
+		switch {
+		case o == Failure || (slow && o == Success):
+			b.transition(p, Open)
+		case o == Success:
+			if p.successes.Add(1) >= b.cfg.successThreshold {
+				b.transition(p, Closed)
+			}
+		}
+	}
+}
+
+// overThresholds reports whether the window's rates call for opening.
+func (b *Breaker) overThresholds(p *period, now time.Time) bool {
+	var c window.Counts
+	if p.count != nil {
+		c = p.count.Counts()
+	} else {
+		c = p.timed.CountsAt(now)
+	}
+	if c.Total < b.cfg.minCalls {
+		return false
+	}
+	if c.Failures > 0 && c.FailureRate() >= b.cfg.errorRate {
+		return true
+	}
+	return b.cfg.slowThreshold > 0 && c.Slow > 0 && c.SlowRate() >= b.cfg.slowRate
+}
+
+func isRate(r float64) bool { return r >= 0 && r <= 1 } // false for NaN
+
+// or returns v, or def if v is the zero value.
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+

@@ -1,0 +1,695 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/resilience-go/resilience"
+)
+
+func newBreaker(t testing.TB, cfg resilience.BreakerConfig) (*resilience.Breaker, resilience.Policy[int]) {
+	t.Helper()
+	b := must(resilience.NewBreaker(cfg))
+	return b, resilience.For[int](b)
+}
+
+func TestBreakerOpensAfterConsecutiveFailures(t *testing.T) {
+	ctx := context.Background()
+	b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 3, ErrorRateThreshold: 1})
+	// Failures broken by a success do not add up.
+	for _, fn := range []resilience.Func[int]{fail, fail, ok, fail, fail} {
+		p.Do(ctx, fn)
+	}
+	if got := b.State(); got != resilience.Closed {
+		t.Fatalf("after fail, fail, ok, fail, fail: state %v, want closed", got)
+	}
+	p.Do(ctx, fail) // the third in a row
+	if got := b.State(); got != resilience.Open {
+		t.Fatalf("after three failures in a row: state %v, want open", got)
+	}
+	ran := false
+	_, err := p.Do(ctx, func(context.Context) (int, error) { ran = true; return 0, nil })
+	if ran {
+		t.Error("an open breaker ran the call")
+	}
+	if !errors.Is(err, resilience.ErrOpen) {
+		t.Errorf("open breaker returned %v, want an error matching ErrOpen", err)
+	}
+}
+
+func TestBreakerOpensOnErrorRate(t *testing.T) {
+	ctx := context.Background()
+	b, p := newBreaker(t, resilience.BreakerConfig{
+		FailureThreshold: 100, ErrorRateThreshold: 0.5, WindowSize: 10, MinCalls: 6,
+	})
+	// ok, fail alternating: the rate is 0.5 from the 2nd call on, but it is
+	// acted on only once the window holds MinCalls = 6 outcomes.
+	for i := 1; i <= 5; i++ {
+		fn := ok
+		if i%2 == 0 {
+			fn = fail
+		}
+		p.Do(ctx, fn)
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("after call %d (window below MinCalls): state %v, want closed", i, got)
+		}
+	}
+	p.Do(ctx, fail) // 6th call: 3 failures in 6
+	if got := b.State(); got != resilience.Open {
+		t.Fatalf("after 3 failures in 6 calls: state %v, want open", got)
+	}
+	if got := b.ErrorRate(); got != 0.5 {
+		t.Errorf("ErrorRate() = %v, want 0.5", got)
+	}
+}
+
+// TestBreakerSuccessReachingMinCallsOpens covers the one way a success can
+// open a breaker: by being the call that brings the window to MinCalls
+// when the failure rate is already over the threshold.
+func TestBreakerSuccessReachingMinCallsOpens(t *testing.T) {
+	ctx := context.Background()
+	b, p := newBreaker(t, resilience.BreakerConfig{
+		FailureThreshold: 100, ErrorRateThreshold: 0.5, WindowSize: 10, MinCalls: 4,
+	})
+	for _, fn := range []resilience.Func[int]{fail, fail, fail} {
+		p.Do(ctx, fn)
+	}
+	if got := b.State(); got != resilience.Closed {
+		t.Fatalf("after 3 calls (MinCalls 4): state %v, want closed", got)
+	}
+	p.Do(ctx, ok) // 3 failures in 4
+	if got := b.State(); got != resilience.Open {
+		t.Fatalf("after the success that made MinCalls, with 3 failures in 4: state %v, want open", got)
+	}
+}
+
+func TestBreakerRateWindowSlides(t *testing.T) {
+	ctx := context.Background()
+	b, p := newBreaker(t, resilience.BreakerConfig{
+		FailureThreshold: 100, ErrorRateThreshold: 0.5, WindowSize: 4, MinCalls: 4,
+	})
+	for _, fn := range []resilience.Func[int]{fail, ok, ok, ok, ok} {
+		p.Do(ctx, fn)
+	}
+	// The failure has slid out of the last four calls.
+	if got := b.ErrorRate(); got != 0 {
+		t.Fatalf("ErrorRate() = %v after the failure left the window, want 0", got)
+	}
+	p.Do(ctx, fail)
+	if got := b.ErrorRate(); got != 0.25 {
+		t.Fatalf("ErrorRate() = %v, want 0.25", got)
+	}
+	p.Do(ctx, fail) // 2 of the last 4
+	if got := b.State(); got != resilience.Open {
+		t.Fatalf("after 2 failures in the last 4: state %v, want open", got)
+	}
+}
+
+func TestBreakerTimeWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{
+			FailureThreshold: 100, ErrorRateThreshold: 0.5, MinCalls: 4,
+			WindowPeriod: 10 * time.Second, WindowBuckets: 10,
+		})
+		p.Do(ctx, fail)
+		p.Do(ctx, fail)
+		p.Do(ctx, fail)
+		time.Sleep(10 * time.Second) // the three failures slide out
+		p.Do(ctx, ok)
+		p.Do(ctx, ok)
+		p.Do(ctx, ok)
+		p.Do(ctx, fail)
+		if got, want := b.ErrorRate(), 0.25; got != want {
+			t.Fatalf("ErrorRate() = %v, want %v: the failures of 10s ago should have left the window", got, want)
+		}
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("state %v, want closed", got)
+		}
+		time.Sleep(5 * time.Second)
+		p.Do(ctx, fail) // 2 failures of 5 calls in the last 10s
+		p.Do(ctx, fail) // 3 of 6
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("after 3 failures in 6 calls within 10s: state %v, want open", got)
+		}
+	})
+}
+
+func TestBreakerOpenErrorAndTimeoutToTheNanosecond(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{Name: "users", FailureThreshold: 1, OpenTimeout: 15 * time.Second})
+		opened := time.Now()
+		p.Do(ctx, fail)
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("state %v, want open", got)
+		}
+
+		time.Sleep(4 * time.Second)
+		_, err := p.Do(ctx, ok)
+		var oe *resilience.OpenError
+		if !errors.As(err, &oe) {
+			t.Fatalf("rejection is %T (%v), want *OpenError", err, err)
+		}
+		if want := opened.Add(15 * time.Second); !oe.Until.Equal(want) {
+			t.Errorf("OpenError.Until = %v, want %v", oe.Until, want)
+		}
+		if got, want := oe.RetryAfter(), 11*time.Second; got != want {
+			t.Errorf("OpenError.RetryAfter() = %v, want %v", got, want)
+		}
+		if got, want := err.Error(), `resilience: circuit breaker "users" is open; next probe in 11s`; got != want {
+			t.Errorf("error text %q, want %q", got, want)
+		}
+
+		time.Sleep(11*time.Second - time.Nanosecond)
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("1ns before the open timeout: state %v, want open", got)
+		}
+		time.Sleep(time.Nanosecond)
+		if got := b.State(); got != resilience.HalfOpen {
+			t.Fatalf("at the open timeout: state %v, want half-open", got)
+		}
+	})
+}
+
+// TestBreakerTimerMovesToHalfOpenWithoutTraffic checks that the move to
+// HalfOpen happens by itself, observed through the state-change hook.
+func TestBreakerTimerMovesToHalfOpenWithoutTraffic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var changes []string
+		b, p := newBreaker(t, resilience.BreakerConfig{
+			FailureThreshold: 1, OpenTimeout: time.Minute,
+			OnStateChange: func(c resilience.StateChange) {
+				mu.Lock()
+				changes = append(changes, fmt.Sprintf("%v->%v at %v", c.From, c.To, c.At.Sub(time.Unix(946684800, 0))))
+				mu.Unlock()
+			},
+		})
+		p.Do(context.Background(), fail)
+		time.Sleep(time.Minute)
+		synctest.Wait() // let the timer's goroutine run
+		mu.Lock()
+		got := changes
+		mu.Unlock()
+		want := []string{"closed->open at 0s", "open->half-open at 1m0s"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("state changes (-want +got):\n%s", diff)
+		}
+		if b.State() != resilience.HalfOpen {
+			t.Errorf("state %v, want half-open", b.State())
+		}
+	})
+}
+
+// openThenHalfOpen drives b to HalfOpen through p.
+func openThenHalfOpen(t *testing.T, b *resilience.Breaker, p resilience.Policy[int], timeout time.Duration) {
+	t.Helper()
+	for b.State() == resilience.Closed {
+		p.Do(context.Background(), fail)
+	}
+	time.Sleep(timeout)
+	synctest.Wait()
+	if got := b.State(); got != resilience.HalfOpen {
+		t.Fatalf("state %v, want half-open", got)
+	}
+}
+
+func TestBreakerHalfOpenClosesAfterSuccessThreshold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 2, SuccessThreshold: 3, HalfOpenProbes: 1, OpenTimeout: time.Second})
+		openThenHalfOpen(t, b, p, time.Second)
+		for i := 1; i <= 2; i++ {
+			if _, err := p.Do(ctx, ok); err != nil {
+				t.Fatalf("probe %d: %v", i, err)
+			}
+			if got := b.State(); got != resilience.HalfOpen {
+				t.Fatalf("after %d successful probes of 3: state %v, want half-open", i, got)
+			}
+		}
+		p.Do(ctx, ok)
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("after 3 successful probes: state %v, want closed", got)
+		}
+		if got := b.ErrorRate(); got != 0 {
+			t.Errorf("ErrorRate() = %v after closing, want 0: a closed breaker starts with an empty window", got)
+		}
+		p.Do(ctx, fail) // one failure of the two it takes
+		if got := b.State(); got != resilience.Closed {
+			t.Errorf("after one failure: state %v, want closed", got)
+		}
+	})
+}
+
+func TestBreakerHalfOpenFailureReopensWithFreshTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 1, OpenTimeout: 30 * time.Second})
+		openThenHalfOpen(t, b, p, 30*time.Second)
+		time.Sleep(7 * time.Second) // half-open for a while, no traffic
+		p.Do(ctx, fail)
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("after a failed probe: state %v, want open", got)
+		}
+		time.Sleep(30*time.Second - time.Nanosecond)
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("1ns before the fresh timeout: state %v, want open", got)
+		}
+		time.Sleep(time.Nanosecond)
+		if got := b.State(); got != resilience.HalfOpen {
+			t.Fatalf("at the fresh timeout: state %v, want half-open", got)
+		}
+	})
+}
+
+// TestBreakerHalfOpenAdmitsExactlyItsProbeLimit hammers a half-open
+// breaker with 500 goroutines: exactly HalfOpenProbes calls may run.
+func TestBreakerHalfOpenAdmitsExactlyItsProbeLimit(t *testing.T) {
+	for _, limit := range []int{1, 3, 7} {
+		t.Run(fmt.Sprintf("probes=%d", limit), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b, p := newBreaker(t, resilience.BreakerConfig{
+					FailureThreshold: 1, SuccessThreshold: limit, HalfOpenProbes: limit, OpenTimeout: time.Second,
+				})
+				openThenHalfOpen(t, b, p, time.Second)
+
+				var running, rejected atomic.Int64
+				release := make(chan struct{})
+				var wg sync.WaitGroup
+				for range 500 {
+					wg.Go(func() {
+						_, err := p.Do(context.Background(), func(context.Context) (int, error) {
+							running.Add(1)
+							<-release
+							return 1, nil
+						})
+						if errors.Is(err, resilience.ErrOpen) {
+							rejected.Add(1)
+						}
+					})
+				}
+				synctest.Wait() // every goroutine is rejected or holding a probe
+				if got := running.Load(); got != int64(limit) {
+					t.Errorf("%d probes running, want exactly %d", got, limit)
+				}
+				if got := rejected.Load(); got != int64(500-limit) {
+					t.Errorf("%d calls rejected, want %d", got, 500-limit)
+				}
+				close(release)
+				wg.Wait()
+				if got := b.State(); got != resilience.Closed {
+					t.Errorf("after %d successful probes: state %v, want closed", limit, got)
+				}
+			})
+		})
+	}
+}
+
+// TestBreakerProbePermitIsAlwaysReturned makes the single probe slot of a
+// half-open breaker end in every way a call can end, and checks that the
+// slot comes back each time: the breaker is never stuck half-open.
+func TestBreakerProbePermitIsAlwaysReturned(t *testing.T) {
+	errIgnored := errors.New("ignored by the classifier")
+	cases := []struct {
+		name string
+		run  func(p resilience.Policy[int])
+		want resilience.State // after the probe
+	}{
+		{"panic", func(p resilience.Policy[int]) {
+			defer func() {
+				if r := recover(); r != "probe panicked" {
+					panic(r)
+				}
+			}()
+			p.Do(context.Background(), func(context.Context) (int, error) { panic("probe panicked") })
+		}, resilience.Open},
+		{"cancelled", func(p resilience.Policy[int]) {
+			ctx, cancel := context.WithCancel(context.Background())
+			p.Do(ctx, func(ctx context.Context) (int, error) { cancel(); return 0, ctx.Err() })
+		}, resilience.HalfOpen},
+		{"ignored error", func(p resilience.Policy[int]) {
+			p.Do(context.Background(), func(context.Context) (int, error) { return 0, errIgnored })
+		}, resilience.HalfOpen},
+		{"goexit", func(p resilience.Policy[int]) {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				p.Do(context.Background(), func(context.Context) (int, error) { runtime.Goexit(); return 0, nil })
+			}()
+			<-done
+		}, resilience.Open},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b, p := newBreaker(t, resilience.BreakerConfig{
+					FailureThreshold: 1, SuccessThreshold: 1, HalfOpenProbes: 1, OpenTimeout: time.Second,
+					Classify: func(ctx context.Context, err error) resilience.Outcome {
+						if errors.Is(err, errIgnored) {
+							return resilience.Ignored
+						}
+						return resilience.DefaultClassify(ctx, err)
+					},
+				})
+				openThenHalfOpen(t, b, p, time.Second)
+				tc.run(p)
+				if got := b.State(); got != tc.want {
+					t.Fatalf("after the probe: state %v, want %v", got, tc.want)
+				}
+				if tc.want == resilience.Open {
+					time.Sleep(time.Second)
+					synctest.Wait()
+				}
+				// The slot is free: the next probe runs and closes the breaker.
+				if _, err := p.Do(context.Background(), ok); err != nil {
+					t.Fatalf("next probe: %v (the slot was not returned)", err)
+				}
+				if got := b.State(); got != resilience.Closed {
+					t.Fatalf("after a successful probe: state %v, want closed", got)
+				}
+			})
+		})
+	}
+}
+
+func TestBreakerCallerCancellationIsNotAFailure(t *testing.T) {
+	b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := p.Do(ctx, func(ctx context.Context) (int, error) { return 0, ctx.Err() })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do returned %v, want context.Canceled", err)
+	}
+	if got := b.State(); got != resilience.Closed {
+		t.Fatalf("after the caller cancelled: state %v, want closed", got)
+	}
+	// A deadline that passes is a failure: the dependency was too slow.
+	ctx, cancel = context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	p.Do(ctx, func(ctx context.Context) (int, error) { return 0, ctx.Err() })
+	if got := b.State(); got != resilience.Open {
+		t.Fatalf("after a deadline exceeded: state %v, want open", got)
+	}
+}
+
+func TestBreakerClassify(t *testing.T) {
+	errNotFound := errors.New("not found")
+	b, p := newBreaker(t, resilience.BreakerConfig{
+		FailureThreshold: 2,
+		Classify: func(ctx context.Context, err error) resilience.Outcome {
+			if errors.Is(err, errNotFound) {
+				return resilience.Success // the backend answered
+			}
+			return resilience.DefaultClassify(ctx, err)
+		},
+	})
+	ctx := context.Background()
+	notFound := func(context.Context) (int, error) { return 0, errNotFound }
+	p.Do(ctx, fail)
+	p.Do(ctx, notFound) // breaks the run of failures
+	p.Do(ctx, fail)
+	if got := b.State(); got != resilience.Closed {
+		t.Fatalf("state %v, want closed: a not-found answer is a success", got)
+	}
+	p.Do(ctx, notFound)
+	p.Do(ctx, notFound)
+	if got, want := b.ErrorRate(), 2.0/5; got != want {
+		t.Errorf("ErrorRate() = %v, want %v", got, want)
+	}
+}
+
+func TestBreakerSlowCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{
+			FailureThreshold: 100, WindowSize: 4, MinCalls: 4, SuccessThreshold: 1, OpenTimeout: time.Second,
+			SlowCallThreshold: 100 * time.Millisecond, SlowCallRateThreshold: 0.5,
+		})
+		after := func(d time.Duration) resilience.Func[int] {
+			return func(context.Context) (int, error) { time.Sleep(d); return 1, nil }
+		}
+		p.Do(ctx, after(99*time.Millisecond))  // fast
+		p.Do(ctx, after(100*time.Millisecond)) // slow: at the threshold
+		p.Do(ctx, after(10*time.Millisecond))  // fast
+		if got := b.SlowCallRate(); got != 1.0/3 {
+			t.Fatalf("SlowCallRate() = %v, want 1/3", got)
+		}
+		p.Do(ctx, after(time.Second)) // 2 slow of 4
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("with 2 slow calls of 4: state %v, want open", got)
+		}
+		if got := b.ErrorRate(); got != 0 {
+			t.Errorf("ErrorRate() = %v, want 0: slow successes are not failures", got)
+		}
+		// A slow probe counts as a failed one.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		p.Do(ctx, after(200*time.Millisecond))
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("after a slow probe: state %v, want open", got)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		p.Do(ctx, after(time.Millisecond))
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("after a fast probe: state %v, want closed", got)
+		}
+	})
+}
+
+func TestBreakerManualControl(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 1, OpenTimeout: time.Second})
+
+		b.ForceOpen()
+		_, err := p.Do(ctx, ok)
+		var oe *resilience.OpenError
+		if !errors.As(err, &oe) || !oe.Until.IsZero() || oe.RetryAfter() != 0 {
+			t.Fatalf("forced open: Do returned %v, want an *OpenError with no probe time", err)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("forced open, an hour later: state %v, want open", got)
+		}
+
+		b.Disable()
+		for range 10 {
+			if _, err := p.Do(ctx, fail); !errors.Is(err, errBoom) {
+				t.Fatalf("disabled: Do returned %v, want the call's own error", err)
+			}
+		}
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("disabled, after 10 failures: state %v, want closed", got)
+		}
+		if got := b.ErrorRate(); got != 1 {
+			t.Errorf("disabled: ErrorRate() = %v, want 1: a disabled breaker still measures", got)
+		}
+
+		b.Reset()
+		if got := b.ErrorRate(); got != 0 {
+			t.Errorf("after Reset: ErrorRate() = %v, want 0", got)
+		}
+		p.Do(ctx, fail)
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("after Reset and a failure: state %v, want open: the rules are back", got)
+		}
+	})
+}
+
+func TestBreakerStateChangeHook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got []string
+		var b *resilience.Breaker
+		b = must(resilience.NewBreaker(resilience.BreakerConfig{
+			Name: "db", FailureThreshold: 1, SuccessThreshold: 1, OpenTimeout: time.Second,
+			OnStateChange: func(c resilience.StateChange) {
+				// The hook may use the breaker: no lock is held.
+				got = append(got, fmt.Sprintf("%s: %v->%v (state now %v)", c.Name, c.From, c.To, b.State()))
+			},
+		}))
+		p := resilience.For[string](b)
+		ctx := context.Background()
+		p.Do(ctx, func(context.Context) (string, error) { return "", errBoom })
+		time.Sleep(time.Second)
+		synctest.Wait()
+		p.Do(ctx, func(context.Context) (string, error) { return "ok", nil })
+		want := []string{
+			"db: closed->open (state now open)",
+			"db: open->half-open (state now half-open)",
+			"db: half-open->closed (state now closed)",
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("state changes (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestBreakerHookMayChangeState: a hook that forces a transition must not
+// deadlock, and both transitions are reported, in order.
+func TestBreakerHookMayChangeState(t *testing.T) {
+	var got []string
+	var b *resilience.Breaker
+	b = must(resilience.NewBreaker(resilience.BreakerConfig{
+		FailureThreshold: 1,
+		OnStateChange: func(c resilience.StateChange) {
+			got = append(got, fmt.Sprintf("%v->%v", c.From, c.To))
+			if c.To == resilience.Open {
+				b.Reset() // an operator's override, say
+			}
+		},
+	}))
+	resilience.For[int](b).Do(context.Background(), fail)
+	if diff := cmp.Diff([]string{"closed->open", "open->closed"}, got); diff != "" {
+		t.Errorf("state changes (-want +got):\n%s", diff)
+	}
+	if b.State() != resilience.Closed {
+		t.Errorf("state %v, want closed", b.State())
+	}
+}
+
+func TestBreakerHookPanicDoesNotWedgeReporting(t *testing.T) {
+	var calls int
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{
+		FailureThreshold: 1,
+		OnStateChange: func(c resilience.StateChange) {
+			calls++
+			if calls == 1 {
+				panic("hook failed")
+			}
+		},
+	}))
+	func() {
+		defer func() {
+			if r := recover(); r != "hook failed" {
+				t.Fatalf("recovered %v, want the hook's panic", r)
+			}
+		}()
+		b.ForceOpen()
+	}()
+	b.Reset()
+	if calls != 2 {
+		t.Errorf("hook called %d times, want 2: reporting must resume after a panicking hook", calls)
+	}
+}
+
+// TestBreakerSharedAcrossResultTypes: chains of different result types
+// built on one breaker see one state.
+func TestBreakerSharedAcrossResultTypes(t *testing.T) {
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 2}))
+	users := resilience.For[[]string](b)
+	count := resilience.For[int](b)
+	ctx := context.Background()
+	users.Do(ctx, func(context.Context) ([]string, error) { return nil, errBoom })
+	count.Do(ctx, fail)
+	if _, err := users.Do(ctx, func(context.Context) ([]string, error) { return []string{"ann"}, nil }); !errors.Is(err, resilience.ErrOpen) {
+		t.Fatalf("after one failure through each chain: %v, want ErrOpen", err)
+	}
+}
+
+// TestBreakerStaleOutcomesAreDropped: a call admitted while closed that
+// ends after the breaker opened must not count in the new period.
+func TestBreakerStaleOutcomesAreDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 1, SuccessThreshold: 1, OpenTimeout: time.Second})
+		release := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.Do(context.Background(), func(context.Context) (int, error) { <-release; return 1, nil })
+		}()
+		synctest.Wait()
+		p.Do(context.Background(), fail)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if b.State() != resilience.HalfOpen {
+			t.Fatalf("state %v, want half-open", b.State())
+		}
+		close(release) // the old call succeeds now
+		<-done
+		if got := b.State(); got != resilience.HalfOpen {
+			t.Fatalf("after a call from the closed period succeeded: state %v, want half-open still", got)
+		}
+	})
+}
+
+func TestBreakerTwoStep(t *testing.T) {
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 2}))
+	ctx := context.Background()
+	for range 2 {
+		pm, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatalf("Allow: %v", err)
+		}
+		pm.Done(errBoom)
+	}
+	if _, err := b.Allow(ctx); !errors.Is(err, resilience.ErrOpen) {
+		t.Fatalf("Allow on an open breaker: %v, want ErrOpen", err)
+	}
+	var zero resilience.Permit
+	zero.Done(errBoom) // does nothing, and does not panic
+}
+
+// TestBreakerCountsNeverDrift runs many goroutines through a disabled
+// breaker (it measures but never opens) and checks the final rate.
+func TestBreakerCountsNeverDrift(t *testing.T) {
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{WindowSize: 1000}))
+	b.Disable()
+	p := resilience.For[int](b)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 5000 {
+				if (g+i)%4 == 0 {
+					p.Do(context.Background(), fail)
+				} else {
+					p.Do(context.Background(), ok)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Every goroutine ends with 1000 calls of which exactly 1 in 4 failed;
+	// whichever 1000 are last overall, the tail of each goroutine has the
+	// same mix, so the rate must be close to 0.25, and it must be exact in
+	// a window made of a single goroutine's calls.
+	if got := b.ErrorRate(); got < 0.2 || got > 0.3 {
+		t.Errorf("ErrorRate() = %v, want about 0.25", got)
+	}
+	for range 1000 {
+		p.Do(context.Background(), ok)
+	}
+	if got := b.ErrorRate(); got != 0 {
+		t.Errorf("ErrorRate() = %v after 1000 successes, want 0", got)
+	}
+}
+
+func TestStateAndOutcomeStrings(t *testing.T) {
+	for _, tc := range []struct {
+		got, want string
+	}{
+		{resilience.Closed.String(), "closed"},
+		{resilience.Open.String(), "open"},
+		{resilience.HalfOpen.String(), "half-open"},
+		{resilience.State(7).String(), "State(7)"},
+		{resilience.Success.String(), "success"},
+		{resilience.Failure.String(), "failure"},
+		{resilience.Ignored.String(), "ignored"},
+		{resilience.Outcome(9).String(), "Outcome(9)"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+}

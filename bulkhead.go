@@ -1,0 +1,201 @@
+package resilience
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BulkheadConfig configures a bulkhead.
+type BulkheadConfig struct {
+	// Name identifies the bulkhead in errors and metrics.
+	Name string
+
+	// MaxConcurrent is how many calls may run at once. Required.
+	MaxConcurrent int
+
+	// MaxWait is how long a call may wait for a free slot when all are
+	// taken; waiting also ends when the caller's context does. Default 0:
+	// a call that finds the bulkhead full is rejected at once.
+	MaxWait time.Duration
+}
+
+// Bulkhead limits how many calls to a dependency run at once, so that a
+// slow dependency cannot tie up every goroutine, connection and byte of
+// memory the service has.
+//
+// A call that finds all MaxConcurrent slots taken waits, in line, up to
+// MaxWait for one to come free, and is then rejected with a
+// *BulkheadFullError, which matches ErrBulkheadFull. A caller whose context
+// ends while waiting gets the context's error, and the bulkhead is left as
+// if it had never asked. A slot is given back whatever happens to the call,
+// a panic included.
+//
+// Taking and giving back a slot are single atomic operations when the
+// bulkhead is not full; only waiting takes a lock.
+//
+// A Bulkhead is a Stage: use it in chains with For. Acquire, TryAcquire and
+// Release are the same machinery for callers who cannot wrap a function. It
+// is safe for concurrent use. Make one with NewBulkhead.
+type Bulkhead struct {
+	inUse   atomic.Int64 // slots taken
+	waiting atomic.Int64 // len(waiters), readable without mu
+	_       [48]byte
+
+	max     int64
+	maxWait time.Duration
+	full    *BulkheadFullError
+
+	mu      sync.Mutex
+	waiters []*bulkheadWaiter // in arrival order
+}
+
+type bulkheadWaiter struct {
+	ready chan struct{} // closed when the waiter is given a slot
+}
+
+// NewBulkhead returns a bulkhead configured by cfg, or an error naming
+// every invalid field of cfg.
+func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
+	ck := checker{typ: "BulkheadConfig"}
+	ck.check(cfg.MaxConcurrent > 0, "MaxConcurrent", cfg.MaxConcurrent, "must be positive")
+	ck.check(cfg.MaxWait >= 0, "MaxWait", cfg.MaxWait, "must not be negative")
+	if err := ck.err(); err != nil {
+		return nil, err
+	}
+	return &Bulkhead{
+		max:     int64(cfg.MaxConcurrent),
+		maxWait: cfg.MaxWait,
+		full:    &BulkheadFullError{Name: cfg.Name, MaxConcurrent: cfg.MaxConcurrent},
+	}, nil
+}
+
+func (*Bulkhead) isStage() {}
+
+// Name returns the bulkhead's name.
+func (b *Bulkhead) Name() string { return b.full.Name }
+
+// InUse returns how many slots are taken.
+func (b *Bulkhead) InUse() int { return int(b.inUse.Load()) }
+
+// TryAcquire takes a slot if one is free and nobody is waiting for one, and
+// reports whether it did. A slot taken must be given back with Release.
+func (b *Bulkhead) TryAcquire() bool {
+	if b.waiting.Load() != 0 {
+		return false // do not jump the line
+	}
+	for {
+		n := b.inUse.Load()
+		if n >= b.max {
+			return false
+		}
+		if b.inUse.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Acquire takes a slot, waiting up to MaxWait for one if none is free. It
+// returns a *BulkheadFullError if none came free in time, or ctx's error if
+// ctx ended first; either way no slot is held. A slot taken must be given
+// back with Release.
+func (b *Bulkhead) Acquire(ctx context.Context) error {
+	if b.TryAcquire() {
+		return nil
+	}
+	if b.maxWait == 0 {
+		return b.full
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.wait(ctx)
+}
+
+func (b *Bulkhead) wait(ctx context.Context) error {
+	w := &bulkheadWaiter{ready: make(chan struct{})}
+	b.mu.Lock()
+	b.waiters = append(b.waiters, w)
+	b.waiting.Add(1)
+	// A slot may have come free since TryAcquire looked. Release checks
+	// waiting after freeing its slot, and we check the slots after raising
+	// waiting, so one of the two always sees the other: no lost wake-up.
+	b.grantLocked()
+	b.mu.Unlock()
+
+	t := time.NewTimer(b.maxWait)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		return nil
+	case <-t.C:
+		if b.leave(w) {
+			return b.full
+		}
+		return nil // given a slot just as the wait ran out: keep it
+	case <-ctx.Done():
+		if !b.leave(w) {
+			b.Release() // given a slot just as ctx ended: hand it on
+		}
+		return ctx.Err()
+	}
+}
+
+// leave takes w out of the line, and reports false if it had already been
+// given a slot.
+func (b *Bulkhead) leave(w *bulkheadWaiter) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, x := range b.waiters {
+		if x == w {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			b.waiting.Add(-1)
+			return true
+		}
+	}
+	return false
+}
+
+// grantLocked hands free slots to waiters, first come first served. b.mu
+// is held.
+func (b *Bulkhead) grantLocked() {
+	for len(b.waiters) > 0 {
+		n := b.inUse.Load()
+		if n >= b.max {
+			return
+		}
+		if !b.inUse.CompareAndSwap(n, n+1) {
+			continue
+		}
+		w := b.waiters[0]
+		b.waiters[0] = nil
+		b.waiters = b.waiters[1:]
+		b.waiting.Add(-1)
+		close(w.ready)
+	}
+}
+
+// Release gives back a slot taken by Acquire or TryAcquire. Releasing a
+// slot that was never taken is a programming error, and panics.
+func (b *Bulkhead) Release() {
+	if b.inUse.Add(-1) < 0 {
+		b.inUse.Add(1)
+		panic("resilience: Bulkhead.Release without a slot taken")
+	}
+	if b.waiting.Load() != 0 {
+		b.mu.Lock()
+		b.grantLocked()
+		b.mu.Unlock()
+	}
+}
+
+// bulkheadDo runs the rest of a chain in a slot of b.
+func bulkheadDo[T any](b *Bulkhead, ctx context.Context, n next[T]) (T, error) {
+	if err := b.Acquire(ctx); err != nil {
+		var zero T
+		return zero, err
+	}
+	defer b.Release()
+	return n.call(ctx)
+}

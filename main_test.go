@@ -1,0 +1,26 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the run if any test leaves a goroutine behind.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var errBoom = errors.New("boom")
+
+func ok(context.Context) (int, error)   { return 1, nil }
+func fail(context.Context) (int, error) { return 0, errBoom }
+
+// must returns v, or panics (failing the test) on a construction error
+// that the test did not expect.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -1,0 +1,233 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// RetryConfig configures a retry policy. The zero value of every field
+// stands for its default, given in the field's comment; note that the
+// default MaxRetries is 0, no retries, so that retrying is always a choice
+// made in writing.
+type RetryConfig struct {
+	// Name identifies the policy in errors and metrics.
+	Name string
+
+	// MaxRetries is how many times a failed call is tried again, so a call
+	// runs at most MaxRetries+1 times. Default 0: no retries.
+	MaxRetries int
+
+	// InitialBackoff is the wait before the first retry. Default 100ms.
+	InitialBackoff time.Duration
+
+	// MaxBackoff caps every wait, jitter and Retry-After hints included.
+	// Default 10s.
+	MaxBackoff time.Duration
+
+	// BackoffMultiplier multiplies the wait after each retry: the wait
+	// before retry n is min(InitialBackoff × BackoffMultiplier^(n-1),
+	// MaxBackoff). At least 1; default 2.
+	BackoffMultiplier float64
+
+	// Jitter multiplies each wait by a random factor from 0.7 to 1.3 (the
+	// result still capped by MaxBackoff), so that clients failing together
+	// do not retry together. Default false.
+	Jitter bool
+
+	// Retryable reports whether an error is worth another attempt. Default
+	// DefaultRetryable. Whatever it says, errors marked with Permanent are
+	// never retried, and nothing is retried once the caller's context has
+	// ended. It must be safe for concurrent use.
+	Retryable func(err error) bool
+
+	// OnRetry, if set, is called before each wait, with the attempt that
+	// just failed. It runs on the caller's goroutine, so calls for one Do
+	// come one at a time, but calls for different Do calls may run
+	// concurrently. The policy holds no lock while calling it.
+	OnRetry func(RetryEvent)
+}
+
+// RetryEvent describes a failed attempt that is about to be retried.
+type RetryEvent struct {
+	// Name is the retry policy's name.
+	Name string
+	// Attempt is the number of the attempt that failed, from 1.
+	Attempt int
+	// Err is its error.
+	Err error
+	// Delay is how long the policy will wait before the next attempt.
+	Delay time.Duration
+}
+
+// Defaults of RetryConfig.
+const (
+	DefaultInitialBackoff    = 100 * time.Millisecond
+	DefaultMaxBackoff        = 10 * time.Second
+	DefaultBackoffMultiplier = 2.0
+	// jitterFactor makes backoff/v4 draw each wait from [0.7, 1.3] of the
+	// exponential sequence.
+	jitterFactor = 0.3
+)
+
+// DefaultRetryable is the retry predicate a Retry uses when its config has
+// none. It retries every error except rejections by a circuit breaker
+// (ErrOpen) or a bulkhead (ErrBulkheadFull), since retrying into them only
+// adds load where there is too much already, and context.Canceled.
+// A timeout (ErrTimeout, context.DeadlineExceeded) of the attempt itself is
+// retried: that is what a per-attempt timeout inside a retry is for.
+func DefaultRetryable(err error) bool {
+	return !errors.Is(err, ErrOpen) && !errors.Is(err, ErrBulkheadFull) && !errors.Is(err, context.Canceled)
+}
+
+// Retry is a retry policy: it runs a call again when it fails with an
+// error worth retrying, waiting longer before each attempt (exponential
+// backoff, optionally with jitter), until the call succeeds, MaxRetries is
+// used up, or waiting any longer would outlive the caller's context.
+//
+// Waits end at once when the context ends, and a retry whose wait would
+// end after the context's deadline is not attempted at all: the policy
+// returns the last error instead of sleeping in vain. An error carrying a
+// Retry-After hint (see RetryAfter) sets the next wait, capped by
+// MaxBackoff.
+//
+// When the policy gives up after retrying, or on a retryable error, it
+// returns a *RetryError that says how many attempts were made and unwraps
+// to the last error. An error it would never retry, on the first attempt,
+// comes back unchanged.
+//
+// The waits are computed by backoff/v4's ExponentialBackOff, a fresh one
+// for each call that fails (it is not safe to share between goroutines),
+// with its 15-minute MaxElapsedTime turned off. A call that succeeds at
+// once costs nothing more than the call.
+//
+// A Retry is a Stage: use it in chains with For. It holds no state between
+// calls and is safe for concurrent use. Make one with NewRetry.
+type Retry struct {
+	cfg RetryConfig // defaults filled in
+}
+
+// NewRetry returns a retry policy configured by cfg, or an error naming
+// every invalid field of cfg.
+func NewRetry(cfg RetryConfig) (*Retry, error) {
+	ck := checker{typ: "RetryConfig"}
+	ck.check(cfg.MaxRetries >= 0, "MaxRetries", cfg.MaxRetries, "must not be negative")
+	ck.check(cfg.InitialBackoff >= 0, "InitialBackoff", cfg.InitialBackoff, "must not be negative")
+	ck.check(cfg.MaxBackoff >= 0, "MaxBackoff", cfg.MaxBackoff, "must not be negative")
+	ck.check(cfg.BackoffMultiplier == 0 || cfg.BackoffMultiplier >= 1 && !math.IsInf(cfg.BackoffMultiplier, 1),
+		"BackoffMultiplier", cfg.BackoffMultiplier, "must be a finite number of at least 1")
+	cfg.InitialBackoff = or(cfg.InitialBackoff, DefaultInitialBackoff)
+	cfg.MaxBackoff = or(cfg.MaxBackoff, DefaultMaxBackoff)
+	cfg.BackoffMultiplier = or(cfg.BackoffMultiplier, DefaultBackoffMultiplier)
+	ck.check(cfg.MaxBackoff >= cfg.InitialBackoff, "MaxBackoff", cfg.MaxBackoff, "must not be less than InitialBackoff ("+cfg.InitialBackoff.String()+")")
+	if cfg.Retryable == nil {
+		cfg.Retryable = DefaultRetryable
+	}
+	if err := ck.err(); err != nil {
+		return nil, err
+	}
+	return &Retry{cfg: cfg}, nil
+}
+
+func (*Retry) isStage() {}
+
+// Name returns the policy's name.
+func (r *Retry) Name() string { return r.cfg.Name }
+
+// WithRetry runs fn under a retry policy configured by cfg. It is shorthand
+// for building the policy with NewRetry and running fn through it; a
+// configuration error is returned without running fn. Code on a hot path
+// should build the policy once instead.
+func WithRetry[T any](ctx context.Context, cfg RetryConfig, fn Func[T]) (T, error) {
+	r, err := NewRetry(cfg)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return For[T](r).Do(ctx, fn)
+}
+
+// retryDo runs the rest of a chain under r. The first attempt is made here; the loop and
+// the backoff it may need live in retryAgain, off the happy path.
+func retryDo[T any](r *Retry, ctx context.Context, n next[T]) (T, error) {
+	v, err := n.call(ctx)
+	if err == nil {
+		return v, nil
+	}
+	return retryAgain(r, ctx, n, err)
+}
+
+func retryAgain[T any](r *Retry, ctx context.Context, n next[T], err error) (T, error) {
+	var (
+		zero T
+		b    *backoff.ExponentialBackOff
+	)
+	for attempt := 1; ; attempt++ {
+		// err is the error of attempt number attempt.
+		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || !r.cfg.Retryable(err) {
+			if attempt == 1 {
+				return zero, err
+			}
+			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+		}
+		if attempt > r.cfg.MaxRetries {
+			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
+		}
+		if b == nil {
+			b = r.newBackOff()
+		}
+		delay := min(b.NextBackOff(), r.cfg.MaxBackoff)
+		if hint, ok := retryAfterHint(err); ok {
+			delay = min(max(hint, 0), r.cfg.MaxBackoff)
+		}
+		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
+			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline}
+		}
+		if r.cfg.OnRetry != nil {
+			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})
+		}
+		if ctxErr := sleep(ctx, delay); ctxErr != nil {
+			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+		}
+		var v T
+		if v, err = n.call(ctx); err == nil {
+			return v, nil
+		}
+	}
+}
+
+// newBackOff returns the wait sequence for one call.
+func (r *Retry) newBackOff() *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval: r.cfg.InitialBackoff,
+		Multiplier:      r.cfg.BackoffMultiplier,
+		MaxInterval:     r.cfg.MaxBackoff,
+		MaxElapsedTime:  0, // never give up on elapsed time: MaxRetries and the context decide
+		Stop:            backoff.Stop,
+		Clock:           backoff.SystemClock, // a nil Clock would panic in Reset
+	}
+	if r.cfg.Jitter {
+		b.RandomizationFactor = jitterFactor
+	}
+	b.Reset()
+	return b
+}
+
+// sleep waits for d or until ctx ends, and returns ctx's error in the
+// latter case.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,187 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// TimeoutConfig configures a timeout policy.
+type TimeoutConfig struct {
+	// Name identifies the policy in errors and metrics.
+	Name string
+
+	// Duration is the time limit for a call. Required: there is no sensible
+	// default for how long a dependency may take.
+	Duration time.Duration
+
+	// Abandon makes the policy return to the caller at the deadline even
+	// if the call ignores its context. The call then runs on a goroutine of
+	// its own and, if it outlives the deadline, is left to finish there, its
+	// result dropped. Default false: cooperative, the call runs on the
+	// caller's goroutine and must honour ctx.
+	//
+	// Abandoning costs a goroutine and a channel per call, and it bounds
+	// the caller's wait, not the work: an abandoned call still holds its
+	// connection, its memory and any bulkhead slot it took until it
+	// returns. A panic in an abandoned call cannot be handed to the caller,
+	// who has gone, and crashes the program as any goroutine's panic does.
+	// Use it for calls that cannot take a context, and prefer fixing them.
+	Abandon bool
+}
+
+// Timeout is a timeout policy: it gives each call a context that ends after
+// a fixed time.
+//
+// A call cut short returns a *TimeoutError, which matches ErrTimeout and
+// context.DeadlineExceeded. A shorter deadline already on the caller's
+// context wins, and when the caller's context ends first, the caller's
+// error comes back unchanged: a timeout reports only its own deadline. A
+// call that succeeds, even late, succeeds.
+//
+// By default the policy is cooperative: the call receives the context and
+// must return when it ends; nothing runs on another goroutine. See
+// TimeoutConfig.Abandon for calls that ignore their context.
+//
+// A Timeout is a Stage: use it in chains with For. It is safe for
+// concurrent use. Make one with NewTimeout.
+type Timeout struct {
+	cfg TimeoutConfig
+}
+
+// NewTimeout returns a timeout policy configured by cfg, or an error naming
+// every invalid field of cfg.
+func NewTimeout(cfg TimeoutConfig) (*Timeout, error) {
+	ck := checker{typ: "TimeoutConfig"}
+	ck.check(cfg.Duration > 0, "Duration", cfg.Duration, "must be positive")
+	if err := ck.err(); err != nil {
+		return nil, err
+	}
+	return &Timeout{cfg: cfg}, nil
+}
+
+func (*Timeout) isStage() {}
+
+// Name returns the policy's name.
+func (t *Timeout) Name() string { return t.cfg.Name }
+
+// Duration returns the policy's time limit.
+func (t *Timeout) Duration() time.Duration { return t.cfg.Duration }
+
+// WithTimeout runs fn with a context that ends after d, cooperatively, with
+// the error semantics of Timeout. A non-positive d is reported as an error
+// without running fn.
+func WithTimeout(ctx context.Context, d time.Duration, fn func(ctx context.Context) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
+	_, err := WithTimeoutResult(ctx, d, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, fn(ctx)
+	})
+	return err
+}
+
+// WithTimeoutResult runs fn with a context that ends after d, cooperatively,
+// with the error semantics of Timeout, and returns its result. A
+// non-positive d is reported as an error without running fn.
+func WithTimeoutResult[T any](ctx context.Context, d time.Duration, fn Func[T]) (T, error) {
+	var zero T
+	if fn == nil {
+		return zero, errNilFunc
+	}
+	if d <= 0 {
+		return zero, &ConfigError{Field: "TimeoutConfig.Duration", Value: d, Reason: "must be positive"}
+	}
+	return timeoutCooperative(ctx, "", d, next[T]{fn: fn})
+}
+
+func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration, n next[T]) (T, error) {
+	tctx, cancel := context.WithTimeout(ctx, d)
+	v, err := n.call(tctx)
+	cancel()
+	// Ours is the deadline that ended the call only if the caller's context
+	// is still live; after cancel, tctx.Err() stays DeadlineExceeded only if
+	// the deadline had passed.
+	if err != nil && ctx.Err() == nil && tctx.Err() == context.DeadlineExceeded {
+		var zero T
+		return zero, &TimeoutError{Name: name, Limit: d, Err: err}
+	}
+	return v, err
+}
+
+// result is what an abandoned-mode call hands back to its caller.
+type result[T any] struct {
+	v        T
+	err      error
+	panicked bool
+	panicVal any
+}
+
+// States of an abandoned-mode call, decided once by a compare-and-swap
+// between the caller (giving up) and the call's goroutine (finishing).
+const (
+	callRunning int32 = iota
+	callFinished
+	callAbandoned
+)
+
+var errGoexit = errors.New("resilience: call ended with runtime.Goexit")
+
+func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T, error) {
+	tctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel() // once we return, an abandoned call is told to stop
+	var (
+		state atomic.Int32
+		done  = make(chan result[T], 1)
+	)
+	go func() {
+		var r result[T]
+		returned := false
+		defer func() {
+			if !returned {
+				if p := recover(); p != nil {
+					r.panicked, r.panicVal = true, p
+				} else {
+					r.err = errGoexit
+				}
+			}
+			if state.CompareAndSwap(callRunning, callFinished) {
+				done <- r // buffered: never blocks
+			} else if r.panicked {
+				panic(r.panicVal) // nobody is waiting to receive it
+			}
+		}()
+		r.v, r.err = n.call(tctx)
+		returned = true
+	}()
+
+	var zero T
+	select {
+	case r := <-done:
+		return r.finish(ctx, tctx, cfg)
+	case <-tctx.Done():
+		if !state.CompareAndSwap(callRunning, callAbandoned) {
+			// The call finished as the deadline passed: take its result.
+			r := <-done
+			return r.finish(ctx, tctx, cfg)
+		}
+		if err := ctx.Err(); err != nil {
+			return zero, err
+		}
+		return zero, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration}
+	}
+}
+
+// finish turns the result of a call that ran to its end into the policy's
+// answer, re-raising its panic on the caller's goroutine.
+func (r result[T]) finish(ctx, tctx context.Context, cfg TimeoutConfig) (T, error) {
+	if r.panicked {
+		panic(r.panicVal)
+	}
+	if r.err != nil && ctx.Err() == nil && tctx.Err() == context.DeadlineExceeded {
+		var zero T
+		return zero, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration, Err: r.err}
+	}
+	return r.v, r.err
+}

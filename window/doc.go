@@ -1,0 +1,21 @@
+// Package window provides lock-free sliding windows of call outcomes, the
+// statistics a circuit breaker decides on.
+//
+// Two kinds are offered:
+//
+//   - [Count] keeps the last N outcomes.
+//   - [Time] keeps the outcomes of the last period of time, in buckets.
+//
+// Both record an outcome in constant time without allocating (a [Time]
+// window allocates one small bucket when a new bucket period begins) and
+// are safe for concurrent use by any number of goroutines. Neither takes a
+// lock: writers coordinate with atomic operations only, so a writer that is
+// descheduled never holds up the others.
+//
+// A snapshot taken while writers are running is a close approximation of
+// the window: an outcome being recorded concurrently may or may not be
+// included, and the counters may briefly disagree by the number of writers
+// in flight. Once writers stop, a snapshot is exact. Counts never drift:
+// every outcome that leaves the window takes exactly its own contribution
+// with it.
+package window
