@@ -725,4 +725,3 @@ func or[T comparable](v, def T) T {
 	}
 	return v
 }
-

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,7 +343,7 @@ func TestBreakerProbePermitIsAlwaysReturned(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				p.Do(context.Background(), func(context.Context) (int, error) { runtime.Goexit(); return 0, nil })
+				p.Do(context.Background(), func(context.Context) (int, error) { runtimeGoexit(); return 0, nil })
 			}()
 			<-done
 		}, resilience.Open},

@@ -3,6 +3,7 @@ package resilience_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -24,3 +25,6 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// runtimeGoexit ends the calling goroutine as t.FailNow does.
+func runtimeGoexit() { runtime.Goexit() }

@@ -1,0 +1,343 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/resilience-go/resilience"
+)
+
+// attempts records when each attempt of a call started, relative to the
+// first, and fails all but the last of them.
+type attempts struct {
+	start    time.Time
+	at       []time.Duration
+	succeedN int // attempt that succeeds; 0: never
+	err      error
+}
+
+func (a *attempts) call(context.Context) (int, error) {
+	if a.at == nil {
+		a.start = time.Now()
+	}
+	a.at = append(a.at, time.Since(a.start))
+	if len(a.at) == a.succeedN {
+		return len(a.at), nil
+	}
+	if a.err != nil {
+		return 0, a.err
+	}
+	return 0, errBoom
+}
+
+// gaps returns the waits between attempts.
+func (a *attempts) gaps() []time.Duration {
+	var g []time.Duration
+	for i := 1; i < len(a.at); i++ {
+		g = append(g, a.at[i]-a.at[i-1])
+	}
+	return g
+}
+
+func TestRetryBackoffSequenceIsExact(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{
+			MaxRetries: 4, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second, BackoffMultiplier: 2,
+		}))
+		a := &attempts{succeedN: 5}
+		v, err := resilience.For[int](r).Do(context.Background(), a.call)
+		if err != nil || v != 5 {
+			t.Fatalf("Do = %v, %v; want 5, nil (success on the 5th attempt)", v, err)
+		}
+		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+			t.Errorf("waits between attempts (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestRetryBackoffIsCappedByMaxBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{
+			MaxRetries: 5, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, BackoffMultiplier: 3,
+		}))
+		a := &attempts{}
+		resilience.For[int](r).Do(context.Background(), a.call)
+		want := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
+		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+			t.Errorf("waits between attempts (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestRetryDefaultsAreTheSeeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 8}))
+		a := &attempts{}
+		resilience.For[int](r).Do(context.Background(), a.call)
+		ms := time.Millisecond
+		want := []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 10000 * ms}
+		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+			t.Errorf("default waits (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestRetryJitterBounds draws many waits and checks each lies within
+// [0.7, 1.3] of the exponential sequence and never above MaxBackoff, and
+// that the draws do spread over that range.
+func TestRetryJitterBounds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const calls = 2000
+		maxBackoff := time.Second
+		// 100, 200, 400, 800ms; the last can reach only 1s/800ms = 1.25.
+		base := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+		top := []float64{1.3, 1.3, 1.3, 1.25}
+		lo := []float64{2, 2, 2, 2}
+		hi := make([]float64, len(base))
+		var events []resilience.RetryEvent
+		r := must(resilience.NewRetry(resilience.RetryConfig{
+			MaxRetries: 4, InitialBackoff: 100 * time.Millisecond, MaxBackoff: maxBackoff, Jitter: true,
+			OnRetry: func(e resilience.RetryEvent) { events = append(events, e) },
+		}))
+		p := resilience.For[int](r)
+		for range calls {
+			events = events[:0]
+			a := &attempts{}
+			p.Do(context.Background(), a.call)
+			if len(events) != 4 {
+				t.Fatalf("%d retries reported, want 4", len(events))
+			}
+			for i, e := range events {
+				if e.Attempt != i+1 {
+					t.Fatalf("retry event %d for attempt %d", i, e.Attempt)
+				}
+				if gap := a.gaps()[i]; gap != e.Delay {
+					t.Fatalf("reported delay %v, but waited %v", e.Delay, gap)
+				}
+				if e.Delay > maxBackoff {
+					t.Fatalf("delay %v exceeds MaxBackoff %v", e.Delay, maxBackoff)
+				}
+				f := float64(e.Delay) / float64(base[i])
+				if f < 0.7 || f > top[i] {
+					t.Fatalf("retry %d: delay %v is %.4f × %v, outside [0.7, %v]", i+1, e.Delay, f, base[i], top[i])
+				}
+				lo[i], hi[i] = min(lo[i], f), max(hi[i], f)
+			}
+		}
+		for i := range base {
+			if lo[i] > 0.72 || hi[i] < top[i]-0.02 {
+				t.Errorf("retry %d: factors spread over [%.3f, %.3f], want close to [0.7, %v]", i+1, lo[i], hi[i], top[i])
+			}
+		}
+		if hi[3] != top[3] {
+			t.Errorf("retry 4: largest factor %.4f, want exactly %v: the cap must have been hit", hi[3], top[3])
+		}
+	})
+}
+
+func TestRetryGivesUpWithAttemptCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{Name: "api", MaxRetries: 2}))
+		a := &attempts{}
+		_, err := resilience.For[int](r).Do(context.Background(), a.call)
+		var re *resilience.RetryError
+		if !errors.As(err, &re) {
+			t.Fatalf("error %T (%v), want *RetryError", err, err)
+		}
+		if re.Attempts != 3 || len(a.at) != 3 {
+			t.Errorf("RetryError.Attempts = %d, calls made = %d; want 3 and 3", re.Attempts, len(a.at))
+		}
+		if !errors.Is(err, errBoom) || !errors.Is(err, resilience.ErrRetriesExhausted) {
+			t.Errorf("error %v should match the last error and ErrRetriesExhausted", err)
+		}
+		if got, want := err.Error(), `resilience: retry "api" gave up after 3 attempts: boom`; got != want {
+			t.Errorf("error text %q, want %q", got, want)
+		}
+	})
+}
+
+func TestRetryNoRetriesByDefault(t *testing.T) {
+	r := must(resilience.NewRetry(resilience.RetryConfig{}))
+	a := &attempts{}
+	_, err := resilience.For[int](r).Do(context.Background(), a.call)
+	if len(a.at) != 1 {
+		t.Errorf("%d attempts with MaxRetries 0, want 1", len(a.at))
+	}
+	if !errors.Is(err, resilience.ErrRetriesExhausted) || !errors.Is(err, errBoom) {
+		t.Errorf("error %v, want the call's error, retries exhausted", err)
+	}
+}
+
+func TestRetryWhatIsNeverRetried(t *testing.T) {
+	open := &resilience.OpenError{Name: "b", State: resilience.Open}
+	full := &resilience.BulkheadFullError{Name: "bh", MaxConcurrent: 1}
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"permanent", resilience.Permanent(errBoom)},
+		{"backoff permanent", backoff.Permanent(errBoom)},
+		{"wrapped permanent", fmt.Errorf("query: %w", resilience.Permanent(errBoom))},
+		{"breaker rejection", open},
+		{"bulkhead rejection", full},
+		{"cancelled", context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3}))
+			a := &attempts{err: tc.err}
+			_, err := resilience.For[int](r).Do(context.Background(), a.call)
+			if len(a.at) != 1 {
+				t.Errorf("%d attempts, want 1", len(a.at))
+			}
+			if err != tc.err {
+				t.Errorf("error %v, want the call's own error unchanged", err)
+			}
+		})
+	}
+}
+
+func TestRetryPredicate(t *testing.T) {
+	errTransient := errors.New("transient")
+	r := must(resilience.NewRetry(resilience.RetryConfig{
+		MaxRetries: 5, InitialBackoff: time.Nanosecond,
+		Retryable: func(err error) bool { return errors.Is(err, errTransient) },
+	}))
+	n := 0
+	_, err := resilience.For[int](r).Do(context.Background(), func(context.Context) (int, error) {
+		n++
+		if n < 3 {
+			return 0, errTransient
+		}
+		return 0, errBoom
+	})
+	if n != 3 {
+		t.Errorf("%d attempts, want 3: stop at the first error the predicate rejects", n)
+	}
+	var re *resilience.RetryError
+	if !errors.As(err, &re) || re.Attempts != 3 || re.Err != errBoom || re.Cause != nil {
+		t.Errorf("error %#v, want a RetryError after 3 attempts ending with errBoom and no cause", err)
+	}
+}
+
+func TestRetryPermanentWinsOverPredicate(t *testing.T) {
+	r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, Retryable: func(error) bool { return true }}))
+	a := &attempts{err: resilience.Permanent(errBoom)}
+	resilience.For[int](r).Do(context.Background(), a.call)
+	if len(a.at) != 1 {
+		t.Errorf("%d attempts, want 1: Permanent is final whatever the predicate says", len(a.at))
+	}
+}
+
+func TestRetrySleepEndsWithTheContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, InitialBackoff: time.Second}))
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel)
+		start := time.Now()
+		a := &attempts{}
+		_, err := resilience.For[int](r).Do(ctx, a.call)
+		if got := time.Since(start); got != 300*time.Millisecond {
+			t.Errorf("returned after %v, want 300ms: the wait must end with the context", got)
+		}
+		if len(a.at) != 1 {
+			t.Errorf("%d attempts, want 1", len(a.at))
+		}
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, errBoom) {
+			t.Errorf("error %v, want one matching both context.Canceled and the last error", err)
+		}
+	})
+}
+
+func TestRetryDoesNotSleepPastTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5}))
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		a := &attempts{}
+		_, err := resilience.For[int](r).Do(ctx, a.call)
+		// Attempts at 0 and 100ms; the next would start at 300ms, after
+		// the deadline, so the policy returns at once at 100ms.
+		if got := time.Since(start); got != 100*time.Millisecond {
+			t.Errorf("returned after %v, want 100ms", got)
+		}
+		var re *resilience.RetryError
+		if !errors.As(err, &re) || re.Attempts != 2 || !errors.Is(err, resilience.ErrRetryDeadline) || !errors.Is(err, errBoom) {
+			t.Errorf("error %v, want a RetryError after 2 attempts, matching ErrRetryDeadline and the last error", err)
+		}
+	})
+}
+
+func TestRetryAfterHint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, MaxBackoff: 10 * time.Second}))
+		hints := []time.Duration{3 * time.Second, time.Minute, -time.Second}
+		a := &attempts{succeedN: 4}
+		call := func(ctx context.Context) (int, error) {
+			v, err := a.call(ctx)
+			if err != nil {
+				err = resilience.RetryAfter(err, hints[len(a.at)-1])
+			}
+			return v, err
+		}
+		if _, err := resilience.For[int](r).Do(context.Background(), call); err != nil {
+			t.Fatal(err)
+		}
+		// The hint sets the wait, capped by MaxBackoff, and never below 0.
+		want := []time.Duration{3 * time.Second, 10 * time.Second, 0}
+		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+			t.Errorf("waits (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestRetryOutsideBreakerStopsAtRejection: retrying into an open breaker
+// would only add load, so the retry stops there.
+func TestRetryOutsideBreakerStopsAtRejection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := must(resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 2}))
+		r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5}))
+		a := &attempts{}
+		_, err := resilience.For[int](r, b).Do(context.Background(), a.call)
+		if len(a.at) != 2 {
+			t.Errorf("%d calls reached the dependency, want 2 (then the breaker opened)", len(a.at))
+		}
+		var re *resilience.RetryError
+		if !errors.As(err, &re) || re.Attempts != 3 || !errors.Is(err, resilience.ErrOpen) {
+			t.Errorf("error %v, want a RetryError after 3 attempts, the last rejected by the breaker", err)
+		}
+	})
+}
+
+func TestRetryPanicGoesThrough(t *testing.T) {
+	r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3}))
+	defer func() {
+		if got := recover(); got != "kaput" {
+			t.Errorf("recovered %v, want the call's panic", got)
+		}
+	}()
+	resilience.For[int](r).Do(context.Background(), func(context.Context) (int, error) { panic("kaput") })
+}
+
+func TestWithRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &attempts{succeedN: 3}
+		v, err := resilience.WithRetry(context.Background(), resilience.RetryConfig{MaxRetries: 3}, a.call)
+		if v != 3 || err != nil {
+			t.Errorf("WithRetry = %v, %v; want 3, nil", v, err)
+		}
+		a = &attempts{}
+		_, err = resilience.WithRetry(context.Background(), resilience.RetryConfig{MaxRetries: -1}, a.call)
+		if !errors.Is(err, resilience.ErrInvalidConfig) || len(a.at) != 0 {
+			t.Errorf("WithRetry with MaxRetries -1: %v after %d calls; want a config error and no call", err, len(a.at))
+		}
+	})
+}

@@ -1,0 +1,209 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience"
+)
+
+// waitForCtx is a call that honours its context and never finishes on its
+// own.
+func waitForCtx(ctx context.Context) (int, error) {
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+func newTimeout(d time.Duration, abandon bool) resilience.Policy[int] {
+	return resilience.For[int](must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "t", Duration: d, Abandon: abandon})))
+}
+
+func TestTimeoutCutsTheCallShort(t *testing.T) {
+	for _, abandon := range []bool{false, true} {
+		t.Run(mode(abandon), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				_, err := newTimeout(2*time.Second, abandon).Do(context.Background(), waitForCtx)
+				if got := time.Since(start); got != 2*time.Second {
+					t.Errorf("returned after %v, want 2s exactly", got)
+				}
+				var te *resilience.TimeoutError
+				if !errors.As(err, &te) || te.Limit != 2*time.Second || te.Name != "t" {
+					t.Fatalf("error %#v, want a *TimeoutError for 2s named t", err)
+				}
+				if !errors.Is(err, resilience.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("error %v must match both ErrTimeout and context.DeadlineExceeded", err)
+				}
+				if !te.Timeout() {
+					t.Error("Timeout() = false")
+				}
+			})
+		})
+	}
+}
+
+func TestTimeoutShorterCallerDeadlineWins(t *testing.T) {
+	for _, abandon := range []bool{false, true} {
+		t.Run(mode(abandon), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				start := time.Now()
+				_, err := newTimeout(time.Minute, abandon).Do(ctx, waitForCtx)
+				if got := time.Since(start); got != time.Second {
+					t.Errorf("returned after %v, want 1s: the caller's deadline", got)
+				}
+				if err != context.DeadlineExceeded {
+					t.Errorf("error %#v, want the caller's own context.DeadlineExceeded, unchanged", err)
+				}
+			})
+		})
+	}
+}
+
+func TestTimeoutCallerCancellationComesBackUnchanged(t *testing.T) {
+	for _, abandon := range []bool{false, true} {
+		t.Run(mode(abandon), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(time.Second, cancel)
+				_, err := newTimeout(time.Minute, abandon).Do(ctx, waitForCtx)
+				if err != context.Canceled {
+					t.Errorf("error %#v, want context.Canceled, unchanged", err)
+				}
+			})
+		})
+	}
+}
+
+func TestTimeoutLateSuccessIsASuccess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A cooperative timeout cannot stop a call that ignores ctx; if it
+		// succeeds, late, its result stands.
+		v, err := newTimeout(time.Second, false).Do(context.Background(), func(context.Context) (int, error) {
+			time.Sleep(3 * time.Second)
+			return 7, nil
+		})
+		if v != 7 || err != nil {
+			t.Errorf("Do = %v, %v; want 7, nil", v, err)
+		}
+	})
+}
+
+func TestTimeoutFastCallPassesThrough(t *testing.T) {
+	for _, abandon := range []bool{false, true} {
+		t.Run(mode(abandon), func(t *testing.T) {
+			v, err := newTimeout(time.Minute, abandon).Do(context.Background(), ok)
+			if v != 1 || err != nil {
+				t.Errorf("Do = %v, %v; want 1, nil", v, err)
+			}
+			_, err = newTimeout(time.Minute, abandon).Do(context.Background(), fail)
+			if err != errBoom {
+				t.Errorf("Do = %v; want the call's error unchanged", err)
+			}
+		})
+	}
+}
+
+// TestTimeoutAbandonReturnsAtTheDeadline: a call that ignores its context
+// is left behind at the deadline, finishes on its own goroutine, and
+// leaves nothing running once it has.
+func TestTimeoutAbandonReturnsAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		finished := make(chan struct{})
+		start := time.Now()
+		_, err := newTimeout(time.Second, true).Do(context.Background(), func(context.Context) (int, error) {
+			defer close(finished)
+			time.Sleep(time.Hour) // ignores its context
+			return 1, nil
+		})
+		if got := time.Since(start); got != time.Second {
+			t.Errorf("returned after %v, want 1s", got)
+		}
+		var te *resilience.TimeoutError
+		if !errors.As(err, &te) || te.Err != nil {
+			t.Errorf("error %#v, want a *TimeoutError with no call error", err)
+		}
+		<-finished
+		// synctest.Test itself fails if any goroutine of the bubble is
+		// still running when the function returns.
+	})
+}
+
+func TestTimeoutAbandonHandsBackAPanic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		defer func() {
+			if r := recover(); r != "call panicked" {
+				t.Errorf("recovered %v, want the call's panic", r)
+			}
+		}()
+		newTimeout(time.Second, true).Do(context.Background(), func(context.Context) (int, error) {
+			panic("call panicked")
+		})
+	})
+}
+
+func TestTimeoutAbandonGoexit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, err := newTimeout(time.Second, true).Do(context.Background(), func(context.Context) (int, error) {
+			runtimeGoexit()
+			return 0, nil
+		})
+		if err == nil || errors.Is(err, resilience.ErrTimeout) {
+			t.Errorf("error %v, want the Goexit error, at once", err)
+		}
+	})
+}
+
+func TestWithTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		err := resilience.WithTimeout(context.Background(), 10*time.Second, func(ctx context.Context) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		if !errors.Is(err, resilience.ErrTimeout) {
+			t.Errorf("WithTimeout: %v, want a timeout", err)
+		}
+		v, err := resilience.WithTimeoutResult(context.Background(), 10*time.Second, func(ctx context.Context) (string, error) {
+			return "done", nil
+		})
+		if v != "done" || err != nil {
+			t.Errorf("WithTimeoutResult = %q, %v; want done, nil", v, err)
+		}
+		for _, d := range []time.Duration{0, -time.Second} {
+			called := false
+			err := resilience.WithTimeout(context.Background(), d, func(context.Context) error { called = true; return nil })
+			if !errors.Is(err, resilience.ErrInvalidConfig) || called {
+				t.Errorf("WithTimeout(%v): %v, called %v; want a config error without calling", d, err, called)
+			}
+		}
+		if err := resilience.WithTimeout(context.Background(), time.Second, nil); err == nil {
+			t.Error("WithTimeout with a nil func: no error")
+		}
+	})
+}
+
+// TestTimeoutLeavesNoGoroutines runs both modes for real (no bubble) and
+// checks with goleak that nothing is left once the calls have returned.
+func TestTimeoutLeavesNoGoroutines(t *testing.T) {
+	for _, abandon := range []bool{false, true} {
+		p := newTimeout(time.Millisecond, abandon)
+		for range 50 {
+			p.Do(context.Background(), waitForCtx)
+			p.Do(context.Background(), ok)
+		}
+	}
+	goleak.VerifyNone(t)
+}
+
+func mode(abandon bool) string {
+	if abandon {
+		return "abandon"
+	}
+	return "cooperative"
+}
