@@ -190,8 +190,10 @@ func TestBulkheadWaitEndsWithTheContext(t *testing.T) {
 
 func TestBulkheadTwoStep(t *testing.T) {
 	bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 2}))
-	if !bh.TryAcquire() || !bh.TryAcquire() {
-		t.Fatal("TryAcquire failed with free slots")
+	for i := range 2 {
+		if !bh.TryAcquire() {
+			t.Fatalf("TryAcquire %d failed with a free slot", i+1)
+		}
 	}
 	if bh.TryAcquire() {
 		t.Fatal("TryAcquire succeeded on a full bulkhead")

@@ -8,7 +8,9 @@ import (
 	"github.com/resilience-go/resilience/window"
 )
 
-type recorder interface{ Record(failure, slow bool) uint64 }
+type recorder interface {
+	Record(failure, slow bool) uint64
+}
 
 // benchRecord records a mix that is mostly successes, with a failure every
 // 16 calls and a slow call every 64, the way a healthy dependency looks.

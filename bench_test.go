@@ -1,0 +1,148 @@
+package resilience_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// Benchmarks of the hot paths. docs/PERFORMANCE.md has the figures and how
+// to reproduce them.
+
+func noop(context.Context) (int, error) { return 1, nil }
+
+// run calls p with noop b.N times, or in parallel on every core.
+func run(b *testing.B, p resilience.Policy[int], parallel bool) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	if parallel {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				p.Do(ctx, noop)
+			}
+		})
+		return
+	}
+	for b.Loop() {
+		p.Do(ctx, noop)
+	}
+}
+
+func both(b *testing.B, p func(b *testing.B) resilience.Policy[int]) {
+	b.Run("goroutines=1", func(b *testing.B) { run(b, p(b), false) })
+	b.Run("parallel", func(b *testing.B) { run(b, p(b), true) })
+}
+
+// BenchmarkBreakerClosed: a breaker in its default configuration around a
+// call that succeeds. Goal: at most 25ns and no allocation on one
+// goroutine, at most twice that with every core calling.
+func BenchmarkBreakerClosed(b *testing.B) {
+	both(b, func(b *testing.B) resilience.Policy[int] {
+		return resilience.For[int](must(resilience.NewBreaker(resilience.BreakerConfig{})))
+	})
+}
+
+// BenchmarkBreakerOpen: failing fast. Goal: at most 50ns.
+func BenchmarkBreakerOpen(b *testing.B) {
+	both(b, func(b *testing.B) resilience.Policy[int] {
+		br := must(resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 1, OpenTimeout: time.Hour}))
+		p := resilience.For[int](br)
+		p.Do(context.Background(), fail)
+		if br.State() != resilience.Open {
+			b.Fatal("breaker did not open")
+		}
+		return p
+	})
+}
+
+// BenchmarkBreakerTwoStep: Allow and Permit.Done around nothing.
+func BenchmarkBreakerTwoStep(b *testing.B) {
+	br := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		pm, err := br.Allow(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pm.Done(nil)
+	}
+}
+
+// BenchmarkBreakerClosedTimed: the opt-in configurations that read the
+// clock around each call.
+func BenchmarkBreakerClosedTimed(b *testing.B) {
+	b.Run("window=time", func(b *testing.B) {
+		run(b, resilience.For[int](must(resilience.NewBreaker(resilience.BreakerConfig{WindowPeriod: time.Minute}))), false)
+	})
+	b.Run("slowcalls=on", func(b *testing.B) {
+		run(b, resilience.For[int](must(resilience.NewBreaker(resilience.BreakerConfig{SlowCallThreshold: time.Second}))), false)
+	})
+}
+
+// BenchmarkBreakerCapturingClosure: the call a user really writes captures
+// its arguments. The closure is the caller's allocation: Do keeps fn beyond
+// the call only in abandon-mode timeouts and user-written policies, but
+// the compiler cannot tell which chain it is given, so fn escapes.
+func BenchmarkBreakerCapturingClosure(b *testing.B) {
+	p := resilience.For[int](must(resilience.NewBreaker(resilience.BreakerConfig{})))
+	ctx := context.Background()
+	b.ReportAllocs()
+	id := 0
+	for b.Loop() {
+		id++
+		p.Do(ctx, func(context.Context) (int, error) { return id, nil })
+	}
+}
+
+// BenchmarkCompose: Compose(retry, breaker, bulkhead) around a call that
+// succeeds. Goal: no allocation.
+func BenchmarkCompose(b *testing.B) {
+	both(b, func(b *testing.B) resilience.Policy[int] {
+		retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, Jitter: true}))
+		breaker := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+		bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 64}))
+		return resilience.Compose(resilience.For[int](retry), resilience.For[int](breaker), resilience.For[int](bulkhead))
+	})
+}
+
+// BenchmarkTimeout sets the timeout policy beside what it is built on,
+// context.WithTimeout and its cancel. Goal: within 1.2× of it.
+func BenchmarkTimeout(b *testing.B) {
+	ctx := context.Background()
+	b.Run("impl=context.WithTimeout", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tctx, cancel := context.WithTimeout(ctx, time.Second)
+			noop(tctx)
+			cancel()
+		}
+	})
+	b.Run("impl=policy", func(b *testing.B) {
+		run(b, resilience.For[int](must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second}))), false)
+	})
+	b.Run("impl=WithTimeoutResult", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.WithTimeoutResult(ctx, time.Second, noop)
+		}
+	})
+	b.Run("impl=policy-abandon", func(b *testing.B) {
+		run(b, resilience.For[int](must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second, Abandon: true}))), false)
+	})
+}
+
+// BenchmarkBulkhead: taking and giving back a free slot.
+func BenchmarkBulkhead(b *testing.B) {
+	both(b, func(b *testing.B) resilience.Policy[int] {
+		return resilience.For[int](must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 64})))
+	})
+}
+
+// BenchmarkRetrySuccess: a retry policy around a call that succeeds at
+// once.
+func BenchmarkRetrySuccess(b *testing.B) {
+	run(b, resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3}))), false)
+}
