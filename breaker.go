@@ -195,6 +195,9 @@ type breakerSettings struct {
 	// timed: the breaker reads the clock around calls, for slow-call
 	// tracking or for a time-based window.
 	timed bool
+	// plain: neither timed nor with a Classify of its own, so that a call
+	// returning no error is a success recorded in a count-based window.
+	plain bool
 }
 
 func (c BreakerConfig) settings() (breakerSettings, error) {
@@ -230,6 +233,7 @@ func (c BreakerConfig) settings() (breakerSettings, error) {
 		timed:            c.SlowCallThreshold > 0 || c.WindowPeriod > 0,
 	}
 	s.probes = int32(or(c.HalfOpenProbes, int(s.successThreshold)))
+	s.plain = !s.timed && s.classify == nil
 	if c.WindowPeriod > 0 {
 		s.windowSize = 0
 		ck.check(c.WindowPeriod >= time.Duration(s.windowBuckets), "WindowPeriod", c.WindowPeriod, "must give each bucket at least 1ns")
@@ -599,9 +603,17 @@ func breakerDo[T any](b *Breaker, ctx context.Context, n next[T]) (T, error) {
 			b.done(p, time.Time{}, Failure)
 		}
 	}()
-	v, err := n.call(ctx)
+	var (
+		v   T
+		err error
+	)
+	if n.c == nil { // n.call, by hand: the compiler will not inline it
+		v, err = n.fn(ctx)
+	} else {
+		v, err = n.c.Do(ctx, n.fn)
+	}
 	ended = true
-	if err == nil && b.cfg.classify == nil && p.state == Closed && p.count != nil {
+	if err == nil && b.cfg.plain && p.state == Closed {
 		b.succeeded(p)
 	} else {
 		b.done(p, time.Time{}, b.classify(ctx, err))

@@ -24,14 +24,14 @@ import (
 // For panics if a stage is nil: a chain with a hole in it is a programming
 // error, best found when the chain is built.
 func For[T any](stages ...Stage) Policy[T] {
-	c := &chain[T]{links: make([]any, 0, len(stages))}
+	links := make([]any, len(stages))
 	for i, s := range stages {
 		if isNil(s) {
 			panic(fmt.Sprintf("resilience: For: stage %d is nil", i))
 		}
-		c.links = append(c.links, s)
+		links[i] = s
 	}
-	return c
+	return newChain[T](links)
 }
 
 // Compose returns a policy that runs calls through the given policies, the
@@ -46,31 +46,49 @@ func For[T any](stages ...Stage) Policy[T] {
 //
 // Compose panics if a policy is nil.
 func Compose[T any](policies ...Policy[T]) Policy[T] {
-	c := &chain[T]{}
+	var links []any
 	for i, p := range policies {
-		switch p := p.(type) {
-		case *chain[T]:
-			c.links = append(c.links, p.links...)
-		default:
-			if isNil(p) {
-				panic(fmt.Sprintf("resilience: Compose: policy %d is nil", i))
+		if c, ok := p.(*chain[T]); ok {
+			for ; c != nil && c.link != nil; c = c.rest {
+				links = append(links, c.link)
 			}
-			c.links = append(c.links, p)
+			continue
+		}
+		if isNil(p) {
+			panic(fmt.Sprintf("resilience: Compose: policy %d is nil", i))
+		}
+		links = append(links, p)
+	}
+	return newChain[T](links)
+}
+
+// chain runs a call through a list of policies, the first outermost. It is
+// built as a linked list of suffixes: a chain is its outermost policy, link,
+// and the chain of the policies inside it, rest. So Do dispatches its own
+// link, the policy hands the call on to rest.Do, and a call through n
+// policies is n+1 calls deep, no more.
+//
+// A link is a Stage (*Breaker, *Retry, *Timeout, *Bulkhead), a
+// *Fallback[T], or any other Policy[T]; the empty chain has a nil link. The
+// links are dispatched with a type switch to generic functions rather than
+// through an interface, and the rest of the chain travels as a small value
+// (next) rather than a closure: that is what keeps a call through a chain
+// of this package's policies free of allocations.
+type chain[T any] struct {
+	link any
+	rest *chain[T] // nil for the innermost policy
+}
+
+func newChain[T any](links []any) *chain[T] {
+	c := &chain[T]{}
+	for i := len(links) - 1; i >= 0; i-- {
+		if c.link == nil {
+			c.link = links[i]
+		} else {
+			c = &chain[T]{link: links[i], rest: c}
 		}
 	}
 	return c
-}
-
-// chain runs a call through its links, the first outermost. A link is a
-// Stage (*Breaker, *Bulkhead, *Retry, *Timeout), a *Fallback[T], or any
-// other Policy[T].
-//
-// The links are dispatched with a type switch to generic functions rather
-// than through an interface, and the rest of the chain travels as a small
-// value (next) rather than a closure: that is what keeps a call through a
-// chain of this package's policies free of allocations.
-type chain[T any] struct {
-	links []any
 }
 
 func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
@@ -78,19 +96,36 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		var zero T
 		return zero, errNilFunc
 	}
-	if len(c.links) == 0 {
+	n := next[T]{c: c.rest, fn: fn}
+	switch l := c.link.(type) {
+	case *Breaker:
+		return breakerDo(l, ctx, n)
+	case *Retry:
+		return retryDo(l, ctx, n)
+	case *Timeout:
+		if l.cfg.Abandon {
+			return timeoutAbandon(ctx, l.cfg, n)
+		}
+		return timeoutCooperative(ctx, l.cfg.Name, l.cfg.Duration, n)
+	case *Bulkhead:
+		return bulkheadDo(l, ctx, n)
+	case *Fallback[T]:
+		return l.run(ctx, n)
+	case Policy[T]:
+		// A policy from outside the package needs a Func: the one place a
+		// chain allocates, a closure per call.
+		return l.Do(ctx, n.call)
+	default: // the empty chain
 		return fn(ctx)
 	}
-	return c.run(ctx, next[T]{c: c, fn: fn})
 }
 
-// next is the rest of a chain, from link i on, around fn; with no chain
-// (past the last link, or outside any chain), fn alone. It travels by
-// value, so running a chain builds no closures: each policy calls n.call, a
-// static call, where it would call fn.
+// next is the rest of a chain around fn; with no chain (inside the
+// innermost policy, or outside any chain), fn alone. It travels by value,
+// so running a chain builds no closures: each policy calls n.call, a static
+// call, where it would call fn.
 type next[T any] struct {
 	c  *chain[T]
-	i  int
 	fn Func[T]
 }
 
@@ -99,36 +134,7 @@ func (n next[T]) call(ctx context.Context) (T, error) {
 	if n.c == nil {
 		return n.fn(ctx)
 	}
-	return n.c.run(ctx, n)
-}
-
-// run runs link n.i and, through it, the rest of the chain.
-func (c *chain[T]) run(ctx context.Context, n next[T]) (T, error) {
-	rest := next[T]{fn: n.fn}
-	if n.i+1 < len(c.links) {
-		rest.c, rest.i = c, n.i+1
-	}
-	switch l := c.links[n.i].(type) {
-	case *Breaker:
-		return breakerDo(l, ctx, rest)
-	case *Retry:
-		return retryDo(l, ctx, rest)
-	case *Timeout:
-		if l.cfg.Abandon {
-			return timeoutAbandon(ctx, l.cfg, rest)
-		}
-		return timeoutCooperative(ctx, l.cfg.Name, l.cfg.Duration, rest)
-	case *Bulkhead:
-		return bulkheadDo(l, ctx, rest)
-	case *Fallback[T]:
-		return l.run(ctx, rest)
-	case Policy[T]:
-		// A policy from outside the package needs a Func: the one place a
-		// chain allocates, a closure per call.
-		return l.Do(ctx, rest.call)
-	default:
-		panic(fmt.Sprintf("resilience: unexpected link %T", l)) // unreachable: For and Compose admit no other kind
-	}
+	return n.c.Do(ctx, n.fn)
 }
 
 // isNil reports whether v is nil or holds a nil pointer or func: a chain is
