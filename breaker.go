@@ -27,6 +27,7 @@ const (
 	HalfOpen
 )
 
+// String returns "closed", "open" or "half-open".
 func (s State) String() string {
 	switch s {
 	case Closed:
@@ -53,6 +54,7 @@ const (
 	Ignored
 )
 
+// String returns "success", "failure" or "ignored".
 func (o Outcome) String() string {
 	switch o {
 	case Success:

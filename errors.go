@@ -47,6 +47,7 @@ type OpenError struct {
 	Until time.Time
 }
 
+// Error describes the error.
 func (e *OpenError) Error() string {
 	switch {
 	case e.State == HalfOpen:
@@ -81,6 +82,7 @@ type BulkheadFullError struct {
 	MaxConcurrent int
 }
 
+// Error describes the error.
 func (e *BulkheadFullError) Error() string {
 	return fmt.Sprintf("resilience: bulkhead %q is full (%d calls in flight)", e.Name, e.MaxConcurrent)
 }
@@ -102,6 +104,7 @@ type TimeoutError struct {
 	Err error
 }
 
+// Error describes the error.
 func (e *TimeoutError) Error() string {
 	msg := "resilience: timed out after " + e.Limit.String()
 	if e.Name != "" {
@@ -149,6 +152,7 @@ var (
 	ErrRetryDeadline = errors.New("resilience: next retry would pass the deadline")
 )
 
+// Error describes the error.
 func (e *RetryError) Error() string {
 	attempts := "attempts"
 	if e.Attempts == 1 {
@@ -240,6 +244,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error describes the error.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("resilience: invalid %s %v: %s", e.Field, e.Value, e.Reason)
 }

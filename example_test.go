@@ -353,3 +353,72 @@ func ExampleBulkhead_Acquire() {
 	fmt.Println("in use:", bulkhead.InUse())
 	// Output: in use: 1
 }
+
+func ExampleBreaker_ErrorRate() {
+	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{WindowSize: 4, FailureThreshold: 10})
+	if err != nil {
+		panic(err)
+	}
+	p := resilience.For[int](breaker)
+	for _, failed := range []bool{true, false, false, false} {
+		p.Do(context.Background(), func(context.Context) (int, error) {
+			if failed {
+				return 0, errUnavailable
+			}
+			return 1, nil
+		})
+	}
+	fmt.Printf("%v, error rate %.2f\n", breaker.State(), breaker.ErrorRate())
+	// Output: closed, error rate 0.25
+}
+
+func ExampleBreaker_Disable() {
+	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 1})
+	if err != nil {
+		panic(err)
+	}
+	breaker.Disable() // an incident: keep calling, keep measuring
+	p := resilience.For[int](breaker)
+	for range 3 {
+		p.Do(context.Background(), func(context.Context) (int, error) { return 0, errUnavailable })
+	}
+	fmt.Println(breaker.State(), breaker.ErrorRate())
+	// Output: closed 1
+}
+
+func ExampleIsPermanent() {
+	err := fmt.Errorf("create order: %w", resilience.Permanent(errors.New("duplicate key")))
+	fmt.Println(resilience.IsPermanent(err), resilience.IsPermanent(errUnavailable))
+	// Output: true false
+}
+
+func ExampleDefaultRetryable() {
+	retry, err := resilience.NewRetry(resilience.RetryConfig{
+		MaxRetries:     2,
+		InitialBackoff: time.Millisecond,
+		// Retry what the default retries, except this one.
+		Retryable: func(err error) bool {
+			return resilience.DefaultRetryable(err) && !errors.Is(err, errUnavailable)
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	calls := 0
+	resilience.For[int](retry).Do(context.Background(), func(context.Context) (int, error) {
+		calls++
+		return 0, errUnavailable
+	})
+	fmt.Println(calls)
+	// Output: 1
+}
+
+func ExampleBulkhead_TryAcquire() {
+	bulkhead, err := resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(bulkhead.TryAcquire(), bulkhead.TryAcquire())
+	bulkhead.Release()
+	// Output: true false
+}
