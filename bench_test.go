@@ -59,16 +59,30 @@ func BenchmarkBreakerOpen(b *testing.B) {
 
 // BenchmarkBreakerTwoStep: Allow and Permit.Done around nothing.
 func BenchmarkBreakerTwoStep(b *testing.B) {
-	br := must(resilience.NewBreaker(resilience.BreakerConfig{}))
 	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
+	step := func(br *resilience.Breaker) {
 		pm, err := br.Allow(ctx)
 		if err != nil {
-			b.Fatal(err)
+			panic(err)
 		}
 		pm.Done(nil)
 	}
+	b.Run("goroutines=1", func(b *testing.B) {
+		br := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+		b.ReportAllocs()
+		for b.Loop() {
+			step(br)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		br := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				step(br)
+			}
+		})
+	})
 }
 
 // BenchmarkBreakerClosedTimed: the opt-in configurations that read the

@@ -538,19 +538,24 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 			return Permit{}, err
 		}
 	}
-	pm := Permit{b: b, p: p, ctx: ctx}
+	var start time.Time
 	if b.cfg.timed {
-		pm.start = time.Now()
+		start = time.Now()
 	}
-	return pm, nil
+	// Built in the return statement, the permit travels back in registers.
+	return Permit{b: b, p: p, ctx: ctx, start: start}, nil
 }
 
 // Done reports how the permitted call ended: err is the call's error, nil
 // for success, classified by BreakerConfig.Classify. Done on the zero
 // Permit does nothing.
 func (pm Permit) Done(err error) {
-	if pm.b != nil {
-		pm.b.done(pm.p, pm.start, pm.b.classify(pm.ctx, err))
+	switch b := pm.b; {
+	case b == nil:
+	case err == nil && b.cfg.plain && pm.p.state == Closed:
+		b.succeeded(pm.p)
+	default:
+		b.done(pm.p, pm.start, b.classify(pm.ctx, err))
 	}
 }
 
