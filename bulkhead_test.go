@@ -14,6 +14,15 @@ import (
 	"github.com/resilience-go/resilience"
 )
 
+// occupy takes a slot of p's bulkhead with a call that holds it until
+// release is called. It must run in a synctest bubble.
+func occupy(p resilience.Policy[int]) (release func()) {
+	ch := make(chan struct{})
+	go p.Do(context.Background(), func(context.Context) (int, error) { <-ch; return 0, nil })
+	synctest.Wait()
+	return func() { close(ch) }
+}
+
 // TestBulkheadNeverExceedsItsLimit hammers a bulkhead from many goroutines
 // with calls that wait, fail, or panic, and checks that the number running
 // never passes the limit and every slot comes back.
@@ -74,9 +83,7 @@ func TestBulkheadRejectsAtOnceWithoutMaxWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "db", MaxConcurrent: 1}))
 		p := resilience.For[int](bh)
-		release := make(chan struct{})
-		go p.Do(context.Background(), func(context.Context) (int, error) { <-release; return 1, nil })
-		synctest.Wait()
+		release := occupy(p)
 		start := time.Now()
 		_, err := p.Do(context.Background(), ok)
 		if time.Since(start) != 0 {
@@ -89,7 +96,7 @@ func TestBulkheadRejectsAtOnceWithoutMaxWait(t *testing.T) {
 		if got, want := err.Error(), `resilience: bulkhead "db" is full (1 calls in flight)`; got != want {
 			t.Errorf("error text %q, want %q", got, want)
 		}
-		close(release)
+		release()
 	})
 }
 
@@ -127,9 +134,7 @@ func TestBulkheadServesWaitersInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Hour}))
 		p := resilience.For[int](bh)
-		release := make(chan struct{})
-		go p.Do(context.Background(), func(context.Context) (int, error) { <-release; return 0, nil })
-		synctest.Wait()
+		release := occupy(p)
 		var mu sync.Mutex
 		var order []int
 		var wg sync.WaitGroup
@@ -144,7 +149,7 @@ func TestBulkheadServesWaitersInOrder(t *testing.T) {
 			})
 			synctest.Wait() // waiter i is in line before waiter i+1 arrives
 		}
-		close(release)
+		release()
 		wg.Wait()
 		if diff := cmp.Diff([]int{0, 1, 2, 3, 4}, order); diff != "" {
 			t.Errorf("order served (-want +got):\n%s", diff)
@@ -156,9 +161,7 @@ func TestBulkheadWaitEndsWithTheContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1, MaxWait: time.Hour}))
 		p := resilience.For[int](bh)
-		release := make(chan struct{})
-		go p.Do(context.Background(), func(context.Context) (int, error) { <-release; return 0, nil })
-		synctest.Wait()
+		release := occupy(p)
 
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel)
@@ -170,7 +173,7 @@ func TestBulkheadWaitEndsWithTheContext(t *testing.T) {
 		if got := bh.InUse(); got != 1 {
 			t.Errorf("InUse() = %d, want 1: the cancelled waiter must hold nothing", got)
 		}
-		close(release)
+		release()
 		synctest.Wait()
 		if got := bh.InUse(); got != 0 {
 			t.Errorf("InUse() = %d, want 0", got)
