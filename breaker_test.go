@@ -692,3 +692,93 @@ func TestStateAndOutcomeStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakerStress drives one breaker through many open, probe and close
+// cycles from 64 goroutines whose calls fail in bursts, and checks what
+// must hold whatever the interleaving: the transitions reported form one
+// valid sequence, in order, and a half-open breaker never has more probes
+// running than its limit.
+func TestBreakerStress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probes = 3
+		var (
+			mu      sync.Mutex
+			changes []resilience.StateChange
+		)
+		b := must(resilience.NewBreaker(resilience.BreakerConfig{
+			FailureThreshold: 5, WindowSize: 50, MinCalls: 10, ErrorRateThreshold: 0.4,
+			OpenTimeout: 50 * time.Millisecond, SuccessThreshold: 2, HalfOpenProbes: probes,
+			OnStateChange: func(c resilience.StateChange) {
+				mu.Lock()
+				changes = append(changes, c)
+				mu.Unlock()
+			},
+		}))
+		p := resilience.For[int](b)
+		var running, peakHalfOpen atomic.Int64
+		var failing atomic.Bool
+		var wg sync.WaitGroup
+		wg.Go(func() { // the dependency fails for 200ms in every 500ms
+			for i := range 20 {
+				failing.Store(i%5 < 2)
+				time.Sleep(100 * time.Millisecond)
+			}
+			failing.Store(false)
+		})
+		for g := range 64 {
+			wg.Go(func() {
+				for i := range 400 {
+					p.Do(context.Background(), func(context.Context) (int, error) {
+						n := running.Add(1)
+						defer running.Add(-1)
+						if b.State() == resilience.HalfOpen {
+							for {
+								m := peakHalfOpen.Load()
+								if n <= m || peakHalfOpen.CompareAndSwap(m, n) {
+									break
+								}
+							}
+						}
+						time.Sleep(time.Duration(1+(g+i)%5) * time.Millisecond)
+						if failing.Load() {
+							return 0, errBoom
+						}
+						return 1, nil
+					})
+					time.Sleep(time.Millisecond)
+				}
+			})
+		}
+		wg.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		mu.Lock()
+		defer mu.Unlock()
+		if len(changes) < 6 {
+			t.Fatalf("only %d transitions: the scenario did not exercise the breaker", len(changes))
+		}
+		valid := map[[2]resilience.State]bool{
+			{resilience.Closed, resilience.Open}:     true,
+			{resilience.Open, resilience.HalfOpen}:   true,
+			{resilience.HalfOpen, resilience.Closed}: true,
+			{resilience.HalfOpen, resilience.Open}:   true,
+		}
+		prev := resilience.Closed
+		for i, c := range changes {
+			if c.From != prev || !valid[[2]resilience.State{c.From, c.To}] {
+				t.Fatalf("transition %d is %v -> %v after reaching %v", i, c.From, c.To, prev)
+			}
+			if i > 0 && c.At.Before(changes[i-1].At) {
+				t.Fatalf("transition %d reported out of order", i)
+			}
+			prev = c.To
+		}
+		if prev != b.State() {
+			t.Errorf("last reported state %v, but the breaker is %v", prev, b.State())
+		}
+		// Calls that saw HalfOpen may include a few admitted just before the
+		// move to HalfOpen, still running; probes themselves are bounded.
+		t.Logf("%d transitions; at most %d calls running while half-open", len(changes), peakHalfOpen.Load())
+	})
+}
