@@ -550,13 +550,25 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 // for success, classified by BreakerConfig.Classify. Done on the zero
 // Permit does nothing.
 func (pm Permit) Done(err error) {
-	switch b := pm.b; {
-	case b == nil:
-	case err == nil && b.cfg.plain && pm.p.state == Closed:
-		b.succeeded(pm.p)
-	default:
-		b.done(pm.p, pm.start, b.classify(pm.ctx, err))
+	if pm.b != nil {
+		pm.b.finish(pm.p, pm.ctx, pm.start, err)
 	}
+}
+
+// finish records how a call admitted in period p ended.
+func (b *Breaker) finish(p *period, ctx context.Context, start time.Time, err error) {
+	if b.isPlainSuccess(p, err) {
+		b.succeeded(p)
+	} else {
+		b.done(p, start, b.classify(ctx, err))
+	}
+}
+
+// isPlainSuccess reports whether a call ending with err in period p is the
+// common case that succeeded records: a success, counted in a closed
+// period's count-based window, untimed and with the default classification.
+func (b *Breaker) isPlainSuccess(p *period, err error) bool {
+	return err == nil && b.cfg.plain && p.state == Closed
 }
 
 // admit decides on a call arriving while the breaker is not closed: Open
@@ -620,7 +632,8 @@ func breakerDo[T any](b *Breaker, ctx context.Context, n next[T]) (T, error) {
 		v, err = n.c.Do(ctx, n.fn)
 	}
 	ended = true
-	if err == nil && b.cfg.plain && p.state == Closed {
+	// finish, written out: the compiler will not inline it.
+	if b.isPlainSuccess(p, err) {
 		b.succeeded(p)
 	} else {
 		b.done(p, time.Time{}, b.classify(ctx, err))
@@ -639,7 +652,7 @@ func breakerDoTimed[T any](b *Breaker, p *period, ctx context.Context, n next[T]
 	}()
 	v, err := n.call(ctx)
 	ended = true
-	b.done(p, start, b.classify(ctx, err))
+	b.finish(p, ctx, start, err)
 	return v, err
 }
 
