@@ -1,0 +1,58 @@
+package resilience_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// TestHappyPathAllocatesNothing guards what the benchmarks measure: the
+// policies of this package allocate nothing on their happy path.
+func TestHappyPathAllocatesNothing(t *testing.T) {
+	ctx := context.Background()
+	closed := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+	open := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+	open.ForceOpen()
+	timed := must(resilience.NewBreaker(resilience.BreakerConfig{WindowPeriod: time.Minute, SlowCallThreshold: time.Second}))
+	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, Jitter: true}))
+	bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 8}))
+	fallback := must(resilience.NewFallback(resilience.FallbackConfig[int]{Func: func(context.Context, error) (int, error) { return 0, nil }}))
+
+	for name, p := range map[string]resilience.Policy[int]{
+		"closed breaker":            resilience.For[int](closed),
+		"open breaker":              resilience.For[int](open),
+		"timed breaker":             resilience.For[int](timed),
+		"retry":                     resilience.For[int](retry),
+		"bulkhead":                  resilience.For[int](bulkhead),
+		"retry, breaker, bulkhead":  resilience.For[int](retry, closed, bulkhead),
+		"fallback around the rest":  resilience.Compose(fallback, resilience.For[int](retry, closed, bulkhead)),
+		"nested Compose, flattened": resilience.Compose(resilience.For[int](retry), resilience.Compose(resilience.For[int](closed), resilience.For[int](bulkhead))),
+		"empty chain":               resilience.For[int](),
+	} {
+		if n := testing.AllocsPerRun(1000, func() { p.Do(ctx, noop) }); n != 0 {
+			t.Errorf("%s: %v allocations per call, want 0", name, n)
+		}
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		pm, err := closed.Allow(ctx)
+		if err == nil {
+			pm.Done(nil)
+		}
+	}); n != 0 {
+		t.Errorf("two-step: %v allocations per call, want 0", n)
+	}
+}
+
+// TestPolicyFuncAllocatesItsNext: a policy written outside the package is
+// handed a Func for the rest of the chain, the one closure a chain
+// allocates, as documented.
+func TestPolicyFuncAllocatesItsNext(t *testing.T) {
+	breaker := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+	pass := resilience.PolicyFunc[int](func(ctx context.Context, next resilience.Func[int]) (int, error) { return next(ctx) })
+	p := resilience.Compose(pass, resilience.For[int](breaker))
+	if n := testing.AllocsPerRun(1000, func() { p.Do(context.Background(), noop) }); n != 1 {
+		t.Errorf("%v allocations per call, want 1", n)
+	}
+}
