@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -164,5 +165,48 @@ func TestFallbackOutsideABreaker(t *testing.T) {
 	v, err := p.Do(context.Background(), func(context.Context) (string, error) { return "fresh", nil })
 	if v != "degraded" || err != nil {
 		t.Errorf("with the breaker open: %q, %v; want the fallback's degraded answer", v, err)
+	}
+}
+
+// TestEveryKindOfLinkInOneChain runs a call through one of each policy:
+// the result and the error must come through every layer.
+func TestEveryKindOfLinkInOneChain(t *testing.T) {
+	var log []string
+	breaker := must(resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 10}))
+	bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1}))
+	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 2, InitialBackoff: time.Nanosecond}))
+	cooperative := must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Minute}))
+	abandoning := must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Minute, Abandon: true}))
+	fallback := must(resilience.NewFallback(resilience.FallbackConfig[string]{
+		Func: func(_ context.Context, err error) (string, error) { return "fallback: " + err.Error(), nil },
+	}))
+	p := resilience.Compose(
+		fallback,
+		tracer[string]("outer", &log),
+		resilience.For[string](cooperative, retry),
+		tracer[string]("inner", &log),
+		resilience.For[string](abandoning, breaker, bulkhead),
+	)
+	calls := 0
+	v, err := p.Do(context.Background(), func(context.Context) (string, error) {
+		calls++
+		if calls < 3 {
+			return "", errBoom
+		}
+		return "third time lucky", nil
+	})
+	if v != "third time lucky" || err != nil {
+		t.Fatalf("Do = %q, %v; want the third attempt's result", v, err)
+	}
+	want := []string{"enter outer", "enter inner", "leave inner", "enter inner", "leave inner", "enter inner", "leave inner", "leave outer"}
+	if diff := cmp.Diff(want, log); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	v, err = p.Do(context.Background(), func(context.Context) (string, error) { return "", errBoom })
+	if !strings.HasPrefix(v, "fallback: resilience: retry gave up after 3 attempts: boom") || err != nil {
+		t.Errorf("Do = %q, %v; want the fallback's answer built from the retry's error", v, err)
+	}
+	if bulkhead.InUse() != 0 {
+		t.Errorf("bulkhead holds %d slots after the calls, want 0", bulkhead.InUse())
 	}
 }
