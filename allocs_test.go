@@ -18,6 +18,10 @@ func TestHappyPathAllocatesNothing(t *testing.T) {
 	timed := must(resilience.NewBreaker(resilience.BreakerConfig{WindowPeriod: time.Minute, SlowCallThreshold: time.Second}))
 	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, Jitter: true}))
 	bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 8}))
+	guard := must(resilience.Preset{
+		Timeout: resilience.TimeoutConfig{Duration: time.Second},
+		Retry:   &resilience.RetryConfig{MaxRetries: 3},
+	}.Build())
 	fallback := must(resilience.NewFallback(resilience.FallbackConfig[int]{Func: func(context.Context, error) (int, error) { return 0, nil }}))
 
 	for name, p := range map[string]resilience.Policy[int]{
@@ -34,6 +38,20 @@ func TestHappyPathAllocatesNothing(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() { p.Do(ctx, noop) }); n != 0 {
 			t.Errorf("%s: %v allocations per call, want 0", name, n)
 		}
+	}
+	for name, s := range map[string]resilience.Stage{"breaker": closed, "retry": retry, "bulkhead": bulkhead} {
+		if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, s, noop) }); n != 0 {
+			t.Errorf("Do through %s: %v allocations per call, want 0", name, n)
+		}
+	}
+	// A guard's time limit allocates what context.WithTimeout does, and
+	// the rest of it nothing.
+	bare := testing.AllocsPerRun(1000, func() {
+		_, cancel := context.WithTimeout(ctx, time.Second)
+		cancel()
+	})
+	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, guard, noop) }); n != bare {
+		t.Errorf("Do through a guard: %v allocations per call, want %v as for context.WithTimeout", n, bare)
 	}
 	if n := testing.AllocsPerRun(1000, func() {
 		pm, err := closed.Allow(ctx)

@@ -24,14 +24,25 @@ import (
 // For panics if a stage is nil: a chain with a hole in it is a programming
 // error, best found when the chain is built.
 func For[T any](stages ...Stage) Policy[T] {
-	links := make([]any, len(stages))
+	var links []any
 	for i, s := range stages {
 		if isNil(s) {
 			panic(fmt.Sprintf("resilience: For: stage %d is nil", i))
 		}
-		links[i] = s
+		links = appendStage(links, s)
 	}
-	return newChain[T](links)
+	return (*chain[T])(newLinks(links))
+}
+
+// appendStage appends s to links, a Guard as the stages it holds.
+func appendStage(links []any, s Stage) []any {
+	if g, ok := s.(*Guard); ok {
+		for l := g.links; l != nil && l.link != nil; l = l.rest {
+			links = append(links, l.link)
+		}
+		return links
+	}
+	return append(links, s)
 }
 
 // Compose returns a policy that runs calls through the given policies, the
@@ -46,46 +57,54 @@ func For[T any](stages ...Stage) Policy[T] {
 //
 // Compose panics if a policy is nil.
 func Compose[T any](policies ...Policy[T]) Policy[T] {
-	var links []any
+	var ls []any
 	for i, p := range policies {
 		if c, ok := p.(*chain[T]); ok {
-			for ; c != nil && c.link != nil; c = c.rest {
-				links = append(links, c.link)
+			for l := (*links)(c); l != nil && l.link != nil; l = l.rest {
+				ls = append(ls, l.link)
 			}
 			continue
 		}
 		if isNil(p) {
 			panic(fmt.Sprintf("resilience: Compose: policy %d is nil", i))
 		}
-		links = append(links, p)
+		ls = append(ls, p)
 	}
-	return newChain[T](links)
+	return (*chain[T])(newLinks(ls))
 }
 
-// chain runs a call through a list of policies, the first outermost. It is
-// built as a linked list of suffixes: a chain is its outermost policy, link,
-// and the chain of the policies inside it, rest. So Do dispatches its own
-// link, the policy hands the call on to rest.Do, and a call through n
+// chain runs a call through a list of policies, the first outermost: it is
+// a view, for one result type, of a list of links.
+//
+// A links is a linked list of suffixes: a list is its outermost policy,
+// link, and the list of the policies inside it, rest. So Do dispatches its
+// own link, the policy hands the call on to rest.Do, and a call through n
 // policies is n+1 calls deep, no more.
 //
 // A link is a Stage (*Breaker, *Retry, *Timeout, *Bulkhead), a
-// *Fallback[T], or any other Policy[T]; the empty chain has a nil link. The
+// *Fallback[T], or any other Policy[T]; the empty list has a nil link. The
 // links are dispatched with a type switch to generic functions rather than
 // through an interface, and the rest of the chain travels as a small value
 // (next) rather than a closure: that is what keeps a call through a chain
 // of this package's policies free of allocations.
-type chain[T any] struct {
+//
+// The list itself does not depend on T, so one list of stages (a Guard's)
+// serves calls of every result type: a *links converts to a *chain[T] for
+// free, since the two have the same underlying type.
+type chain[T any] links
+
+type links struct {
 	link any
-	rest *chain[T] // nil for the innermost policy
+	rest *links // nil for the innermost policy
 }
 
-func newChain[T any](links []any) *chain[T] {
-	c := &chain[T]{}
-	for i := len(links) - 1; i >= 0; i-- {
+func newLinks(ls []any) *links {
+	c := &links{}
+	for i := len(ls) - 1; i >= 0; i-- {
 		if c.link == nil {
-			c.link = links[i]
+			c.link = ls[i]
 		} else {
-			c = &chain[T]{link: links[i], rest: c}
+			c = &links{link: ls[i], rest: c}
 		}
 	}
 	return c
@@ -96,7 +115,7 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		var zero T
 		return zero, errNilFunc
 	}
-	n := next[T]{c: c.rest, fn: fn}
+	n := next[T]{c: (*chain[T])(c.rest), fn: fn}
 	switch l := c.link.(type) {
 	case *Breaker:
 		return breakerDo(l, ctx, n)

@@ -422,3 +422,39 @@ func ExampleBulkhead_TryAcquire() {
 	bulkhead.Release()
 	// Output: true false
 }
+
+func ExampleDo() {
+	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "inventory"})
+	if err != nil {
+		panic(err)
+	}
+	// The result type comes from the function: no chain to build first.
+	n, err := resilience.Do(context.Background(), breaker, func(ctx context.Context) (int, error) {
+		return 7, nil
+	})
+	fmt.Println(n, err)
+	// Output: 7 <nil>
+}
+
+func ExamplePreset_Build() {
+	payments, err := resilience.Preset{
+		Name:    "payments",
+		Timeout: resilience.TimeoutConfig{Duration: 3 * time.Second},
+		Retry:   &resilience.RetryConfig{MaxRetries: 2, InitialBackoff: time.Millisecond, Jitter: true},
+		Breaker: resilience.BreakerConfig{FailureThreshold: 5, OpenTimeout: 30 * time.Second},
+	}.Build()
+	if err != nil {
+		panic(err)
+	}
+
+	calls := 0
+	id, err := resilience.Do(context.Background(), payments, func(ctx context.Context) (string, error) {
+		calls++
+		if calls == 1 {
+			return "", errUnavailable
+		}
+		return "pay_123", nil
+	})
+	fmt.Println(id, err, calls, payments.Breaker().State())
+	// Output: pay_123 <nil> 2 closed
+}

@@ -1,0 +1,170 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// preset is a small valid preset for the tests of this file.
+func preset() resilience.Preset {
+	return resilience.Preset{
+		Name:    "dep",
+		Timeout: resilience.TimeoutConfig{Duration: time.Second},
+		Retry:   &resilience.RetryConfig{MaxRetries: 2, InitialBackoff: 10 * time.Millisecond},
+		Breaker: resilience.BreakerConfig{FailureThreshold: 3, OpenTimeout: time.Minute},
+	}
+}
+
+func TestPresetBuildNamesItsPolicies(t *testing.T) {
+	g := must(preset().Build())
+	if g.Name() != "dep" || g.Timeout().Name() != "dep" || g.Retry().Name() != "dep" || g.Breaker().Name() != "dep" {
+		t.Errorf("names: guard %q, timeout %q, retry %q, breaker %q; want dep for all",
+			g.Name(), g.Timeout().Name(), g.Retry().Name(), g.Breaker().Name())
+	}
+	if g.Timeout().Duration() != time.Second {
+		t.Errorf("Timeout().Duration() = %v, want 1s", g.Timeout().Duration())
+	}
+
+	p := preset()
+	p.Breaker.Name = "own"
+	if g := must(p.Build()); g.Breaker().Name() != "own" {
+		t.Errorf("a config's own name was replaced: %q", g.Breaker().Name())
+	}
+	p.Retry = nil
+	if g := must(p.Build()); g.Retry() != nil {
+		t.Errorf("Retry() = %v for a preset without retries, want nil", g.Retry())
+	}
+}
+
+func TestPresetBuildReportsEveryBadConfig(t *testing.T) {
+	p := preset()
+	p.Timeout.Duration = 0
+	p.Retry.BackoffMultiplier = 0.5
+	p.Breaker.ErrorRateThreshold = 2
+	g, err := p.Build()
+	if g != nil || !errors.Is(err, resilience.ErrInvalidConfig) {
+		t.Fatalf("Build = %v, %v; want nil and ErrInvalidConfig", g, err)
+	}
+	for _, field := range []string{"TimeoutConfig.Duration", "RetryConfig.BackoffMultiplier", "BreakerConfig.ErrorRateThreshold"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error %q does not name %s", err, field)
+		}
+	}
+}
+
+// TestGuardOrder: the time limit covers the retries, every attempt goes
+// through the breaker, and a breaker that opens stops the retrying.
+func TestGuardOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := must(preset().Build())
+		attempts := 0
+		start := time.Now()
+		_, err := resilience.Do(context.Background(), g, func(ctx context.Context) (int, error) {
+			attempts++
+			return 0, errBoom
+		})
+		// Three attempts, all failures, open the breaker (threshold 3).
+		var re *resilience.RetryError
+		if !errors.As(err, &re) || re.Attempts != 3 || !errors.Is(err, errBoom) {
+			t.Fatalf("err = %v, want a RetryError after 3 attempts wrapping boom", err)
+		}
+		if attempts != 3 || g.Breaker().State() != resilience.Open {
+			t.Fatalf("attempts = %d, state %v; want 3, Open", attempts, g.Breaker().State())
+		}
+		if d := time.Since(start); d != 30*time.Millisecond {
+			t.Errorf("took %v, want 30ms of backoff (10ms + 20ms)", d)
+		}
+
+		// Open: the first attempt is rejected and not retried.
+		attempts = 0
+		if _, err := resilience.Do(context.Background(), g, ok); !errors.Is(err, resilience.ErrOpen) || attempts != 0 {
+			t.Errorf("while open: err = %v, attempts %d; want ErrOpen, 0", err, attempts)
+		}
+
+		// The time limit bounds the whole call, backoff included.
+		p := preset()
+		p.Name = "slow"
+		p.Timeout.Duration = 15 * time.Millisecond
+		slow := must(p.Build())
+		start = time.Now()
+		_, err = resilience.Do(context.Background(), slow, fail)
+		// A 10ms wait fits in 15ms; the next, 20ms, does not, so the second
+		// failure is the last.
+		if !errors.As(err, &re) || re.Attempts != 2 || !errors.Is(err, resilience.ErrRetryDeadline) || !errors.Is(err, errBoom) {
+			t.Errorf("err = %v, want a RetryError after 2 attempts, stopped by the deadline", err)
+		}
+		if d := time.Since(start); d != 10*time.Millisecond {
+			t.Errorf("took %v, want 10ms", d)
+		}
+	})
+}
+
+// TestGuardSharedAcrossTypes: one guard, two result types, one breaker.
+func TestGuardSharedAcrossTypes(t *testing.T) {
+	p := preset()
+	p.Retry = nil
+	g := must(p.Build())
+	ints := resilience.For[int](g)
+	strs := resilience.For[string](g)
+	for range 3 {
+		ints.Do(context.Background(), fail)
+	}
+	if _, err := strs.Do(context.Background(), func(context.Context) (string, error) { return "x", nil }); !errors.Is(err, resilience.ErrOpen) {
+		t.Errorf("string chain after three int failures: err = %v, want ErrOpen", err)
+	}
+	if _, err := resilience.Do(context.Background(), g, func(context.Context) ([]byte, error) { return nil, nil }); !errors.Is(err, resilience.ErrOpen) {
+		t.Errorf("Do with a third type: err = %v, want ErrOpen", err)
+	}
+}
+
+func TestDoEveryStage(t *testing.T) {
+	ctx := context.Background()
+	stages := map[string]resilience.Stage{
+		"guard":    must(preset().Build()),
+		"breaker":  must(resilience.NewBreaker(resilience.BreakerConfig{})),
+		"retry":    must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 1})),
+		"timeout":  must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second})),
+		"abandon":  must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second, Abandon: true})),
+		"bulkhead": must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1})),
+	}
+	for name, s := range stages {
+		if v, err := resilience.Do(ctx, s, ok); v != 1 || err != nil {
+			t.Errorf("%s: Do = %v, %v; want 1, nil", name, v, err)
+		}
+		if _, err := resilience.Do[int](ctx, s, nil); err == nil {
+			t.Errorf("%s: Do with a nil func: no error", name)
+		}
+	}
+	var nilBreaker *resilience.Breaker
+	var nilGuard *resilience.Guard
+	for name, s := range map[string]resilience.Stage{"nil": nil, "nil breaker": nilBreaker, "nil guard": nilGuard} {
+		if _, err := resilience.Do(ctx, s, ok); err == nil || !strings.Contains(err.Error(), "nil Stage") {
+			t.Errorf("%s: err = %v, want an error about a nil Stage", name, err)
+		}
+	}
+}
+
+// TestForFlattensGuards: a guard among other stages is its own stages, in
+// order.
+func TestForFlattensGuards(t *testing.T) {
+	var log []string
+	g := must(preset().Build())
+	p := resilience.Compose(tracer[int]("outer", &log), resilience.For[int](g), tracer[int]("inner", &log))
+	p.Do(context.Background(), ok)
+	if got := strings.Join(log, ", "); got != "enter outer, enter inner, leave inner, leave outer" {
+		t.Errorf("order: %s", got)
+	}
+	bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1}))
+	held := resilience.For[int](g, bulkhead)
+	var inUse int
+	held.Do(context.Background(), func(context.Context) (int, error) { inUse = bulkhead.InUse(); return 0, nil })
+	if inUse != 1 {
+		t.Errorf("bulkhead after a guard in For: InUse during the call = %d, want 1", inUse)
+	}
+}

@@ -1,0 +1,146 @@
+// Package presets holds tuned policies for the dependencies services call
+// most: internal gRPC services, databases, Redis, external HTTP APIs, Kafka
+// and object storage.
+//
+// Each preset comes two ways. GRPC() and its siblings return a Guard ready
+// to use; GRPCConfig() and its siblings return the same settings as a
+// resilience.Preset, plain values to read and change before building:
+//
+//	users := presets.GRPC()
+//	u, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) {
+//		return client.GetUser(ctx, req)
+//	})
+//
+// A Guard holds a circuit breaker, the state about one dependency: make one
+// per dependency, once, and share it between every call to it, whatever
+// their result types. Two calls of GRPC() make two independent guards.
+//
+// The values:
+//
+//	preset          timeout  breaker                    retry
+//	gRPC            30s      5 failures, 60s cooldown   3 retries
+//	database        10s      10 failures, 30s cooldown  none
+//	Redis           5s       3 failures, 15s cooldown   2 retries
+//	external HTTP   60s      5 failures, 120s cooldown  5 retries
+//	Kafka           5s       5 failures, 30s cooldown   3 retries
+//	object storage  120s     5 failures, 60s cooldown   5 retries
+//
+// and, for all of them, a breaker that also opens at an error rate of 50%
+// over the last 100 calls (once 20 are in) and closes after 2 successful
+// probes, and retries that wait 100ms, doubling up to 10s, each wait
+// jittered by ±30%. The timeout bounds the whole call, retries included;
+// see resilience.Guard for the order the policies run in, and why.
+//
+// The database preset never retries: a write that timed out may have been
+// committed, and running it again may do it twice. Retry idempotent reads
+// yourself, with a Retry inside the guard's time limit, if you need to.
+package presets
+
+import (
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// Settings shared by every preset.
+const (
+	SuccessThreshold   = 2                      // successful probes that close a breaker
+	ErrorRateThreshold = 0.5                    // failure rate that opens a breaker
+	WindowSize         = 100                    // calls in a breaker's window
+	MinCalls           = 20                     // calls in the window before its rate counts
+	InitialBackoff     = 100 * time.Millisecond // wait before the first retry
+	MaxBackoff         = 10 * time.Second       // longest wait between retries
+	BackoffMultiplier  = 2.0                    // growth of the wait per retry
+)
+
+// config builds a preset from the values that differ between presets;
+// retries < 0 means no retry policy at all.
+func config(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int) resilience.Preset {
+	p := resilience.Preset{
+		Name:    name,
+		Timeout: resilience.TimeoutConfig{Duration: timeout},
+		Breaker: resilience.BreakerConfig{
+			FailureThreshold:   failures,
+			OpenTimeout:        cooldown,
+			SuccessThreshold:   SuccessThreshold,
+			ErrorRateThreshold: ErrorRateThreshold,
+			WindowSize:         WindowSize,
+			MinCalls:           MinCalls,
+		},
+	}
+	if retries >= 0 {
+		p.Retry = &resilience.RetryConfig{
+			MaxRetries:        retries,
+			InitialBackoff:    InitialBackoff,
+			MaxBackoff:        MaxBackoff,
+			BackoffMultiplier: BackoffMultiplier,
+			Jitter:            true,
+		}
+	}
+	return p
+}
+
+const noRetry = -1
+
+// GRPCConfig returns the preset for calls to internal gRPC services: 30s
+// for the whole call, a breaker that opens after 5 failures in a row and
+// probes after 60s, and 3 retries.
+func GRPCConfig() resilience.Preset { return config("grpc", 30*time.Second, 5, 60*time.Second, 3) }
+
+// DatabaseConfig returns the preset for database queries: 10s, a breaker
+// that opens after 10 failures in a row and probes after 30s, and no
+// retries, since writes are not idempotent.
+func DatabaseConfig() resilience.Preset {
+	return config("database", 10*time.Second, 10, 30*time.Second, noRetry)
+}
+
+// RedisConfig returns the preset for Redis and other caches: 5s, a breaker
+// that opens after 3 failures in a row and probes after 15s, and 2
+// retries.
+func RedisConfig() resilience.Preset { return config("redis", 5*time.Second, 3, 15*time.Second, 2) }
+
+// ExternalHTTPConfig returns the preset for third-party HTTP APIs: 60s, a
+// breaker that opens after 5 failures in a row and probes after 120s, and 5
+// retries.
+func ExternalHTTPConfig() resilience.Preset {
+	return config("external-http", 60*time.Second, 5, 120*time.Second, 5)
+}
+
+// KafkaConfig returns the preset for Kafka producers: 5s, a breaker that
+// opens after 5 failures in a row and probes after 30s, and 3 retries.
+func KafkaConfig() resilience.Preset { return config("kafka", 5*time.Second, 5, 30*time.Second, 3) }
+
+// ObjectStorageConfig returns the preset for S3 and other object stores:
+// 120s, a breaker that opens after 5 failures in a row and probes after
+// 60s, and 5 retries.
+func ObjectStorageConfig() resilience.Preset {
+	return config("object-storage", 120*time.Second, 5, 60*time.Second, 5)
+}
+
+// GRPC returns a new Guard with the GRPCConfig settings.
+func GRPC() *resilience.Guard { return build(GRPCConfig()) }
+
+// Database returns a new Guard with the DatabaseConfig settings.
+func Database() *resilience.Guard { return build(DatabaseConfig()) }
+
+// Redis returns a new Guard with the RedisConfig settings.
+func Redis() *resilience.Guard { return build(RedisConfig()) }
+
+// ExternalHTTP returns a new Guard with the ExternalHTTPConfig settings.
+func ExternalHTTP() *resilience.Guard { return build(ExternalHTTPConfig()) }
+
+// Kafka returns a new Guard with the KafkaConfig settings.
+func Kafka() *resilience.Guard { return build(KafkaConfig()) }
+
+// ObjectStorage returns a new Guard with the ObjectStorageConfig settings.
+func ObjectStorage() *resilience.Guard { return build(ObjectStorageConfig()) }
+
+// build builds a preset of this package, whose values are fixed and
+// checked by the tests: an error here is a bug in this file.
+func build(p resilience.Preset) *resilience.Guard {
+	g, err := p.Build()
+	if err != nil {
+		panic("presets: " + err.Error())
+	}
+	return g
+}

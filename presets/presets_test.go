@@ -1,0 +1,187 @@
+package presets_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/presets"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var errDown = errors.New("dependency down")
+
+// want builds the preset the seed's table describes, spelled out in full so
+// that a changed default or a typo in presets.go shows up here.
+func want(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int) resilience.Preset {
+	p := resilience.Preset{
+		Name:    name,
+		Timeout: resilience.TimeoutConfig{Duration: timeout},
+		Breaker: resilience.BreakerConfig{
+			FailureThreshold:   failures,
+			OpenTimeout:        cooldown,
+			SuccessThreshold:   2,
+			ErrorRateThreshold: 0.5,
+			WindowSize:         100,
+			MinCalls:           20,
+		},
+	}
+	if retries > 0 {
+		p.Retry = &resilience.RetryConfig{
+			MaxRetries:        retries,
+			InitialBackoff:    100 * time.Millisecond,
+			MaxBackoff:        10 * time.Second,
+			BackoffMultiplier: 2,
+			Jitter:            true,
+		}
+	}
+	return p
+}
+
+var table = []struct {
+	name   string
+	config func() resilience.Preset
+	guard  func() *resilience.Guard
+	want   resilience.Preset
+}{
+	{"gRPC", presets.GRPCConfig, presets.GRPC, want("grpc", 30*time.Second, 5, 60*time.Second, 3)},
+	{"database", presets.DatabaseConfig, presets.Database, want("database", 10*time.Second, 10, 30*time.Second, 0)},
+	{"Redis", presets.RedisConfig, presets.Redis, want("redis", 5*time.Second, 3, 15*time.Second, 2)},
+	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, want("external-http", 60*time.Second, 5, 120*time.Second, 5)},
+	{"Kafka", presets.KafkaConfig, presets.Kafka, want("kafka", 5*time.Second, 5, 30*time.Second, 3)},
+	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, want("object-storage", 120*time.Second, 5, 60*time.Second, 5)},
+}
+
+// TestPresetValues checks every preset against the table of the seed.
+func TestPresetValues(t *testing.T) {
+	for _, tc := range table {
+		if diff := cmp.Diff(tc.want, tc.config(), cmpopts.IgnoreFields(resilience.BreakerConfig{}, "Classify", "OnStateChange"), cmpopts.IgnoreFields(resilience.RetryConfig{}, "Retryable", "OnRetry")); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+		g := tc.guard()
+		if g.Name() != tc.want.Name || g.Breaker().Name() != tc.want.Name || g.Timeout().Duration() != tc.want.Timeout.Duration {
+			t.Errorf("%s: guard %q, breaker %q, timeout %v", tc.name, g.Name(), g.Breaker().Name(), g.Timeout().Duration())
+		}
+		if (g.Retry() == nil) != (tc.want.Retry == nil) {
+			t.Errorf("%s: Retry() = %v", tc.name, g.Retry())
+		}
+	}
+}
+
+// TestPresetConfigsAreFresh: changing one preset's config changes neither
+// the next one handed out nor a guard built before.
+func TestPresetConfigsAreFresh(t *testing.T) {
+	a := presets.GRPCConfig()
+	a.Retry.MaxRetries = 9
+	if b := presets.GRPCConfig(); b.Retry.MaxRetries != 3 {
+		t.Errorf("a change to one GRPCConfig leaked into the next: MaxRetries %d", b.Retry.MaxRetries)
+	}
+	if presets.GRPC().Breaker() == presets.GRPC().Breaker() {
+		t.Error("two GRPC() guards share a breaker")
+	}
+}
+
+// TestRedisOpensAfterThreeFailuresAndProbesAfter15s runs the Redis preset
+// as configured, to the nanosecond: 3 failures in a row open it (one call
+// and its 2 retries), and it probes again 15s later.
+func TestRedisOpensAfterThreeFailuresAndProbesAfter15s(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		redis := presets.Redis()
+		calls := 0
+		_, err := resilience.Do(context.Background(), redis, func(context.Context) (string, error) {
+			calls++
+			return "", errDown
+		})
+		if calls != 3 || !errors.Is(err, errDown) {
+			t.Fatalf("calls = %d, err = %v; want 3 attempts ending in errDown", calls, err)
+		}
+		opened := time.Now()
+		if s := redis.Breaker().State(); s != resilience.Open {
+			t.Fatalf("state after 3 failures = %v, want Open", s)
+		}
+
+		// While open, calls fail fast and say when the breaker will probe.
+		_, err = resilience.Do(context.Background(), redis, func(context.Context) (string, error) {
+			calls++
+			return "v", nil
+		})
+		var oe *resilience.OpenError
+		if !errors.As(err, &oe) || oe.RetryAfter() != 15*time.Second || calls != 3 {
+			t.Fatalf("while open: err = %v, calls %d; want an OpenError due in 15s and no call", err, calls)
+		}
+
+		time.Sleep(15*time.Second - 1)
+		if s := redis.Breaker().State(); s != resilience.Open {
+			t.Fatalf("1ns before 15s: state %v, want Open", s)
+		}
+		time.Sleep(1)
+		if s := redis.Breaker().State(); s != resilience.HalfOpen || time.Since(opened) != 15*time.Second {
+			t.Fatalf("at %v: state %v, want HalfOpen at 15s", time.Since(opened), s)
+		}
+
+		// Two successful probes close it.
+		for range 2 {
+			if v, err := resilience.Do(context.Background(), redis, func(context.Context) (string, error) { return "v", nil }); err != nil || v != "v" {
+				t.Fatalf("probe: %q, %v", v, err)
+			}
+		}
+		if s := redis.Breaker().State(); s != resilience.Closed {
+			t.Errorf("after 2 good probes: state %v, want Closed", s)
+		}
+	})
+}
+
+// TestDatabaseNeverRetries: a failing query runs once.
+func TestDatabaseNeverRetries(t *testing.T) {
+	db := presets.Database()
+	calls := 0
+	_, err := resilience.Do(context.Background(), db, func(context.Context) (int64, error) {
+		calls++
+		return 0, errDown
+	})
+	if calls != 1 || err != errDown {
+		t.Errorf("calls = %d, err = %v; want 1 call and its error unchanged", calls, err)
+	}
+}
+
+// TestTimeoutCoversRetries: the gRPC preset's 30s bounds a call and all its
+// retries; a dependency that hangs gets one attempt, cut at 30s.
+func TestTimeoutCoversRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		grpc := presets.GRPC()
+		calls := 0
+		start := time.Now()
+		_, err := resilience.Do(context.Background(), grpc, func(ctx context.Context) (int, error) {
+			calls++
+			<-ctx.Done()
+			return 0, ctx.Err()
+		})
+		if !errors.Is(err, resilience.ErrTimeout) || calls != 1 || time.Since(start) != 30*time.Second {
+			t.Errorf("err = %v after %d calls and %v; want a timeout after 1 call and 30s", err, calls, time.Since(start))
+		}
+	})
+}
+
+// TestSharedBreakerAcrossResultTypes: two chains for one backend, of
+// different result types, trip and recover together.
+func TestSharedBreakerAcrossResultTypes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		kafka := presets.Kafka()
+		produce := resilience.For[int64](kafka)       // offsets
+		meta := resilience.For[map[string]int](kafka) // partitions per topic
+		for range 5 {
+			produce.Do(context.Background(), func(context.Context) (int64, error) { return 0, resilience.Permanent(errDown) })
+		}
+		if _, err := meta.Do(context.Background(), func(context.Context) (map[string]int, error) { return nil, nil }); !errors.Is(err, resilience.ErrOpen) {
+			t.Errorf("metadata call after 5 failed produces: err = %v, want ErrOpen", err)
+		}
+	})
+}
