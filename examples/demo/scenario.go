@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/presets"
+)
+
+// config is the scenario: four phases of the backend's life, and the
+// traffic sent to it.
+type config struct {
+	Phase       time.Duration // length of each phase
+	FailureRate float64       // share of calls that fail while the backend is failing
+	Slow        time.Duration // how long the backend takes while it is slow
+	Rate        int           // calls per second, sent both directly and through the chain
+	Clients     int           // concurrent callers on each side
+}
+
+func defaultConfig() config {
+	return config{Phase: 3 * time.Second, FailureRate: 0.9, Slow: time.Second, Rate: 100, Clients: 8}
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.Phase <= 0 {
+		errs = append(errs, fmt.Errorf("-phase %v: must be positive", c.Phase))
+	}
+	if !(c.FailureRate >= 0 && c.FailureRate <= 1) {
+		errs = append(errs, fmt.Errorf("-failure-rate %v: must be from 0 to 1", c.FailureRate))
+	}
+	if c.Slow <= 0 {
+		errs = append(errs, fmt.Errorf("-slow %v: must be positive", c.Slow))
+	}
+	if c.Rate <= 0 {
+		errs = append(errs, fmt.Errorf("-rate %d: must be positive", c.Rate))
+	}
+	if c.Clients <= 0 {
+		errs = append(errs, fmt.Errorf("-clients %d: must be positive", c.Clients))
+	}
+	return errors.Join(errs...)
+}
+
+// The backend's phases, in order.
+const (
+	healthy = iota
+	failing
+	slow
+	recovered
+	over
+)
+
+var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "over"}
+
+// backend is the flaky dependency: an HTTP handler whose behaviour follows
+// the phase.
+type backend struct {
+	cfg   config
+	phase atomic.Int32
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch b.phase.Load() {
+	case failing:
+		if rand.Float64() < b.cfg.FailureRate {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+	case slow:
+		t := time.NewTimer(b.cfg.Slow)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	io.WriteString(w, "ok")
+}
+
+// errStatus is a response the client counts as a failure.
+type errStatus int
+
+func (e errStatus) Error() string { return fmt.Sprintf("HTTP %d", int(e)) }
+
+// get fetches url and counts a 5xx answer as a failure.
+func get(ctx context.Context, client *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode >= 500 {
+		return "", errStatus(resp.StatusCode)
+	}
+	return string(body), nil
+}
+
+// guardConfig is the external-HTTP preset with its times scaled down so the
+// story fits in seconds: a real third-party API gets 60s and a 2-minute
+// cooldown, this one 200ms and 1s.
+func guardConfig() resilience.Preset {
+	p := presets.ExternalHTTPConfig()
+	p.Name = "backend"
+	p.Timeout.Duration = 200 * time.Millisecond
+	p.Breaker.OpenTimeout = time.Second
+	p.Retry.MaxRetries = 2
+	p.Retry.InitialBackoff = 10 * time.Millisecond
+	p.Retry.MaxBackoff = 100 * time.Millisecond
+	return p
+}
+
+// tally counts the calls of one side of the scenario.
+type tally struct {
+	mu        sync.Mutex
+	latencies []time.Duration
+	ok        int
+	failed    int
+	rejected  int // failed fast by the open breaker
+	timeouts  int
+}
+
+func (t *tally) add(d time.Duration, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.latencies = append(t.latencies, d)
+	switch {
+	case err == nil:
+		t.ok++
+	case errors.Is(err, resilience.ErrOpen):
+		t.rejected++
+	default:
+		t.failed++
+		if errors.Is(err, resilience.ErrTimeout) {
+			t.timeouts++
+		}
+	}
+}
+
+// snapshot returns the counts so far.
+func (t *tally) snapshot() (calls, ok, failed, rejected, timeouts int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.latencies), t.ok, t.failed, t.rejected, t.timeouts
+}
+
+// percentile returns the p-th percentile of the latencies, p from 0 to 1.
+func (t *tally) percentile(p float64) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.latencies) == 0 {
+		return 0
+	}
+	s := slices.Clone(t.latencies)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// report is what a run saw.
+type report struct {
+	Transitions []resilience.StateChange
+	Final       resilience.State
+	Direct      *tally
+	Guarded     *tally
+	Retries     int64
+}
+
+// network is where the backend listens and how clients reach it.
+type network struct {
+	Listener net.Listener
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// run plays the scenario: it serves the backend on n, sends the same
+// traffic to it directly and through a preset chain, and writes what
+// happens to out as it happens, then a summary.
+func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	var outMu sync.Mutex
+	logf := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Fprintf(out, "%6.2fs  %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	rep := &report{Direct: &tally{}, Guarded: &tally{}}
+	var retries atomic.Int64
+	var transitions sync.Mutex
+
+	pc := guardConfig()
+	pc.Breaker.OnStateChange = func(c resilience.StateChange) {
+		transitions.Lock()
+		rep.Transitions = append(rep.Transitions, c)
+		transitions.Unlock()
+		logf("breaker %s -> %s", c.From, c.To)
+	}
+	pc.Retry.OnRetry = func(resilience.RetryEvent) { retries.Add(1) }
+	guard, err := pc.Build()
+	if err != nil {
+		return nil, err
+	}
+
+	be := &backend{cfg: cfg}
+	srv := &http.Server{Handler: be}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(n.Listener) }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	transport := &http.Transport{DialContext: n.Dial, MaxIdleConnsPerHost: 2 * cfg.Clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	url := "http://" + n.Listener.Addr().String() + "/"
+
+	fmt.Fprintf(out, "backend on %s: %s each of healthy, failing (%.0f%% answer 503), slow (%v per call), healthy again\n",
+		url, cfg.Phase, 100*cfg.FailureRate, cfg.Slow)
+	fmt.Fprintf(out, "%d calls/s straight to it, and %d calls/s through the external-HTTP preset, scaled down:\n", cfg.Rate, cfg.Rate)
+	fmt.Fprintf(out, "  timeout %v for the whole call -> retry x%d (from %v, doubling, jittered) -> breaker (opens after %d failures in a row or %.0f%% of the last %d; probes after %v)\n\n",
+		pc.Timeout.Duration, pc.Retry.MaxRetries, pc.Retry.InitialBackoff, pc.Breaker.FailureThreshold, 100*pc.Breaker.ErrorRateThreshold, pc.Breaker.WindowSize, pc.Breaker.OpenTimeout)
+
+	// The callers: Clients on each side, each sending Rate/Clients calls a
+	// second until the scenario is over.
+	every := time.Duration(float64(time.Second) * float64(cfg.Clients) / float64(cfg.Rate))
+	var wg sync.WaitGroup
+	for i := range 2 * cfg.Clients {
+		direct := i%2 == 0
+		wg.Go(func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for be.phase.Load() != over && ctx.Err() == nil {
+				began := time.Now()
+				if direct {
+					_, err := get(ctx, client, url)
+					rep.Direct.add(time.Since(began), err)
+				} else {
+					_, err := resilience.Do(ctx, guard, func(ctx context.Context) (string, error) {
+						return get(ctx, client, url)
+					})
+					rep.Guarded.add(time.Since(began), err)
+				}
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+				}
+			}
+		})
+	}
+
+	// The story, with a line a second on what the chain is doing.
+	status := time.NewTicker(time.Second)
+	defer status.Stop()
+	var last [5]int
+	var lastRetries int64
+	for p := healthy; p < over && ctx.Err() == nil; p++ {
+		be.phase.Store(int32(p))
+		logf("phase: %s", phaseNames[p])
+		end := time.NewTimer(cfg.Phase)
+		for waiting := true; waiting; {
+			select {
+			case <-end.C:
+				waiting = false
+			case <-ctx.Done():
+				waiting = false
+			case <-status.C:
+				calls, ok, failed, rejected, timeouts := rep.Guarded.snapshot()
+				r := retries.Load()
+				logf("  %-9s  through the chain: %4d ok  %4d failed  %4d rejected fast  %4d timed out  %4d retries",
+					guard.Breaker().State(), ok-last[1], failed-last[2], rejected-last[3], timeouts-last[4], r-lastRetries)
+				last = [5]int{calls, ok, failed, rejected, timeouts}
+				lastRetries = r
+			}
+		}
+		end.Stop()
+	}
+	be.phase.Store(over)
+	wg.Wait()
+
+	rep.Final = guard.Breaker().State()
+	rep.Retries = retries.Load()
+	writeSummary(out, rep)
+	return rep, ctx.Err()
+}
+
+func writeSummary(out io.Writer, rep *report) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-16s %7s %7s %7s %9s %9s %9s\n", "", "calls", "ok", "failed", "rejected", "p50", "p99")
+	for _, row := range []struct {
+		name string
+		t    *tally
+	}{{"direct", rep.Direct}, {"through chain", rep.Guarded}} {
+		calls, ok, failed, rejected, _ := row.t.snapshot()
+		fmt.Fprintf(&b, "%-16s %7d %7d %7d %9d %9s %9s\n", row.name, calls, ok, failed, rejected,
+			round(row.t.percentile(0.50)), round(row.t.percentile(0.99)))
+	}
+	_, _, _, _, timeouts := rep.Guarded.snapshot()
+	fmt.Fprintf(&b, "\nthrough the chain: %d retries, %d timeouts, %d state changes; the breaker ends %s\n",
+		rep.Retries, timeouts, len(rep.Transitions), rep.Final)
+	io.WriteString(out, b.String())
+}
+
+// round shortens a latency for the table.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pipeNetwork is an in-memory network: each dial makes a net.Pipe and hands
+// its other end to Accept. Unlike a socket, a pipe lets a synctest bubble
+// see its goroutines blocked, so the scenario runs on the fake clock.
+type pipeNetwork struct {
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newPipeNetwork() *pipeNetwork {
+	return &pipeNetwork{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (p *pipeNetwork) Dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case p.conns <- server:
+		return client, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeNetwork) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeNetwork) Close() error {
+	p.closeOnce.Do(func() { close(p.done) })
+	return nil
+}
+
+func (p *pipeNetwork) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "backend.test" }
+
+// TestScenario plays the demo's default scenario, HTTP and all, on the
+// fake clock, and checks the story it tells.
+func TestScenario(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pn := newPipeNetwork()
+		var out strings.Builder
+		start := time.Now()
+		rep, err := run(context.Background(), defaultConfig(), network{Listener: pn, Dial: pn.Dial}, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log("\n" + out.String())
+
+		// Four phases of 3s, then the calls still running: the slowest, a
+		// direct call to the slow backend, takes 1s.
+		if d := time.Since(start); d < 12*time.Second || d > 13*time.Second {
+			t.Errorf("the scenario took %v, want 12s to 13s", d)
+		}
+
+		// The breaker goes Closed -> Open, probes, and ends Closed, each
+		// transition starting where the last one ended.
+		ts := rep.Transitions
+		if len(ts) < 3 {
+			t.Fatalf("%d state changes, want at least Closed -> Open -> HalfOpen -> Closed", len(ts))
+		}
+		if ts[0].From != resilience.Closed || ts[0].To != resilience.Open {
+			t.Errorf("first change %v -> %v, want closed -> open", ts[0].From, ts[0].To)
+		}
+		if last := ts[len(ts)-1]; last.From != resilience.HalfOpen || last.To != resilience.Closed {
+			t.Errorf("last change %v -> %v, want half-open -> closed", last.From, last.To)
+		}
+		for i := 1; i < len(ts); i++ {
+			if ts[i].From != ts[i-1].To {
+				t.Errorf("change %d starts at %v, but change %d ended at %v", i, ts[i].From, i-1, ts[i-1].To)
+			}
+		}
+		// It opened in the failing phase, and closed in the last one.
+		if d := ts[0].At.Sub(start); d < 3*time.Second || d >= 6*time.Second {
+			t.Errorf("opened at %v, want during the failing phase (3s to 6s)", d)
+		}
+		if d := ts[len(ts)-1].At.Sub(start); d < 9*time.Second {
+			t.Errorf("closed at %v, want in the last phase (from 9s)", d)
+		}
+		if rep.Final != resilience.Closed {
+			t.Errorf("final state %v, want closed", rep.Final)
+		}
+
+		// The chain did each of its jobs, and cut the latency the slow
+		// phase gave the direct calls.
+		_, ok, failed, rejected, timeouts := rep.Guarded.snapshot()
+		if ok == 0 || rejected == 0 || timeouts == 0 || rep.Retries == 0 {
+			t.Errorf("through the chain: %d ok, %d failed, %d rejected, %d timeouts, %d retries; want each of ok, rejected, timeouts and retries seen", ok, failed, rejected, timeouts, rep.Retries)
+		}
+		if p99 := rep.Guarded.percentile(0.99); p99 > 200*time.Millisecond {
+			t.Errorf("p99 through the chain %v, want at most the 200ms time limit", p99)
+		}
+		if p99 := rep.Direct.percentile(0.99); p99 != time.Second {
+			t.Errorf("p99 of direct calls %v, want the slow phase's 1s", p99)
+		}
+		for _, want := range []string{"breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain", "direct"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q", want)
+			}
+		}
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	bad := config{Phase: 0, FailureRate: 1.5, Slow: -1, Rate: 0, Clients: -2}
+	err := bad.validate()
+	for _, flag := range []string{"-phase", "-failure-rate", "-slow", "-rate", "-clients"} {
+		if err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("error %v does not name %s", err, flag)
+		}
+	}
+	if err := defaultConfig().validate(); err != nil {
+		t.Errorf("default config: %v", err)
+	}
+}
