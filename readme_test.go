@@ -1,0 +1,254 @@
+package resilience_test
+
+// The Go snippets of README.md, compiled and run here. Each snippet is
+// copied verbatim into one of the functions below (TestREADMESnippets
+// checks that), which the Examples run.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/presets"
+)
+
+type GetUserRequest struct{ ID int }
+
+// usersClient stands for a generated gRPC client.
+type usersClient struct{}
+
+func (usersClient) GetUser(ctx context.Context, req *GetUserRequest) (*User, error) {
+	return &User{Name: "ada"}, nil
+}
+
+func (usersClient) CountUsers(ctx context.Context) (int, error) { return 0, errUnavailable }
+
+type userCache struct{}
+
+func (userCache) User(id int) (*User, error) { return &User{Name: "ada (cached)"}, nil }
+
+type userDB struct{}
+
+func (userDB) UserByID(ctx context.Context, id int) (*User, error) {
+	<-ctx.Done() // a query stuck behind a lock
+	return nil, ctx.Err()
+}
+
+var (
+	client usersClient
+	cache  userCache
+	db     userDB
+)
+
+func fetch(ctx context.Context, url string) ([]byte, error) { return []byte("hello"), nil }
+
+func resize(ctx context.Context, img []byte) ([]byte, error) { return img[:1], nil }
+
+func readmeQuickStart(ctx context.Context) error {
+	users := presets.GRPC() // one guard per backend, shared by every call to it
+
+	user, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) {
+		return client.GetUser(ctx, &GetUserRequest{ID: 42})
+	})
+	fmt.Println(user.Name, err)
+	return nil
+}
+
+func readmeTuning() error {
+	cfg := presets.RedisConfig()
+	cfg.Name = "sessions"                     // names its policies in errors and metrics
+	cfg.Breaker.OpenTimeout = 5 * time.Second // probe sooner than the preset's 15s
+	sessions, err := cfg.Build()
+	if err != nil {
+		return err
+	}
+	fmt.Println(sessions.Name(), sessions.Breaker().State())
+	return nil
+}
+
+func readmeBreaker(ctx context.Context) error {
+	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{
+		Name:               "users",
+		FailureThreshold:   5,   // open after 5 failures in a row,
+		ErrorRateThreshold: 0.5, // or when half of the last 100 calls failed,
+		WindowSize:         100,
+		OpenTimeout:        time.Minute, // probe again after a minute,
+		SuccessThreshold:   2,           // and close after 2 good probes
+		OnStateChange: func(c resilience.StateChange) {
+			fmt.Printf("breaker %s: %s -> %s\n", c.Name, c.From, c.To)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	count, err := resilience.Do(ctx, breaker, func(ctx context.Context) (int, error) {
+		return client.CountUsers(ctx)
+	})
+	fmt.Println(count, err, breaker.State(), breaker.ErrorRate())
+
+	for range 5 {
+		_, err = resilience.Do(ctx, breaker, func(ctx context.Context) (int, error) {
+			return client.CountUsers(ctx)
+		})
+	}
+	fmt.Println(breaker.State(), errors.Is(err, resilience.ErrOpen))
+	return nil
+}
+
+func readmeTimeout(ctx context.Context) error {
+	user, err := resilience.WithTimeoutResult(ctx, 2*time.Second, func(ctx context.Context) (*User, error) {
+		return db.UserByID(ctx, 42)
+	})
+	fmt.Println(user, errors.Is(err, resilience.ErrTimeout), errors.Is(err, context.DeadlineExceeded))
+	return nil
+}
+
+func readmeRetry(ctx context.Context, url string) error {
+	body, err := resilience.WithRetry(ctx, resilience.RetryConfig{
+		MaxRetries:     3,
+		InitialBackoff: 100 * time.Millisecond, // then 200ms, then 400ms
+		MaxBackoff:     10 * time.Second,
+		Jitter:         true, // each wait times a random factor in [0.7, 1.3]
+	}, func(ctx context.Context) ([]byte, error) {
+		return fetch(ctx, url)
+	})
+	fmt.Println(string(body), err)
+	return nil
+}
+
+func readmeChain(ctx context.Context, breaker *resilience.Breaker) error {
+	timeout, err := resilience.NewTimeout(resilience.TimeoutConfig{Duration: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	retry, err := resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, Jitter: true})
+	if err != nil {
+		return err
+	}
+	getUser := resilience.For[*User](timeout, retry, breaker) // the first is outermost
+
+	user, err := getUser.Do(ctx, func(ctx context.Context) (*User, error) {
+		return client.GetUser(ctx, &GetUserRequest{ID: 42})
+	})
+	fmt.Println(user.Name, err)
+	return nil
+}
+
+func readmeFallback(ctx context.Context, users *resilience.Guard) error {
+	cached, err := resilience.NewFallback(resilience.FallbackConfig[*User]{
+		Func: func(ctx context.Context, err error) (*User, error) { return cache.User(42) },
+	})
+	if err != nil {
+		return err
+	}
+	getUser := resilience.Compose(cached, resilience.For[*User](users))
+
+	user, err := getUser.Do(ctx, func(ctx context.Context) (*User, error) {
+		return client.GetUser(ctx, &GetUserRequest{ID: 42})
+	})
+	fmt.Println(user.Name, err)
+	return nil
+}
+
+func readmeBulkhead(ctx context.Context, img []byte) error {
+	bulkhead, err := resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 10, MaxWait: 50 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	thumb, err := resilience.Do(ctx, bulkhead, func(ctx context.Context) ([]byte, error) {
+		return resize(ctx, img)
+	})
+	if errors.Is(err, resilience.ErrBulkheadFull) {
+		return err // shed the load: answer 503, show a placeholder, ...
+	}
+	fmt.Println(len(thumb), bulkhead.InUse())
+	return nil
+}
+
+func Example_readme() {
+	ctx := context.Background()
+	readmeQuickStart(ctx)
+	readmeTuning()
+	readmeBreaker(ctx)
+	readmeRetry(ctx, "http://127.0.0.1/")
+	readmeChain(ctx, must(resilience.NewBreaker(resilience.BreakerConfig{})))
+	users := presets.GRPC()
+	users.Breaker().ForceOpen()
+	readmeFallback(ctx, users)
+	readmeBulkhead(ctx, []byte("png"))
+	// Output:
+	// ada <nil>
+	// sessions closed
+	// 0 unavailable closed 1
+	// breaker users: closed -> open
+	// open true
+	// hello <nil>
+	// ada <nil>
+	// ada (cached) <nil>
+	// 1 0
+}
+
+func TestREADMETimeoutSnippet(t *testing.T) {
+	// WithTimeoutResult's snippet waits its full 2s: run it on the fake
+	// clock.
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		readmeTimeout(context.Background())
+		if d := time.Since(start); d != 2*time.Second {
+			t.Errorf("the timeout snippet returned after %v, want 2s", d)
+		}
+	})
+}
+
+// TestREADMESnippets checks that every Go snippet in README.md appears,
+// line for line, in a _test.go file of this package, where the compiler
+// checks it and an Example runs it.
+func TestREADMESnippets(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources strings.Builder
+	files, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f.Name(), "_test.go") {
+			b, err := os.ReadFile(f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sources.WriteString("\n" + normalize(string(b)))
+		}
+	}
+	snippets := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(snippets) == 0 {
+		t.Fatal("README.md has no Go snippets")
+	}
+	for _, s := range snippets {
+		if !strings.Contains(sources.String(), "\n"+normalize(s[1])) {
+			t.Errorf("README snippet not found in the tests:\n%s", s[1])
+		}
+	}
+}
+
+// normalize trims each line and drops blank ones, so that indentation and
+// spacing do not matter, and ends every line with a newline.
+func normalize(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if line = strings.TrimSpace(line); line != "" {
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
