@@ -130,7 +130,10 @@ type BreakerConfig struct {
 	WindowBuckets int
 
 	// OpenTimeout is how long the breaker stays open before it lets probes
-	// through. Default 60s.
+	// through. Default 60s. A timer moves the breaker to half-open, so that
+	// calls while it is open need not read the clock; under
+	// testing/synctest, call synctest.Wait after advancing the clock past
+	// the timeout, to let the timer's goroutine run before the next call.
 	OpenTimeout time.Duration
 
 	// SuccessThreshold closes a half-open breaker after this many

@@ -123,6 +123,7 @@ func TestRedisOpensAfterThreeFailuresAndProbesAfter15s(t *testing.T) {
 			t.Fatalf("1ns before 15s: state %v, want Open", s)
 		}
 		time.Sleep(1)
+		synctest.Wait() // let the breaker's timer run, as a real clock would have
 		if s := redis.Breaker().State(); s != resilience.HalfOpen || time.Since(opened) != 15*time.Second {
 			t.Fatalf("at %v: state %v, want HalfOpen at 15s", time.Since(opened), s)
 		}
