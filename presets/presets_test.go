@@ -84,7 +84,7 @@ func TestPresetConfigsAreFresh(t *testing.T) {
 	if b := presets.GRPCConfig(); b.Retry.MaxRetries != 3 {
 		t.Errorf("a change to one GRPCConfig leaked into the next: MaxRetries %d", b.Retry.MaxRetries)
 	}
-	if presets.GRPC().Breaker() == presets.GRPC().Breaker() {
+	if one, two := presets.GRPC(), presets.GRPC(); one.Breaker() == two.Breaker() {
 		t.Error("two GRPC() guards share a breaker")
 	}
 }
@@ -122,7 +122,7 @@ func TestRedisOpensAfterThreeFailuresAndProbesAfter15s(t *testing.T) {
 		if s := redis.Breaker().State(); s != resilience.Open {
 			t.Fatalf("1ns before 15s: state %v, want Open", s)
 		}
-		time.Sleep(1)
+		time.Sleep(time.Nanosecond)
 		synctest.Wait() // let the breaker's timer run, as a real clock would have
 		if s := redis.Breaker().State(); s != resilience.HalfOpen || time.Since(opened) != 15*time.Second {
 			t.Fatalf("at %v: state %v, want HalfOpen at 15s", time.Since(opened), s)
