@@ -293,7 +293,8 @@ func (c BreakerConfig) settings() (breakerSettings, error) {
 //
 // A Breaker is safe for concurrent use. Make one with NewBreaker.
 type Breaker struct {
-	cur atomic.Pointer[period] // the current state; replaced on every transition
+	cur atomic.Pointer[period]          // the current state; replaced on every transition
+	obs atomic.Pointer[BreakerObserver] // nil until Observe
 	cfg breakerSettings
 
 	mu         sync.Mutex // held to change state; guards the fields below
@@ -465,7 +466,7 @@ func (b *Breaker) switchLocked(prev, p *period) {
 		b.timer = time.AfterFunc(b.cfg.openTimeout, func() { b.transition(p, HalfOpen) })
 	}
 	b.cur.Store(p)
-	if prev.state != p.state && b.cfg.onStateChange != nil {
+	if prev.state != p.state && b.reports() {
 		b.events = append(b.events, StateChange{Name: b.cfg.name, From: prev.state, To: p.state, At: now})
 	}
 }
@@ -475,7 +476,7 @@ func (b *Breaker) switchLocked(prev, p *period) {
 // already reporting, it will report ours too, so deliver returns at once: a
 // hook that causes a transition cannot deadlock or recurse.
 func (b *Breaker) deliver() {
-	if b.cfg.onStateChange == nil {
+	if !b.reports() {
 		return
 	}
 	b.mu.Lock()
@@ -508,8 +509,22 @@ func (b *Breaker) report(ev StateChange) {
 			b.mu.Unlock()
 		}
 	}()
-	b.cfg.onStateChange(ev)
+	if o := b.obs.Load(); o != nil && o.StateChange != nil {
+		o.StateChange(ev)
+	}
+	if b.cfg.onStateChange != nil {
+		b.cfg.onStateChange(ev)
+	}
 	returned = true
+}
+
+// reports reports whether anyone listens to state changes.
+func (b *Breaker) reports() bool {
+	if b.cfg.onStateChange != nil {
+		return true
+	}
+	o := b.obs.Load()
+	return o != nil && o.StateChange != nil
 }
 
 // Permit is the right to make one call through a breaker, from Allow.
@@ -538,6 +553,7 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	p := b.cur.Load()
 	if p.state != Closed {
 		if err := b.admit(p); err != nil {
+			b.observeCall(p.state, CallRejected)
 			return Permit{}, err
 		}
 	}
@@ -608,6 +624,7 @@ func breakerDo[T any](b *Breaker, ctx context.Context, n next[T]) (T, error) {
 	p := b.cur.Load()
 	if p.state != Closed {
 		if err := b.admit(p); err != nil {
+			b.observeCall(p.state, CallRejected)
 			var zero T
 			return zero, err
 		}
@@ -665,6 +682,7 @@ func breakerDoTimed[T any](b *Breaker, p *period, ctx context.Context, n next[T]
 // succeeded records a success in a closed period with a count-based window,
 // untimed: the outcome of nearly every call.
 func (b *Breaker) succeeded(p *period) {
+	b.observeCall(Closed, CallSucceeded)
 	if b.cur.Load() != p {
 		return
 	}
@@ -686,6 +704,7 @@ func (b *Breaker) succeeded(p *period) {
 
 // done records the outcome o of a call admitted in period p.
 func (b *Breaker) done(p *period, start time.Time, o Outcome) {
+	b.observeCall(p.state, callResult(o))
 	var (
 		now  time.Time
 		slow bool
@@ -734,6 +753,18 @@ func (b *Breaker) done(p *period, start time.Time, o Outcome) {
 			}
 		}
 	}
+}
+
+// callResult is how an outcome is reported to observers: as done counts
+// it, an outcome other than Failure and Ignored as a success.
+func callResult(o Outcome) CallResult {
+	switch o {
+	case Failure:
+		return CallFailed
+	case Ignored:
+		return CallIgnored
+	}
+	return CallSucceeded
 }
 
 // overThresholds reports whether the window's rates call for opening.

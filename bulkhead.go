@@ -46,6 +46,7 @@ type Bulkhead struct {
 	max     int64
 	maxWait time.Duration
 	full    *BulkheadFullError
+	obs     atomic.Pointer[BulkheadObserver] // nil until Observe
 
 	mu      sync.Mutex
 	waiters []*bulkheadWaiter // in arrival order
@@ -105,6 +106,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 		return nil
 	}
 	if b.maxWait == 0 {
+		b.rejected()
 		return b.full
 	}
 	if err := ctx.Err(); err != nil {
@@ -131,6 +133,7 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 		return nil
 	case <-t.C:
 		if b.leave(w) {
+			b.rejected()
 			return b.full
 		}
 		return nil // given a slot just as the wait ran out: keep it
@@ -139,6 +142,13 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 			b.Release() // given a slot just as ctx ended: hand it on
 		}
 		return ctx.Err()
+	}
+}
+
+// rejected reports a rejection to b's observers, if any.
+func (b *Bulkhead) rejected() {
+	if o := b.obs.Load(); o != nil && o.Rejected != nil {
+		o.Rejected()
 	}
 }
 

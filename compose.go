@@ -122,10 +122,7 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 	case *Retry:
 		return retryDo(l, ctx, n)
 	case *Timeout:
-		if l.cfg.Abandon {
-			return timeoutAbandon(ctx, l.cfg, n)
-		}
-		return timeoutCooperative(ctx, l.cfg.Name, l.cfg.Duration, n)
+		return timeoutDo(l, ctx, n)
 	case *Bulkhead:
 		return bulkheadDo(l, ctx, n)
 	case *Fallback[T]:

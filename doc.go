@@ -20,6 +20,28 @@
 // the same backend. Typed policies (Fallback, your own PolicyFunc) join a
 // chain with Compose.
 //
+// # Presets
+//
+// Package presets holds tuned policies for common dependencies (gRPC,
+// databases, Redis, external HTTP, Kafka, object storage). A Preset is
+// their settings; Preset.Build makes a Guard, a stage holding a timeout, a
+// retry and a breaker for one dependency. Do runs a call through any stage,
+// taking the result type from the function:
+//
+//	users := presets.GRPC()
+//	u, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) { ... })
+//
+// # Observing
+//
+// Each stage reports what it does to observers, structs of optional
+// functions in the manner of net/http/httptrace (BreakerObserver,
+// RetryObserver, TimeoutObserver, BulkheadObserver), added with its Observe
+// method. Package metrics fills them in with Prometheus collectors. An
+// observer is called after the event it reports, with no lock held; some
+// are called on every call, so they must be cheap and safe for concurrent
+// use. A stage may have several observers, called in the order they were
+// added; an observer cannot be removed.
+//
 // # Errors
 //
 // Rejections and timeouts are typed errors that errors.Is matches against

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -107,7 +109,9 @@ func DefaultRetryable(err error) bool {
 // A Retry is a Stage: use it in chains with For. It holds no state between
 // calls and is safe for concurrent use. Make one with NewRetry.
 type Retry struct {
-	cfg RetryConfig // defaults filled in
+	cfg RetryConfig                   // defaults filled in
+	obs atomic.Pointer[RetryObserver] // nil until Observe
+	mu  sync.Mutex                    // held by Observe
 }
 
 // NewRetry returns a retry policy configured by cfg, or an error naming
@@ -155,12 +159,25 @@ func WithRetry[T any](ctx context.Context, cfg RetryConfig, fn Func[T]) (T, erro
 func retryDo[T any](r *Retry, ctx context.Context, n next[T]) (T, error) {
 	v, err := n.call(ctx)
 	if err == nil {
+		r.observe(1, nil)
 		return v, nil
 	}
-	return retryAgain(r, ctx, n, err)
+	v, attempts, err := retryAgain(r, ctx, n, err)
+	r.observe(attempts, err)
+	return v, err
 }
 
-func retryAgain[T any](r *Retry, ctx context.Context, n next[T], err error) (T, error) {
+// observe reports a call that made attempts attempts to r's observers, if
+// any.
+func (r *Retry) observe(attempts int, err error) {
+	if o := r.obs.Load(); o != nil && o.Done != nil {
+		o.Done(attempts, err)
+	}
+}
+
+// retryAgain carries on after a first attempt that failed with err, and
+// returns the final result and the number of attempts made.
+func retryAgain[T any](r *Retry, ctx context.Context, n next[T], err error) (T, int, error) {
 	var (
 		zero T
 		b    *backoff.ExponentialBackOff
@@ -169,12 +186,12 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], err error) (T, 
 		// err is the error of attempt number attempt.
 		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || !r.cfg.Retryable(err) {
 			if attempt == 1 {
-				return zero, err
+				return zero, 1, err
 			}
-			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
 		}
 		if attempt > r.cfg.MaxRetries {
-			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
+			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
 		}
 		if b == nil {
 			b = r.newBackOff()
@@ -184,17 +201,17 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], err error) (T, 
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline}
+			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline}
 		}
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})
 		}
 		if ctxErr := sleep(ctx, delay); ctxErr != nil {
-			return zero, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
 		}
 		var v T
 		if v, err = n.call(ctx); err == nil {
-			return v, nil
+			return v, attempt + 1, nil
 		}
 	}
 }

@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -48,6 +49,8 @@ type TimeoutConfig struct {
 // concurrent use. Make one with NewTimeout.
 type Timeout struct {
 	cfg TimeoutConfig
+	obs atomic.Pointer[TimeoutObserver] // nil until Observe
+	mu  sync.Mutex                      // held by Observe
 }
 
 // NewTimeout returns a timeout policy configured by cfg, or an error naming
@@ -93,21 +96,56 @@ func WithTimeoutResult[T any](ctx context.Context, d time.Duration, fn Func[T]) 
 	if d <= 0 {
 		return zero, &ConfigError{Field: "TimeoutConfig.Duration", Value: d, Reason: "must be positive"}
 	}
-	return timeoutCooperative(ctx, "", d, next[T]{fn: fn})
+	v, _, err := timeoutCooperative(ctx, "", d, next[T]{fn: fn})
+	return v, err
 }
 
-func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration, n next[T]) (T, error) {
+// timeoutDo runs the rest of a chain under t.
+func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
+	var (
+		v   T
+		err error
+		r   TimeoutResult
+	)
+	if t.cfg.Abandon {
+		v, r, err = timeoutAbandon(ctx, t.cfg, n)
+	} else {
+		v, r, err = timeoutCooperative(ctx, t.cfg.Name, t.cfg.Duration, n)
+	}
+	if o := t.obs.Load(); o != nil && o.Done != nil {
+		o.Done(r)
+	}
+	return v, err
+}
+
+// timeoutCooperative runs n with a context that ends after d, and says how
+// the call ended.
+func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, d)
 	v, err := n.call(tctx)
 	cancel()
-	// Ours is the deadline that ended the call only if the caller's context
-	// is still live; after cancel, tctx.Err() stays DeadlineExceeded only if
-	// the deadline had passed.
-	if err != nil && ctx.Err() == nil && tctx.Err() == context.DeadlineExceeded {
+	r := timeoutResult(ctx, tctx, err)
+	if r == TimeoutExpired {
 		var zero T
-		return zero, &TimeoutError{Name: name, Limit: d, Err: err}
+		return zero, r, &TimeoutError{Name: name, Limit: d, Err: err}
 	}
-	return v, err
+	return v, r, err
+}
+
+// timeoutResult classifies the end of a call made with tctx, derived from
+// the caller's ctx. Ours is the deadline that ended a failed call only if
+// the caller's context is still live; even after cancel, tctx.Err() is
+// DeadlineExceeded only if the deadline had passed.
+func timeoutResult(ctx, tctx context.Context, err error) TimeoutResult {
+	switch {
+	case err == nil:
+		return TimeoutSucceeded
+	case ctx.Err() != nil:
+		return TimeoutCanceled
+	case tctx.Err() == context.DeadlineExceeded:
+		return TimeoutExpired
+	}
+	return TimeoutFailed
 }
 
 // result is what an abandoned-mode call hands back to its caller.
@@ -128,7 +166,7 @@ const (
 
 var errGoexit = errors.New("resilience: call ended with runtime.Goexit")
 
-func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T, error) {
+func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T, TimeoutResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel() // once we return, an abandoned call is told to stop
 	var (
@@ -167,21 +205,22 @@ func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T
 			return r.finish(ctx, tctx, cfg)
 		}
 		if err := ctx.Err(); err != nil {
-			return zero, err
+			return zero, TimeoutCanceled, err
 		}
-		return zero, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration}
+		return zero, TimeoutExpired, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration}
 	}
 }
 
 // finish turns the result of a call that ran to its end into the policy's
 // answer, re-raising its panic on the caller's goroutine.
-func (r result[T]) finish(ctx, tctx context.Context, cfg TimeoutConfig) (T, error) {
+func (r result[T]) finish(ctx, tctx context.Context, cfg TimeoutConfig) (T, TimeoutResult, error) {
 	if r.panicked {
 		panic(r.panicVal)
 	}
-	if r.err != nil && ctx.Err() == nil && tctx.Err() == context.DeadlineExceeded {
+	res := timeoutResult(ctx, tctx, r.err)
+	if res == TimeoutExpired {
 		var zero T
-		return zero, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration, Err: r.err}
+		return zero, res, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration, Err: r.err}
 	}
-	return r.v, r.err
+	return r.v, res, r.err
 }
