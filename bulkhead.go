@@ -80,6 +80,9 @@ func (b *Bulkhead) Name() string { return b.full.Name }
 // InUse returns how many slots are taken.
 func (b *Bulkhead) InUse() int { return int(b.inUse.Load()) }
 
+// MaxConcurrent returns how many calls may run at once.
+func (b *Bulkhead) MaxConcurrent() int { return int(b.max) }
+
 // TryAcquire takes a slot if one is free and nobody is waiting for one, and
 // reports whether it did. A slot taken must be given back with Release.
 func (b *Bulkhead) TryAcquire() bool {

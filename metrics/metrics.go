@@ -1,0 +1,397 @@
+// Package metrics exports what the resilience policies do as Prometheus
+// metrics.
+//
+// Make one Metrics per registry, and instrument each policy (or each
+// preset's guard) once:
+//
+//	m, err := metrics.New(registry) // a prometheus.Registerer of your choice
+//	if err != nil {
+//		return err
+//	}
+//	users := presets.GRPC()
+//	if err := m.Instrument(users); err != nil {
+//		return err
+//	}
+//
+// Nothing is registered on the global registry unless you pass it
+// (prometheus.DefaultRegisterer). Every series is labelled with the policy's
+// name and values from small fixed sets: never an error's text, never
+// anything that grows with traffic.
+//
+// # Series
+//
+// A circuit breaker named N gives these 20 series:
+//
+//	resilience_circuit_breaker_state{name="N",state}                        gauge, 1 for the current state, 0 for the others
+//	    state: closed, open, half-open
+//	resilience_circuit_breaker_state_transitions_total{name="N",from,to}    counter
+//	    from -> to: closed -> open, open -> half-open, open -> closed, half-open -> open, half-open -> closed
+//	resilience_circuit_breaker_calls_total{name="N",state,result}           counter
+//	    closed: success, failure, ignored; half-open: success, failure, ignored, rejected; open: rejected
+//	resilience_circuit_breaker_open_duration_seconds{name="N"}             histogram
+//
+// The state is the one the breaker was in when the call arrived. The open
+// duration is observed when the breaker closes again, and measures the time
+// since it left closed: its whole outage, half-open probes and reopenings
+// included.
+//
+// A timeout policy named N gives 4 series, a retry policy 2 histograms, a
+// bulkhead 3 series:
+//
+//	resilience_timeout_operations_total{name="N",result}   counter; result: success, error, timeout, canceled
+//	resilience_retry_attempts{name="N",result}             histogram of attempts per call; result: success, failure
+//	resilience_bulkhead_in_use{name="N"}                   gauge
+//	resilience_bulkhead_max_concurrent{name="N"}           gauge
+//	resilience_bulkhead_rejections_total{name="N"}         counter
+//
+// Every series is created, at zero, when its policy is instrumented, so
+// that rates and alerts work from the first scrape.
+//
+// # Cost
+//
+// The series a call touches are resolved when the policy is instrumented,
+// so recording a call is an atomic add, with no allocation and no map
+// lookup. The state and in-use gauges are read from the policies at scrape
+// time and cost calls nothing.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/resilience-go/resilience"
+)
+
+// Buckets of the histograms.
+var (
+	// OpenDurationBuckets are the bounds, in seconds, of
+	// resilience_circuit_breaker_open_duration_seconds: from a second to
+	// an hour, around the presets' cooldowns of 15s to 120s.
+	OpenDurationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600}
+	// RetryAttemptsBuckets are the bounds of resilience_retry_attempts.
+	RetryAttemptsBuckets = []float64{1, 2, 3, 4, 5, 6, 8, 11}
+)
+
+// Metrics is a set of Prometheus collectors for resilience policies. It is
+// itself a prometheus.Collector, registered by New. It is safe for
+// concurrent use.
+type Metrics struct {
+	transitions   *prometheus.CounterVec
+	calls         *prometheus.CounterVec
+	openDuration  *prometheus.HistogramVec
+	timeoutOps    *prometheus.CounterVec
+	retryAttempts *prometheus.HistogramVec
+	rejections    *prometheus.CounterVec
+	state         *prometheus.Desc
+	inUse         *prometheus.Desc
+	maxConcurrent *prometheus.Desc
+
+	mu        sync.Mutex // guards the maps
+	breakers  map[string]*resilience.Breaker
+	bulkheads map[string]*resilience.Bulkhead
+	retries   map[string]*resilience.Retry
+	timeouts  map[string]*resilience.Timeout
+}
+
+// New makes the collectors and registers them with reg.
+//
+// If reg already holds the collectors of an earlier New, New returns that
+// Metrics instead, so that packages sharing a registry can each call New.
+// A registry holding other collectors of the same metric names is an
+// error, as is a nil reg.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("metrics: New: nil prometheus.Registerer (pass prometheus.DefaultRegisterer to use the global registry)")
+	}
+	m := newMetrics()
+	if err := reg.Register(m); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*Metrics); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("metrics: New: registering the resilience collectors: %w", err)
+	}
+	return m, nil
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_circuit_breaker_state_transitions_total",
+			Help: "State transitions of circuit breakers.",
+		}, []string{"name", "from", "to"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_circuit_breaker_calls_total",
+			Help: "Calls through circuit breakers, by the state they arrived in and how they ended.",
+		}, []string{"name", "state", "result"}),
+		openDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "resilience_circuit_breaker_open_duration_seconds",
+			Help:    "How long circuit breakers stayed away from closed, from opening until closed again.",
+			Buckets: OpenDurationBuckets,
+		}, []string{"name"}),
+		timeoutOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_timeout_operations_total",
+			Help: "Calls under timeout policies, by how they ended.",
+		}, []string{"name", "result"}),
+		retryAttempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "resilience_retry_attempts",
+			Help:    "Attempts made by retry policies per call, by whether the call finally succeeded.",
+			Buckets: RetryAttemptsBuckets,
+		}, []string{"name", "result"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_bulkhead_rejections_total",
+			Help: "Calls turned away by bulkheads.",
+		}, []string{"name"}),
+		state: prometheus.NewDesc("resilience_circuit_breaker_state",
+			"Current state of circuit breakers: 1 for the state they are in, 0 for the others.",
+			[]string{"name", "state"}, nil),
+		inUse: prometheus.NewDesc("resilience_bulkhead_in_use",
+			"Calls running in bulkheads.", []string{"name"}, nil),
+		maxConcurrent: prometheus.NewDesc("resilience_bulkhead_max_concurrent",
+			"Calls bulkheads let run at once.", []string{"name"}, nil),
+		breakers:  map[string]*resilience.Breaker{},
+		bulkheads: map[string]*resilience.Bulkhead{},
+		retries:   map[string]*resilience.Retry{},
+		timeouts:  map[string]*resilience.Timeout{},
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.transitions.Describe(ch)
+	m.calls.Describe(ch)
+	m.openDuration.Describe(ch)
+	m.timeoutOps.Describe(ch)
+	m.retryAttempts.Describe(ch)
+	m.rejections.Describe(ch)
+	ch <- m.state
+	ch <- m.inUse
+	ch <- m.maxConcurrent
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.transitions.Collect(ch)
+	m.calls.Collect(ch)
+	m.openDuration.Collect(ch)
+	m.timeoutOps.Collect(ch)
+	m.retryAttempts.Collect(ch)
+	m.rejections.Collect(ch)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, b := range m.breakers {
+		current := b.State()
+		for _, s := range states {
+			v := 0.0
+			if s == current {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, v, name, s.String())
+		}
+	}
+	for name, b := range m.bulkheads {
+		ch <- prometheus.MustNewConstMetric(m.inUse, prometheus.GaugeValue, float64(b.InUse()), name)
+		ch <- prometheus.MustNewConstMetric(m.maxConcurrent, prometheus.GaugeValue, float64(b.MaxConcurrent()), name)
+	}
+}
+
+var states = [...]resilience.State{resilience.Closed, resilience.Open, resilience.HalfOpen}
+
+// The calls a breaker can see, by state, and the transitions it can make.
+var (
+	breakerCalls = map[resilience.State][]resilience.CallResult{
+		resilience.Closed:   {resilience.CallSucceeded, resilience.CallFailed, resilience.CallIgnored},
+		resilience.HalfOpen: {resilience.CallSucceeded, resilience.CallFailed, resilience.CallIgnored, resilience.CallRejected},
+		resilience.Open:     {resilience.CallRejected},
+	}
+	breakerTransitions = [][2]resilience.State{
+		{resilience.Closed, resilience.Open},
+		{resilience.Open, resilience.HalfOpen},
+		{resilience.Open, resilience.Closed},
+		{resilience.HalfOpen, resilience.Open},
+		{resilience.HalfOpen, resilience.Closed},
+	}
+	timeoutResults = []resilience.TimeoutResult{resilience.TimeoutSucceeded, resilience.TimeoutFailed, resilience.TimeoutExpired, resilience.TimeoutCanceled}
+)
+
+// Instrument attaches metrics to each stage: a *resilience.Guard (its
+// timeout, retry and breaker), a *resilience.Breaker, a *resilience.Retry,
+// a *resilience.Timeout or a *resilience.Bulkhead.
+//
+// Each stage must have a name, unique among the stages of its kind on
+// this Metrics: two breakers named alike would fight over one series.
+// Instrumenting a stage again does nothing. Instrument checks every stage
+// before it instruments any, so on error nothing has changed.
+func (m *Metrics) Instrument(stages ...resilience.Stage) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var flat []resilience.Stage
+	for _, s := range stages {
+		if g, ok := s.(*resilience.Guard); ok && g != nil {
+			flat = append(flat, g.Timeout(), g.Breaker())
+			if r := g.Retry(); r != nil {
+				flat = append(flat, r)
+			}
+			continue
+		}
+		flat = append(flat, s)
+	}
+	var errs []error
+	type key struct{ kind, name string }
+	batch := map[key]resilience.Stage{} // the stages of this call
+	for _, s := range flat {
+		err := m.check(s)
+		if err == nil {
+			k := key{fmt.Sprintf("%T", s), s.(interface{ Name() string }).Name()}
+			if other, ok := batch[k]; ok && other != s {
+				err = fmt.Errorf("two stages of type %s named %q: give each its own name", k.kind, k.name)
+			}
+			batch[k] = s
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("metrics: Instrument: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, s := range flat {
+		switch s := s.(type) {
+		case *resilience.Breaker:
+			if m.breakers[s.Name()] == nil {
+				m.breakers[s.Name()] = s
+				m.instrumentBreaker(s)
+			}
+		case *resilience.Timeout:
+			if m.timeouts[s.Name()] == nil {
+				m.timeouts[s.Name()] = s
+				m.instrumentTimeout(s)
+			}
+		case *resilience.Retry:
+			if m.retries[s.Name()] == nil {
+				m.retries[s.Name()] = s
+				m.instrumentRetry(s)
+			}
+		case *resilience.Bulkhead:
+			if m.bulkheads[s.Name()] == nil {
+				m.bulkheads[s.Name()] = s
+				m.instrumentBulkhead(s)
+			}
+		}
+	}
+	return nil
+}
+
+// check reports why s cannot be instrumented, if it cannot. m.mu is held.
+func (m *Metrics) check(s resilience.Stage) error {
+	switch s := s.(type) {
+	case *resilience.Breaker:
+		return checkName(s, "breaker", "BreakerConfig", m.breakers)
+	case *resilience.Timeout:
+		return checkName(s, "timeout", "TimeoutConfig", m.timeouts)
+	case *resilience.Retry:
+		return checkName(s, "retry policy", "RetryConfig", m.retries)
+	case *resilience.Bulkhead:
+		return checkName(s, "bulkhead", "BulkheadConfig", m.bulkheads)
+	case *resilience.Guard:
+		return errors.New("nil *resilience.Guard")
+	case nil:
+		return errors.New("nil stage")
+	}
+	return fmt.Errorf("unknown stage type %T", s)
+}
+
+func checkName[S interface {
+	comparable
+	Name() string
+}](s S, kind, config string, seen map[string]S) error {
+	var zero S
+	if s == zero {
+		return fmt.Errorf("nil %s", kind)
+	}
+	name := s.Name()
+	if name == "" {
+		return fmt.Errorf("the %s has no name: set %s.Name (or Preset.Name), which labels its series", kind, config)
+	}
+	if other, ok := seen[name]; ok && other != s {
+		return fmt.Errorf("another %s named %q is already instrumented: give each its own name", kind, name)
+	}
+	return nil
+}
+
+func (m *Metrics) instrumentBreaker(b *resilience.Breaker) {
+	name := b.Name()
+	var calls [len(states)][4]prometheus.Counter
+	for s, results := range breakerCalls {
+		for _, r := range results {
+			calls[s][r] = m.calls.WithLabelValues(name, s.String(), r.String())
+		}
+	}
+	var transitions [len(states)][len(states)]prometheus.Counter
+	for _, t := range breakerTransitions {
+		transitions[t[0]][t[1]] = m.transitions.WithLabelValues(name, t[0].String(), t[1].String())
+	}
+	openDuration := m.openDuration.WithLabelValues(name)
+
+	var (
+		mu   sync.Mutex
+		left time.Time // when the breaker left closed; zero while closed
+	)
+	b.Observe(resilience.BreakerObserver{
+		Call: func(s resilience.State, r resilience.CallResult) {
+			if uint(s) < uint(len(calls)) && uint(r) < uint(len(calls[s])) && calls[s][r] != nil {
+				calls[s][r].Inc()
+			}
+		},
+		StateChange: func(c resilience.StateChange) {
+			if uint(c.From) < uint(len(states)) && uint(c.To) < uint(len(states)) && transitions[c.From][c.To] != nil {
+				transitions[c.From][c.To].Inc()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case c.From == resilience.Closed:
+				left = c.At
+			case c.To == resilience.Closed && !left.IsZero():
+				openDuration.Observe(c.At.Sub(left).Seconds())
+				left = time.Time{}
+			}
+		},
+	})
+}
+
+func (m *Metrics) instrumentTimeout(t *resilience.Timeout) {
+	var results [4]prometheus.Counter
+	for _, r := range timeoutResults {
+		results[r] = m.timeoutOps.WithLabelValues(t.Name(), r.String())
+	}
+	t.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) {
+		if uint(r) < uint(len(results)) {
+			results[r].Inc()
+		}
+	}})
+}
+
+func (m *Metrics) instrumentRetry(r *resilience.Retry) {
+	success := m.retryAttempts.WithLabelValues(r.Name(), "success")
+	failure := m.retryAttempts.WithLabelValues(r.Name(), "failure")
+	r.Observe(resilience.RetryObserver{Done: func(attempts int, err error) {
+		if err == nil {
+			success.Observe(float64(attempts))
+		} else {
+			failure.Observe(float64(attempts))
+		}
+	}})
+}
+
+func (m *Metrics) instrumentBulkhead(b *resilience.Bulkhead) {
+	rejections := m.rejections.WithLabelValues(b.Name())
+	b.Observe(resilience.BulkheadObserver{Rejected: rejections.Inc})
+}
