@@ -682,7 +682,9 @@ func breakerDoTimed[T any](b *Breaker, p *period, ctx context.Context, n next[T]
 // succeeded records a success in a closed period with a count-based window,
 // untimed: the outcome of nearly every call.
 func (b *Breaker) succeeded(p *period) {
-	b.observeCall(Closed, CallSucceeded)
+	if o := b.obs.Load(); o != nil { // observeCall, by hand: it is not inlined
+		o.call(Closed, CallSucceeded)
+	}
 	if b.cur.Load() != p {
 		return
 	}

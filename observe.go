@@ -48,7 +48,13 @@ func (b *Breaker) Observe(o BreakerObserver) {
 
 // observeCall reports a call to b's observers, if any.
 func (b *Breaker) observeCall(s State, r CallResult) {
-	if o := b.obs.Load(); o != nil && o.Call != nil {
+	if o := b.obs.Load(); o != nil {
+		o.call(s, r)
+	}
+}
+
+func (o *BreakerObserver) call(s State, r CallResult) {
+	if o.Call != nil {
 		o.Call(s, r)
 	}
 }

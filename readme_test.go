@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -15,7 +16,12 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/metrics"
 	"github.com/resilience-go/resilience/presets"
 )
 
@@ -172,6 +178,19 @@ func readmeBulkhead(ctx context.Context, img []byte) error {
 	return nil
 }
 
+func readmeMetrics(registry *prometheus.Registry, mux *http.ServeMux) error {
+	m, err := metrics.New(registry) // your registry: nothing goes to the global one unless you pass it
+	if err != nil {
+		return err
+	}
+	users := presets.GRPC()
+	if err := m.Instrument(users); err != nil { // one line per dependency
+		return err
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	return nil
+}
+
 func Example_readme() {
 	ctx := context.Background()
 	readmeQuickStart(ctx)
@@ -183,6 +202,8 @@ func Example_readme() {
 	users.Breaker().ForceOpen()
 	readmeFallback(ctx, users)
 	readmeBulkhead(ctx, []byte("png"))
+	registry := prometheus.NewRegistry()
+	fmt.Println(readmeMetrics(registry, http.NewServeMux()), testutil.CollectAndCount(registry, "resilience_circuit_breaker_state"))
 	// Output:
 	// ada <nil>
 	// sessions closed
@@ -193,6 +214,7 @@ func Example_readme() {
 	// ada <nil>
 	// ada (cached) <nil>
 	// 1 0
+	// <nil> 3
 }
 
 func TestREADMETimeoutSnippet(t *testing.T) {

@@ -7,7 +7,8 @@
 //
 //	go run ./examples/demo
 //
-// and see -help for the scenario's knobs.
+// and see -help for the scenario's knobs. With -metrics 127.0.0.1:9090 it
+// also serves the chain's Prometheus metrics at /metrics while it runs.
 package main
 
 import (
@@ -28,6 +29,7 @@ func main() {
 	flag.DurationVar(&cfg.Slow, "slow", cfg.Slow, "how long each call takes while the backend is slow")
 	flag.IntVar(&cfg.Rate, "rate", cfg.Rate, "calls per second, sent both directly and through the chain")
 	flag.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent callers on each side")
+	flag.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on this address (127.0.0.1:9090, say) while the demo runs")
 	flag.Parse()
 
 	if err := cfg.validate(); err != nil {

@@ -14,7 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/metrics"
 	"github.com/resilience-go/resilience/presets"
 )
 
@@ -26,6 +30,7 @@ type config struct {
 	Slow        time.Duration // how long the backend takes while it is slow
 	Rate        int           // calls per second, sent both directly and through the chain
 	Clients     int           // concurrent callers on each side
+	Metrics     string        // if set, the address to serve Prometheus metrics on
 }
 
 func defaultConfig() config {
@@ -207,19 +212,30 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 
 	rep := &report{Direct: &tally{}, Guarded: &tally{}}
 	var retries atomic.Int64
-	var transitions sync.Mutex
-
+	var (
+		transitions sync.Mutex
+		ended       bool // the story is over: a later transition is not part of it
+	)
 	pc := guardConfig()
 	pc.Breaker.OnStateChange = func(c resilience.StateChange) {
 		transitions.Lock()
-		rep.Transitions = append(rep.Transitions, c)
-		transitions.Unlock()
-		logf("breaker %s -> %s", c.From, c.To)
+		defer transitions.Unlock()
+		if !ended {
+			rep.Transitions = append(rep.Transitions, c)
+			logf("breaker %s -> %s", c.From, c.To)
+		}
 	}
 	pc.Retry.OnRetry = func(resilience.RetryEvent) { retries.Add(1) }
 	guard, err := pc.Build()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Metrics != "" {
+		stop, err := serveMetrics(cfg.Metrics, guard, out)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
 	}
 
 	be := &backend{cfg: cfg}
@@ -298,6 +314,11 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	be.phase.Store(over)
 	wg.Wait()
 
+	// A breaker left open would report moving to half-open after we have
+	// returned: the story ends here.
+	transitions.Lock()
+	ended = true
+	transitions.Unlock()
 	rep.Final = guard.Breaker().State()
 	rep.Retries = retries.Load()
 	writeSummary(out, rep)
@@ -331,4 +352,48 @@ func round(d time.Duration) time.Duration {
 	default:
 		return d.Round(time.Microsecond)
 	}
+}
+
+// serveMetrics serves the guard's metrics on addr until stop is called;
+// stop prints the breaker's series from a last scrape first.
+func serveMetrics(addr string, guard *resilience.Guard, out io.Writer) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Instrument(guard); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	url := "http://" + ln.Addr().String() + "/metrics"
+	fmt.Fprintf(out, "metrics on %s\n", url)
+
+	return func() {
+		defer srv.Close()
+		resp, err := http.Get(url)
+		if err != nil {
+			fmt.Fprintln(out, "scraping the metrics:", err)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			fmt.Fprintln(out, "scraping the metrics:", err)
+			return
+		}
+		fmt.Fprintf(out, "\nthe breaker's series, from a last scrape of %s:\n", url)
+		for line := range strings.Lines(string(body)) {
+			if strings.HasPrefix(line, "resilience_circuit_breaker_") && !strings.Contains(line, "_bucket") {
+				io.WriteString(out, "  "+line)
+			}
+		}
+	}, nil
 }

@@ -141,3 +141,30 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("default config: %v", err)
 	}
 }
+
+// TestScenarioServesMetrics runs a short scenario on 127.0.0.1 with
+// -metrics, and checks the last scrape it prints. It asserts nothing about
+// timing: the scenario runs on the real clock here.
+func TestScenarioServesMetrics(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.Phase = 100 * time.Millisecond
+	cfg.Slow = 50 * time.Millisecond
+	cfg.Metrics = "127.0.0.1:0"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if _, err := run(context.Background(), cfg, network{Listener: ln, Dial: (&net.Dialer{}).DialContext}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"metrics on http://127.0.0.1:",
+		`resilience_circuit_breaker_state{name="backend",state="closed"}`,
+		`resilience_circuit_breaker_calls_total{name="backend",result="success",state="closed"}`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
