@@ -20,7 +20,8 @@
 //
 // # Series
 //
-// A circuit breaker named N gives these 20 series:
+// A circuit breaker named N gives 16 series and a histogram (10 buckets,
+// so 13 more series):
 //
 //	resilience_circuit_breaker_state{name="N",state}                        gauge, 1 for the current state, 0 for the others
 //	    state: closed, open, half-open

@@ -387,3 +387,30 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per call, want 0", n)
 	}
 }
+
+// TestGuardSeries checks the series docs/METRICS.md lists for a preset's
+// guard, created before any call.
+func TestGuardSeries(t *testing.T) {
+	m := must(metrics.New(prometheus.NewRegistry()))
+	if err := m.Instrument(presets.GRPC()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int{
+		"resilience_circuit_breaker_state":                   3,
+		"resilience_circuit_breaker_state_transitions_total": 5,
+		"resilience_circuit_breaker_calls_total":             8,
+		"resilience_circuit_breaker_open_duration_seconds":   1, // one histogram
+		"resilience_timeout_operations_total":                4,
+		"resilience_retry_attempts":                          2, // two histograms
+	} {
+		if got := testutil.CollectAndCount(m, name); got != want {
+			t.Errorf("%s: %d series, want %d", name, got, want)
+		}
+	}
+	if got := len(metrics.OpenDurationBuckets); got != 10 {
+		t.Errorf("%d open-duration buckets, docs/METRICS.md says 10", got)
+	}
+	if got := len(metrics.RetryAttemptsBuckets); got != 8 {
+		t.Errorf("%d retry-attempts buckets, docs/METRICS.md says 8 (11 series a histogram)", got)
+	}
+}
