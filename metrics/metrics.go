@@ -82,7 +82,7 @@ var (
 // concurrent use.
 type Metrics struct {
 	transitions   *prometheus.CounterVec
-	calls         *prometheus.CounterVec
+	calls         *prometheus.Desc
 	openDuration  *prometheus.HistogramVec
 	timeoutOps    *prometheus.CounterVec
 	retryAttempts *prometheus.HistogramVec
@@ -92,7 +92,7 @@ type Metrics struct {
 	maxConcurrent *prometheus.Desc
 
 	mu        sync.Mutex // guards the maps
-	breakers  map[string]*resilience.Breaker
+	breakers  map[string]*breakerSeries
 	bulkheads map[string]*resilience.Bulkhead
 	retries   map[string]*resilience.Retry
 	timeouts  map[string]*resilience.Timeout
@@ -127,10 +127,9 @@ func newMetrics() *Metrics {
 			Name: "resilience_circuit_breaker_state_transitions_total",
 			Help: "State transitions of circuit breakers.",
 		}, []string{"name", "from", "to"}),
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "resilience_circuit_breaker_calls_total",
-			Help: "Calls through circuit breakers, by the state they arrived in and how they ended.",
-		}, []string{"name", "state", "result"}),
+		calls: prometheus.NewDesc("resilience_circuit_breaker_calls_total",
+			"Calls through circuit breakers, by the state they arrived in and how they ended.",
+			[]string{"name", "state", "result"}, nil),
 		openDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "resilience_circuit_breaker_open_duration_seconds",
 			Help:    "How long circuit breakers stayed away from closed, from opening until closed again.",
@@ -156,7 +155,7 @@ func newMetrics() *Metrics {
 			"Calls running in bulkheads.", []string{"name"}, nil),
 		maxConcurrent: prometheus.NewDesc("resilience_bulkhead_max_concurrent",
 			"Calls bulkheads let run at once.", []string{"name"}, nil),
-		breakers:  map[string]*resilience.Breaker{},
+		breakers:  map[string]*breakerSeries{},
 		bulkheads: map[string]*resilience.Bulkhead{},
 		retries:   map[string]*resilience.Retry{},
 		timeouts:  map[string]*resilience.Timeout{},
@@ -166,7 +165,7 @@ func newMetrics() *Metrics {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.transitions.Describe(ch)
-	m.calls.Describe(ch)
+	ch <- m.calls
 	m.openDuration.Describe(ch)
 	m.timeoutOps.Describe(ch)
 	m.retryAttempts.Describe(ch)
@@ -179,7 +178,6 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.transitions.Collect(ch)
-	m.calls.Collect(ch)
 	m.openDuration.Collect(ch)
 	m.timeoutOps.Collect(ch)
 	m.retryAttempts.Collect(ch)
@@ -188,7 +186,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for name, b := range m.breakers {
-		current := b.State()
+		for s, results := range breakerCalls {
+			for _, r := range results {
+				ch <- prometheus.MustNewConstMetric(m.calls, prometheus.CounterValue, float64(b.calls[s][r].load()), name, s.String(), r.String())
+			}
+		}
+		current := b.breaker.State()
 		for _, s := range states {
 			v := 0.0
 			if s == current {
@@ -267,8 +270,7 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 		switch s := s.(type) {
 		case *resilience.Breaker:
 			if m.breakers[s.Name()] == nil {
-				m.breakers[s.Name()] = s
-				m.instrumentBreaker(s)
+				m.breakers[s.Name()] = m.instrumentBreaker(s)
 			}
 		case *resilience.Timeout:
 			if m.timeouts[s.Name()] == nil {
@@ -294,13 +296,17 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 func (m *Metrics) check(s resilience.Stage) error {
 	switch s := s.(type) {
 	case *resilience.Breaker:
-		return checkName(s, "breaker", "BreakerConfig", m.breakers)
+		var seen *resilience.Breaker
+		if bs := m.breakers[nameOf(s)]; bs != nil {
+			seen = bs.breaker
+		}
+		return checkName(s, "breaker", "BreakerConfig", seen)
 	case *resilience.Timeout:
-		return checkName(s, "timeout", "TimeoutConfig", m.timeouts)
+		return checkName(s, "timeout", "TimeoutConfig", m.timeouts[nameOf(s)])
 	case *resilience.Retry:
-		return checkName(s, "retry policy", "RetryConfig", m.retries)
+		return checkName(s, "retry policy", "RetryConfig", m.retries[nameOf(s)])
 	case *resilience.Bulkhead:
-		return checkName(s, "bulkhead", "BulkheadConfig", m.bulkheads)
+		return checkName(s, "bulkhead", "BulkheadConfig", m.bulkheads[nameOf(s)])
 	case *resilience.Guard:
 		return errors.New("nil *resilience.Guard")
 	case nil:
@@ -309,10 +315,24 @@ func (m *Metrics) check(s resilience.Stage) error {
 	return fmt.Errorf("unknown stage type %T", s)
 }
 
-func checkName[S interface {
+// named is a stage with a name: all of them.
+type named interface {
 	comparable
 	Name() string
-}](s S, kind, config string, seen map[string]S) error {
+}
+
+// nameOf returns s's name, or "" for a nil s.
+func nameOf[S named](s S) string {
+	var zero S
+	if s == zero {
+		return ""
+	}
+	return s.Name()
+}
+
+// checkName reports why s cannot be instrumented next to seen, the stage
+// of its kind already instrumented under its name, if any.
+func checkName[S named](s S, kind, config string, seen S) error {
 	var zero S
 	if s == zero {
 		return fmt.Errorf("nil %s", kind)
@@ -321,18 +341,24 @@ func checkName[S interface {
 	if name == "" {
 		return fmt.Errorf("the %s has no name: set %s.Name (or Preset.Name), which labels its series", kind, config)
 	}
-	if other, ok := seen[name]; ok && other != s {
+	if seen != zero && seen != s {
 		return fmt.Errorf("another %s named %q is already instrumented: give each its own name", kind, name)
 	}
 	return nil
 }
 
-func (m *Metrics) instrumentBreaker(b *resilience.Breaker) {
+// breakerSeries is an instrumented breaker and its call counters.
+type breakerSeries struct {
+	breaker *resilience.Breaker
+	calls   [len(states)][4]*counter // by state and result; nil where impossible
+}
+
+func (m *Metrics) instrumentBreaker(b *resilience.Breaker) *breakerSeries {
 	name := b.Name()
-	var calls [len(states)][4]prometheus.Counter
+	bs := &breakerSeries{breaker: b}
 	for s, results := range breakerCalls {
 		for _, r := range results {
-			calls[s][r] = m.calls.WithLabelValues(name, s.String(), r.String())
+			bs.calls[s][r] = new(counter)
 		}
 	}
 	var transitions [len(states)][len(states)]prometheus.Counter
@@ -347,8 +373,8 @@ func (m *Metrics) instrumentBreaker(b *resilience.Breaker) {
 	)
 	b.Observe(resilience.BreakerObserver{
 		Call: func(s resilience.State, r resilience.CallResult) {
-			if uint(s) < uint(len(calls)) && uint(r) < uint(len(calls[s])) && calls[s][r] != nil {
-				calls[s][r].Inc()
+			if uint(s) < uint(len(bs.calls)) && uint(r) < uint(len(bs.calls[s])) && bs.calls[s][r] != nil {
+				bs.calls[s][r].inc()
 			}
 		},
 		StateChange: func(c resilience.StateChange) {
@@ -366,6 +392,7 @@ func (m *Metrics) instrumentBreaker(b *resilience.Breaker) {
 			}
 		},
 	})
+	return bs
 }
 
 func (m *Metrics) instrumentTimeout(t *resilience.Timeout) {
