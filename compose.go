@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 )
@@ -44,6 +45,48 @@ func appendStage(links []any, s Stage) []any {
 	}
 	return append(links, s)
 }
+
+// Do runs fn through the stage s (a Guard, a Breaker, a Retry, a Timeout or
+// a Bulkhead), the result type taken from fn:
+//
+//	u, err := resilience.Do(ctx, guard, func(ctx context.Context) (*User, error) {
+//		return client.GetUser(ctx, req)
+//	})
+//
+// It costs what For[T](s).Do does, without building the chain, and
+// allocates nothing of its own. A nil s or fn is reported as an error.
+func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
+	var c chain[T]
+	switch s := s.(type) {
+	case *Guard:
+		if s != nil {
+			return (*chain[T])(s.links).Do(ctx, fn)
+		}
+	case *Breaker:
+		if s != nil {
+			c.link = s
+		}
+	case *Retry:
+		if s != nil {
+			c.link = s
+		}
+	case *Timeout:
+		if s != nil {
+			c.link = s
+		}
+	case *Bulkhead:
+		if s != nil {
+			c.link = s
+		}
+	}
+	if c.link == nil {
+		var zero T
+		return zero, errNilStage
+	}
+	return c.Do(ctx, fn)
+}
+
+var errNilStage = errors.New("resilience: Do called with a nil Stage")
 
 // Compose returns a policy that runs calls through the given policies, the
 // first outermost: Compose(a, b, c).Do(ctx, fn) runs a around b around c

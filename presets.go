@@ -1,7 +1,6 @@
 package resilience
 
 import (
-	"context"
 	"errors"
 )
 
@@ -114,45 +113,3 @@ func (g *Guard) Retry() *Retry { return g.retry }
 // Breaker returns the guard's circuit breaker: read its state, force it
 // open, or share it with other chains.
 func (g *Guard) Breaker() *Breaker { return g.breaker }
-
-// Do runs fn through the stage s (a Guard, a Breaker, a Retry, a Timeout or
-// a Bulkhead), the result type taken from fn:
-//
-//	u, err := resilience.Do(ctx, guard, func(ctx context.Context) (*User, error) {
-//		return client.GetUser(ctx, req)
-//	})
-//
-// It costs what For[T](s).Do does, without building the chain, and
-// allocates nothing of its own. A nil s or fn is reported as an error.
-func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
-	var c chain[T]
-	switch s := s.(type) {
-	case *Guard:
-		if s != nil {
-			return (*chain[T])(s.links).Do(ctx, fn)
-		}
-	case *Breaker:
-		if s != nil {
-			c.link = s
-		}
-	case *Retry:
-		if s != nil {
-			c.link = s
-		}
-	case *Timeout:
-		if s != nil {
-			c.link = s
-		}
-	case *Bulkhead:
-		if s != nil {
-			c.link = s
-		}
-	}
-	if c.link == nil {
-		var zero T
-		return zero, errNilStage
-	}
-	return c.Do(ctx, fn)
-}
-
-var errNilStage = errors.New("resilience: Do called with a nil Stage")
