@@ -1,8 +1,6 @@
 package resilience
 
-import (
-	"errors"
-)
+import "errors"
 
 // Preset is a tuned set of configs for one kind of dependency: a time limit
 // for the whole call, retries, and a circuit breaker. Package presets holds
