@@ -26,8 +26,9 @@ import (
 	"github.com/resilience-go/resilience"
 )
 
-// service is the in-process dependency of the load scenario: every tenth
-// call fails.
+// service is the in-process dependency of the load scenario, as one
+// goroutine sees it: every tenth of its calls fails, so the attempt after
+// a failure always succeeds.
 type service struct{ n atomic.Uint64 }
 
 var errTransient = errors.New("transient")
@@ -109,13 +110,13 @@ func TestLoad(t *testing.T) {
 	table.WriteString("| library | calls/s | p50 | p99 | added p50 | added p99 | errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	var direct [2]time.Duration
 	for _, l := range libs {
-		s := &service{}
 		lat := make([][]time.Duration, loadClients)
 		var errs atomic.Int64
 		var wg sync.WaitGroup
 		start := time.Now()
 		for g := range loadClients {
 			wg.Go(func() {
+				s := &service{}
 				mine := make([]time.Duration, 0, calls/loadClients)
 				for range calls / loadClients {
 					began := time.Now()
