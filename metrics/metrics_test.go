@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
@@ -247,31 +248,6 @@ func TestScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value := func(family string, labels map[string]string) float64 {
-		t.Helper()
-		mf, ok := families[family]
-		if !ok {
-			t.Fatalf("no %s in the scrape", family)
-		}
-	next:
-		for _, metric := range mf.GetMetric() {
-			for _, l := range metric.GetLabel() {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue next
-				}
-			}
-			switch {
-			case metric.Counter != nil:
-				return metric.GetCounter().GetValue()
-			case metric.Gauge != nil:
-				return metric.GetGauge().GetValue()
-			case metric.Histogram != nil:
-				return float64(metric.GetHistogram().GetSampleCount())
-			}
-		}
-		t.Fatalf("no %s%v in the scrape", family, labels)
-		return 0
-	}
 	for _, c := range []struct {
 		family string
 		labels map[string]string
@@ -285,7 +261,7 @@ func TestScrape(t *testing.T) {
 		{"resilience_retry_attempts", map[string]string{"name": "redis", "result": "failure"}, 3},
 		{"resilience_timeout_operations_total", map[string]string{"name": "redis", "result": "error"}, 3},
 	} {
-		if got := value(c.family, c.labels); got != c.want {
+		if got := value(t, families, c.family, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.family, c.labels, got, c.want)
 		}
 	}
@@ -354,21 +330,38 @@ func closedSuccesses(t *testing.T, m *metrics.Metrics, name string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	families := map[string]*dto.MetricFamily{}
 	for _, mf := range mfs {
-		if mf.GetName() != "resilience_circuit_breaker_calls_total" {
-			continue
+		families[mf.GetName()] = mf
+	}
+	return value(t, families, "resilience_circuit_breaker_calls_total", map[string]string{"name": name, "state": "closed", "result": "success"})
+}
+
+// value returns the value of the series of family with the given labels
+// (a histogram's count of observations).
+func value(t *testing.T, families map[string]*dto.MetricFamily, family string, labels map[string]string) float64 {
+	t.Helper()
+	mf, ok := families[family]
+	if !ok {
+		t.Fatalf("no %s in the scrape", family)
+	}
+next:
+	for _, metric := range mf.GetMetric() {
+		for _, l := range metric.GetLabel() {
+			if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+				continue next
+			}
 		}
-		for _, metric := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range metric.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["name"] == name && labels["state"] == "closed" && labels["result"] == "success" {
-				return metric.GetCounter().GetValue()
-			}
+		switch {
+		case metric.Counter != nil:
+			return metric.GetCounter().GetValue()
+		case metric.Gauge != nil:
+			return metric.GetGauge().GetValue()
+		case metric.Histogram != nil:
+			return float64(metric.GetHistogram().GetSampleCount())
 		}
 	}
-	t.Fatalf("no closed/success series for %q", name)
+	t.Fatalf("no %s%v in the scrape", family, labels)
 	return 0
 }
 
