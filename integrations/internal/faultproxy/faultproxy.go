@@ -17,7 +17,7 @@ type Proxy struct {
 	delay  atomic.Int64 // nanoseconds added before each chunk the server sends
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]*atomic.Int64 // each with its own added delay
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -28,7 +28,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{target: target, ln: ln, conns: make(map[net.Conn]*atomic.Int64)}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -40,6 +40,17 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // SetDelay makes the proxy hold each chunk the server sends for d before
 // passing it on; 0 passes it on at once.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// SlowExisting makes the proxy hold each chunk the server sends on the
+// connections open now for d; connections opened later are not slowed
+// by it.
+func (p *Proxy) SlowExisting(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, delay := range p.conns {
+		delay.Store(int64(d))
+	}
+}
 
 // CutAll closes every open connection; new ones are still accepted.
 func (p *Proxy) CutAll() {
@@ -74,26 +85,27 @@ func (p *Proxy) accept() {
 			client.Close()
 			continue
 		}
-		if !p.track(client, server) {
+		own := new(atomic.Int64)
+		if !p.track(own, client, server) {
 			client.Close()
 			server.Close()
 			return
 		}
 		p.wg.Add(2)
-		go p.pipe(server, client, false)
-		go p.pipe(client, server, true)
+		go p.pipe(server, client, nil)
+		go p.pipe(client, server, own)
 	}
 }
 
 // track registers connections, unless the proxy is closing.
-func (p *Proxy) track(cs ...net.Conn) bool {
+func (p *Proxy) track(delay *atomic.Int64, cs ...net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return false
 	}
 	for _, c := range cs {
-		p.conns[c] = struct{}{}
+		p.conns[c] = delay
 	}
 	return true
 }
@@ -105,9 +117,10 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
-// pipe copies from src to dst, delaying each chunk if delayed is set, and
-// closes both ends when either is done.
-func (p *Proxy) pipe(dst, src net.Conn, delayed bool) {
+// pipe copies from src to dst, delaying each chunk if own is set (by the
+// proxy's delay or its own, whichever is longer), and closes both ends when
+// either is done.
+func (p *Proxy) pipe(dst, src net.Conn, own *atomic.Int64) {
 	defer p.wg.Done()
 	defer p.untrack(dst)
 	defer p.untrack(src)
@@ -115,8 +128,10 @@ func (p *Proxy) pipe(dst, src net.Conn, delayed bool) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if d := time.Duration(p.delay.Load()); delayed && d > 0 {
-				time.Sleep(d)
+			if own != nil {
+				if d := time.Duration(max(p.delay.Load(), own.Load())); d > 0 {
+					time.Sleep(d)
+				}
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return

@@ -1,0 +1,210 @@
+// Package resilredis guards github.com/redis/go-redis/v9 clients with the
+// policies of package resilience, as a redis.Hook.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
+//	hook, err := resilredis.NewHook(resilredis.Config{Guard: presets.Redis()})
+//	...
+//	rdb.AddHook(hook)
+package resilredis
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/resilience-go/resilience"
+)
+
+// Config configures a Hook.
+type Config struct {
+	// Guard protects the calls to one Redis server or cluster. Required;
+	// presets.Redis() is made for it.
+	Guard *resilience.Guard
+
+	// RetryWrites lets every command be retried after a failure. Default
+	// false: only read-only commands are retried, and any command that
+	// failed before reaching the server (no connection could be made, or
+	// none was free in the pool), because a write that timed out may have
+	// been applied: INCR run twice counts twice, SET NX run twice reports
+	// that the key was taken, by the first attempt.
+	RetryWrites bool
+}
+
+// Hook guards every command and pipeline of a go-redis client with a
+// Guard: its time limit, its retries and its circuit breaker.
+//
+// What counts as a failure: an error of the network or the connection
+// pool, a time-out, and the server errors that say it cannot serve now
+// (LOADING, BUSY, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, READONLY). Everything
+// else the server answers, redis.Nil (a missing key) and errors such as
+// WRONGTYPE included, is a success for the breaker and is never retried:
+// the server is up and answered.
+//
+// Two client options matter. go-redis retries failed commands itself
+// (Options.MaxRetries, default 3) inside the hook's call: set MaxRetries
+// to -1, so that the guard's retry policy, with its backoff and its
+// breaker, is the only one. And go-redis ignores the deadline of a
+// command's context unless Options.ContextTimeoutEnabled is true: set it,
+// or the guard's time limit waits for the client's own ReadTimeout.
+//
+// A Hook is safe for concurrent use.
+type Hook struct {
+	policy      resilience.Policy[struct{}]
+	retryWrites bool
+}
+
+// NewHook returns a Hook configured by cfg, or an error if cfg.Guard is
+// nil.
+func NewHook(cfg Config) (*Hook, error) {
+	g := cfg.Guard
+	if g == nil || g.Breaker() == nil {
+		return nil, errors.New("resilredis: Config.Guard is required: build one with a preset, such as presets.Redis()")
+	}
+	return &Hook{policy: resilience.For[struct{}](g), retryWrites: cfg.RetryWrites}, nil
+}
+
+// DialHook returns next unchanged: dialing happens inside a command's call,
+// which the guard already bounds and counts.
+func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook guards one command.
+func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if ctx.Value(guarded{}) != nil {
+			return next(ctx, cmd) // part of a guarded call: see guarded
+		}
+		readOnly := isReadOnly(cmd.Name())
+		var answered error
+		_, err := h.policy.Do(context.WithValue(ctx, guarded{}, h), func(ctx context.Context) (struct{}, error) {
+			err := next(ctx, cmd)
+			answered = err
+			return struct{}{}, h.classify(err, readOnly)
+		})
+		return h.result(err, answered)
+	}
+}
+
+// ProcessPipelineHook guards a pipeline, or a MULTI/EXEC transaction, as a
+// single call: it is retried only if every command in it is read-only, or
+// it failed before reaching the server.
+func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if ctx.Value(guarded{}) != nil {
+			return next(ctx, cmds)
+		}
+		readOnly := true
+		for _, cmd := range cmds {
+			if !isReadOnly(cmd.Name()) {
+				readOnly = false
+				break
+			}
+		}
+		var answered error
+		_, err := h.policy.Do(context.WithValue(ctx, guarded{}, h), func(ctx context.Context) (struct{}, error) {
+			err := next(ctx, cmds)
+			answered = err
+			return struct{}{}, h.classify(err, readOnly)
+		})
+		return h.result(err, answered)
+	}
+}
+
+// guarded marks the context of a guarded call. go-redis runs the commands
+// that set up a new connection (HELLO, CLIENT SETINFO, SELECT) through the
+// client's hooks, inside the call that needed the connection: they are
+// part of that call, which the guard already bounds and counts, so they
+// pass straight through. Guarding them again would count one failure
+// twice, and a half-open breaker would reject the set-up of its own probe.
+type guarded struct{}
+
+// attemptError carries a failed attempt's error through the policies.
+type attemptError struct{ err error }
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// classify turns what a command returned into what the policies see: nil
+// for an answer from a working server, an error for a failure, marked
+// permanent when it may not be retried.
+func (h *Hook) classify(err error, readOnly bool) error {
+	if !IsFailure(err) {
+		return nil
+	}
+	failed := error(&attemptError{err})
+	if !readOnly && !h.retryWrites && !neverSent(err) {
+		failed = resilience.Permanent(failed)
+	}
+	return failed
+}
+
+// result is what the caller gets: the command's own error when the policies
+// ran it to the end, or the policies' error (an open breaker, a timeout).
+func (h *Hook) result(err, answered error) error {
+	if err == nil {
+		return answered // nil, redis.Nil or a server's answer such as WRONGTYPE
+	}
+	var ae *attemptError
+	if !errors.Is(err, resilience.ErrTimeout) && errors.As(err, &ae) {
+		return ae.err
+	}
+	return err
+}
+
+// IsFailure reports whether err, returned by a go-redis command, says that
+// the server could not serve it: see Hook.
+func IsFailure(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, prefix := range unavailable {
+			if strings.HasPrefix(msg, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// unavailable are the prefixes of the server errors that mean it cannot
+// serve now, rather than that the command was wrong.
+var unavailable = []string{"LOADING ", "BUSY ", "TRYAGAIN ", "MASTERDOWN ", "CLUSTERDOWN ", "READONLY ", "ERR max number of clients"}
+
+// neverSent reports whether err happened before the command left the
+// client, so that sending it again cannot apply it twice.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, redis.ErrPoolTimeout)
+}
+
+// isReadOnly reports whether a command (named in lower case, as
+// Cmder.Name gives it) only reads, so that running it twice is harmless.
+func isReadOnly(name string) bool {
+	_, ok := readOnly[name]
+	return ok
+}
+
+var readOnly = map[string]struct{}{}
+
+func init() {
+	for _, name := range strings.Fields(`
+		get mget getrange strlen exists type ttl pttl expiretime pexpiretime
+		getbit bitcount bitpos bitfield_ro
+		hget hmget hgetall hkeys hvals hlen hexists hstrlen hrandfield hscan
+		lrange llen lindex lpos
+		smembers sismember smismember scard srandmember sscan sinter sunion sdiff sintercard
+		zrange zrangebyscore zrangebylex zrevrange zrevrangebyscore zrevrangebylex
+		zscore zmscore zcard zcount zlexcount zrank zrevrank zrandmember zscan
+		xrange xrevrange xlen
+		pfcount geopos geodist geohash geosearch georadius_ro georadiusbymember_ro
+		scan keys dbsize randomkey dump object touch
+		ping echo time info lastsave
+	`) {
+		readOnly[name] = struct{}{}
+	}
+}
