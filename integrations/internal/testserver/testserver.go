@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +58,9 @@ type Server struct {
 	done chan struct{}
 	log  *bytes.Buffer
 	stop os.Signal // the signal that shuts the server down promptly
+	// ready, if set, reports whether the server serves, once it accepts
+	// connections.
+	ready func() bool
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -79,7 +83,9 @@ func (s *Server) Start() {
 		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			if s.ready == nil || s.ready() {
+				return
+			}
 		}
 		select {
 		case <-s.done:
@@ -160,7 +166,7 @@ func PostgreSQL(t testing.TB) *Postgres {
 		gid, _ := strconv.Atoi(u.Gid)
 		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		// The server's user must reach its directories.
-		for d := base; d != filepath.Dir(d); d = filepath.Dir(d) {
+		for d := base; strings.HasPrefix(d, os.TempDir()) && d != filepath.Dir(d); d = filepath.Dir(d) {
 			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
 				os.Chmod(d, fi.Mode().Perm()|0o001)
 			}
@@ -193,6 +199,11 @@ func PostgreSQL(t testing.TB) *Postgres {
 			},
 		},
 		DSN: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+	}
+	// PostgreSQL accepts connections before it serves them ("the database
+	// system is starting up").
+	p.ready = func() bool {
+		return exec.Command(filepath.Join(bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres").Run() == nil
 	}
 	p.Start()
 	t.Cleanup(p.Stop)

@@ -1,0 +1,222 @@
+// Package resilsql guards database/sql with the policies of package
+// resilience, by wrapping a driver.Connector:
+//
+//	base, err := pgx.ParseConfig(dsn) // or any driver's Connector
+//	...
+//	connector, err := resilsql.NewConnector(stdlib.GetConnector(*base), resilsql.Config{Guard: presets.Database()})
+//	...
+//	db := sql.OpenDB(connector)
+//
+// Every way database/sql reaches the server then goes through the guard:
+// connecting, pinging, queries, execs, preparing and running prepared
+// statements, and beginning transactions.
+package resilsql
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// Config configures a Connector.
+type Config struct {
+	// Guard protects the calls to one database. Required;
+	// presets.Database() is made for it.
+	Guard *resilience.Guard
+
+	// IsFailure reports whether an error the driver returned means the
+	// database could not serve the call. Default IsFailure.
+	IsFailure func(error) bool
+}
+
+// Connector is a driver.Connector whose connections run every call through
+// a Guard:
+//
+//   - Its breaker sees every call: a call the breaker rejects returns an
+//     error matching resilience.ErrOpen without reaching the driver.
+//     Errors for which IsFailure is false (a constraint violated, a syntax
+//     error) mean the database answered: they count as successes.
+//   - Its time limit bounds every call. For a query it runs until the rows
+//     are closed, so it bounds reading them too. For a transaction it
+//     bounds beginning it; the statements inside are bounded one by one.
+//   - Its retry policy is used for connecting, which is always safe to
+//     retry, and for queries the caller marked with RetryReads, outside a
+//     transaction. An exec, and every statement inside a transaction, is
+//     never retried: it may have been applied before the failure was seen,
+//     and running it again could apply it twice. A retried read whose
+//     connection broke runs again on a new connection.
+//
+// Committing and rolling back a transaction are not guarded: the
+// transaction is already under way, and a breaker that refused to end it
+// would leave it holding its locks.
+//
+// A Connector is safe for concurrent use.
+type Connector struct {
+	base      driver.Connector
+	guard     *resilience.Guard
+	isFailure func(error) bool
+	limit     time.Duration
+}
+
+// NewConnector returns a Connector that guards base's connections as cfg
+// says, or an error if base or cfg.Guard is nil.
+func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
+	if base == nil {
+		return nil, errors.New("resilsql: NewConnector: the base connector is nil")
+	}
+	if cfg.Guard == nil || cfg.Guard.Breaker() == nil {
+		return nil, errors.New("resilsql: Config.Guard is required: build one with a preset, such as presets.Database()")
+	}
+	c := &Connector{base: base, guard: cfg.Guard, isFailure: cfg.IsFailure}
+	if c.isFailure == nil {
+		c.isFailure = IsFailure
+	}
+	if t := cfg.Guard.Timeout(); t != nil {
+		c.limit = t.Duration()
+	}
+	return c, nil
+}
+
+// Connect opens a connection through the guard, retried as its retry
+// policy allows.
+func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	inner, err := run(ctx, c, true, c.base.Connect)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{c: c, inner: inner}, nil
+}
+
+// Driver returns the base connector's driver.
+func (c *Connector) Driver() driver.Driver { return c.base.Driver() }
+
+// Guard returns the guard the connector runs calls through.
+func (c *Connector) Guard() *resilience.Guard { return c.guard }
+
+type retryReads struct{}
+
+// RetryReads returns a context that lets a query made with it be retried
+// after a failure, as the guard's retry policy allows, unless it runs
+// inside a transaction. Use it for queries that only read: a statement
+// that writes (UPDATE … RETURNING, a SELECT calling a function that
+// writes) must not be run twice.
+func RetryReads(ctx context.Context) context.Context {
+	return context.WithValue(ctx, retryReads{}, true)
+}
+
+func readsRetried(ctx context.Context) bool {
+	v, _ := ctx.Value(retryReads{}).(bool)
+	return v
+}
+
+// IsFailure is the default Config.IsFailure. An error that carries a
+// SQLSTATE (a method SQLState() string, as the errors of pgx and lib/pq
+// have) is a failure only in the classes that say the server cannot serve:
+// 08 (connection exception), 53 (insufficient resources), 57 (operator
+// intervention, such as a shutdown), 58 (system error) and XX (internal
+// error); any other SQLSTATE is an answer. Every error without one, such
+// as a network error or a time-out, is a failure.
+func IsFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	var coded interface{ SQLState() string }
+	if errors.As(err, &coded) {
+		code := coded.SQLState()
+		if len(code) < 2 {
+			return true
+		}
+		switch code[:2] {
+		case "08", "53", "57", "58", "XX":
+			return true
+		}
+		return false
+	}
+	return true
+}
+
+// attemptError carries a failed attempt's error through the policies.
+type attemptError struct{ err error }
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// run makes one guarded call: through the whole guard when retried is set
+// and the guard retries; otherwise through its time limit and breaker.
+func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context.Context) (T, error)) (T, error) {
+	var answered error
+	call := func(ctx context.Context) (T, error) {
+		v, err := fn(ctx)
+		answered = err
+		if err != nil && c.isFailure(err) {
+			return v, &attemptError{err}
+		}
+		return v, nil // the database answered, perhaps with an error
+	}
+	var v T
+	var err error
+	switch {
+	case retried && c.guard.Retry() != nil:
+		v, err = resilience.Do(ctx, c.guard, call)
+	default:
+		v, err = resilience.Do(ctx, c.guard.Timeout(), func(ctx context.Context) (T, error) {
+			return resilience.Do(ctx, c.guard.Breaker(), call)
+		})
+	}
+	return v, result(err, answered)
+}
+
+// runRows is run for a query, whose rows are read after it returns: the
+// time limit runs until they are closed, rather than ending with run.
+func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Context) (driver.Rows, error)) (driver.Rows, error) {
+	qctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.limit > 0 {
+		qctx, cancel = context.WithTimeout(ctx, c.limit)
+	}
+	var answered error
+	call := func(ctx context.Context) (driver.Rows, error) {
+		rows, err := fn(ctx)
+		answered = err
+		if err != nil && c.isFailure(err) {
+			return nil, &attemptError{err}
+		}
+		return rows, nil
+	}
+	var rows driver.Rows
+	var err error
+	if r := c.guard.Retry(); retried && r != nil {
+		rows, err = resilience.Do(qctx, r, func(ctx context.Context) (driver.Rows, error) {
+			return resilience.Do(ctx, c.guard.Breaker(), call)
+		})
+	} else {
+		rows, err = resilience.Do(qctx, c.guard.Breaker(), call)
+	}
+	err = result(err, answered)
+	if err == nil && rows == nil {
+		err = errors.New("resilsql: the driver returned no rows and no error")
+	}
+	if err != nil {
+		if qctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = &resilience.TimeoutError{Name: c.guard.Timeout().Name(), Limit: c.limit, Err: err}
+		}
+		cancel()
+		return nil, err
+	}
+	return wrapRows(rows, cancel), nil
+}
+
+// result is what the caller gets: the driver's own error when the policies
+// ran the call to the end, or theirs (an open breaker, a timeout).
+func result(err, answered error) error {
+	if err == nil {
+		return answered
+	}
+	var ae *attemptError
+	if !errors.Is(err, resilience.ErrTimeout) && errors.As(err, &ae) {
+		return ae.err
+	}
+	return err
+}
