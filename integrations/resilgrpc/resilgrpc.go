@@ -1,0 +1,188 @@
+// Package resilgrpc guards gRPC clients and servers (google.golang.org/grpc)
+// with the policies of package resilience: client interceptors that run
+// calls through a Guard, and server interceptors that shed load with a
+// Bulkhead.
+//
+//	unary, err := resilgrpc.UnaryClientInterceptor(presets.GRPC())
+//	...
+//	conn, err := grpc.NewClient(target, grpc.WithChainUnaryInterceptor(unary), ...)
+package resilgrpc
+
+import (
+	"context"
+	"errors"
+
+	"github.com/resilience-go/resilience"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// IsFailure reports whether a call that ended with code says the server
+// could not serve it: Unavailable, ResourceExhausted and DeadlineExceeded,
+// which are worth retrying, and Internal, Unknown and DataLoss, which are
+// not. The other codes are answers from a working server (NotFound,
+// InvalidArgument, AlreadyExists, PermissionDenied, Unauthenticated,
+// FailedPrecondition, Aborted, OutOfRange, Unimplemented): they never
+// count against the breaker and are never retried. Canceled is the
+// caller's doing and counts for nothing.
+func IsFailure(code codes.Code) bool {
+	switch code {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded,
+		codes.Internal, codes.Unknown, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// IsRetryable reports whether a call that failed with code may be tried
+// again: Unavailable, ResourceExhausted or DeadlineExceeded. Internal,
+// Unknown and DataLoss are failures that are not retried, since the call
+// may have had its effect.
+func IsRetryable(code codes.Code) bool {
+	switch code {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// attemptError carries a failed attempt's error through the policies. It
+// also unwraps to ctx's error when the caller ended the call, so that the
+// breaker ignores it and the retry policy stops.
+type attemptError struct {
+	err    error
+	ctxErr error
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() []error {
+	if e.ctxErr == nil {
+		return []error{e.err}
+	}
+	return []error{e.err, e.ctxErr}
+}
+
+// classify turns what a call returned into what the policies see: nil for
+// an answer from a working server, an error for a failure, marked
+// permanent when it is not worth retrying.
+func classify(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	code := status.Code(err)
+	switch {
+	case code == codes.Canceled && ctx.Err() != nil:
+		return &attemptError{err: err, ctxErr: ctx.Err()}
+	case !IsFailure(code):
+		return nil
+	case IsRetryable(code):
+		return &attemptError{err: err}
+	default:
+		return resilience.Permanent(&attemptError{err: err})
+	}
+}
+
+// PolicyError is the error of a call that the policies ended: rejected by
+// the open breaker (codes.Unavailable), cut by the time limit
+// (codes.DeadlineExceeded), or refused by a full bulkhead
+// (codes.Unavailable). status.Code and status.FromError read its code,
+// and errors.Is matches it against resilience.ErrOpen, ErrTimeout or
+// ErrBulkheadFull.
+type PolicyError struct {
+	Code codes.Code
+	Err  error
+}
+
+func (e *PolicyError) Error() string {
+	return "rpc error: code = " + e.Code.String() + " desc = " + e.Err.Error()
+}
+func (e *PolicyError) Unwrap() error { return e.Err }
+
+// GRPCStatus returns the error as a gRPC status.
+func (e *PolicyError) GRPCStatus() *status.Status { return status.New(e.Code, e.Err.Error()) }
+
+// result is what the caller gets: the call's own error when the policies
+// ran it to the end, or theirs as a *PolicyError.
+func result(err, answered error) error {
+	if err == nil {
+		return answered
+	}
+	var ae *attemptError
+	switch {
+	case errors.Is(err, resilience.ErrTimeout):
+		return &PolicyError{Code: codes.DeadlineExceeded, Err: err}
+	case errors.As(err, &ae):
+		return ae.err
+	case errors.Is(err, resilience.ErrOpen), errors.Is(err, resilience.ErrBulkheadFull):
+		return &PolicyError{Code: codes.Unavailable, Err: err}
+	}
+	return err
+}
+
+func checkGuard(g *resilience.Guard) error {
+	if g == nil || g.Breaker() == nil {
+		return errors.New("resilgrpc: the guard is nil: build one with a preset, such as presets.GRPC()")
+	}
+	return nil
+}
+
+// UnaryClientInterceptor returns an interceptor that runs unary calls
+// through g: its time limit, its retries and its breaker, with the codes
+// classified as IsFailure and IsRetryable say. A call the policies end
+// returns a *PolicyError; otherwise the call's own error comes back as it
+// was. It returns an error if g is nil.
+func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, error) {
+	if err := checkGuard(g); err != nil {
+		return nil, err
+	}
+	policy := resilience.For[struct{}](g)
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var answered error
+		_, err := policy.Do(ctx, func(ctx context.Context) (struct{}, error) {
+			err := invoker(ctx, method, req, reply, cc, opts...)
+			answered = err
+			return struct{}{}, classify(ctx, err)
+		})
+		return result(err, answered)
+	}, nil
+}
+
+// UnaryServerInterceptor returns an interceptor that runs each call's
+// handler in the bulkhead b: a call that gets no slot within the
+// bulkhead's MaxWait is answered at once with codes.Unavailable, which
+// clients retry with backoff. It returns an error if b is nil.
+func UnaryServerInterceptor(b *resilience.Bulkhead) (grpc.UnaryServerInterceptor, error) {
+	if b == nil {
+		return nil, errors.New("resilgrpc: UnaryServerInterceptor: the bulkhead is nil")
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := b.Acquire(ctx); err != nil {
+			return nil, shedError(err)
+		}
+		defer b.Release()
+		return handler(ctx, req)
+	}, nil
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streams: a stream
+// holds its slot until its handler returns.
+func StreamServerInterceptor(b *resilience.Bulkhead) (grpc.StreamServerInterceptor, error) {
+	if b == nil {
+		return nil, errors.New("resilgrpc: StreamServerInterceptor: the bulkhead is nil")
+	}
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := b.Acquire(ss.Context()); err != nil {
+			return shedError(err)
+		}
+		defer b.Release()
+		return handler(srv, ss)
+	}, nil
+}
+
+func shedError(err error) error {
+	if errors.Is(err, resilience.ErrBulkheadFull) {
+		return &PolicyError{Code: codes.Unavailable, Err: err}
+	}
+	return status.FromContextError(err).Err()
+}
