@@ -136,6 +136,11 @@ func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration
 // the caller's ctx. Ours is the deadline that ended a failed call only if
 // the caller's context is still live; even after cancel, tctx.Err() is
 // DeadlineExceeded only if the deadline had passed.
+//
+// A call may also fail because of the deadline a moment before the
+// context's timer fires: a client that sets its socket's deadline from
+// the context's, as go-redis does, returns its own time-out error at the
+// deadline. Once the deadline has passed, that failure is a time-out too.
 func timeoutResult(ctx, tctx context.Context, err error) TimeoutResult {
 	switch {
 	case err == nil:
@@ -143,6 +148,12 @@ func timeoutResult(ctx, tctx context.Context, err error) TimeoutResult {
 	case ctx.Err() != nil:
 		return TimeoutCanceled
 	case tctx.Err() == context.DeadlineExceeded:
+		return TimeoutExpired
+	}
+	if deadline, ok := tctx.Deadline(); ok && !time.Now().Before(deadline) {
+		if theirs, ok := ctx.Deadline(); ok && !theirs.After(deadline) {
+			return TimeoutCanceled // the caller's own deadline, not ours
+		}
 		return TimeoutExpired
 	}
 	return TimeoutFailed

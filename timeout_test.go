@@ -81,6 +81,33 @@ func TestTimeoutCallerCancellationComesBackUnchanged(t *testing.T) {
 	}
 }
 
+// A client that sets its socket's deadline from the context's fails at
+// the deadline on its own, perhaps before the context's timer fires: that
+// is the time limit at work, and reported as such; while the caller's own
+// deadline, reached the same way, comes back unchanged.
+func TestTimeoutFailureAtTheDeadlineIsATimeout(t *testing.T) {
+	errIO := errors.New("read tcp: i/o timeout")
+	atDeadline := func(ctx context.Context) (int, error) {
+		d, _ := ctx.Deadline()
+		time.Sleep(time.Until(d))
+		return 0, errIO
+	}
+	synctest.Test(t, func(t *testing.T) {
+		for range 20 {
+			_, err := newTimeout(time.Second, false).Do(context.Background(), atDeadline)
+			var te *resilience.TimeoutError
+			if !errors.As(err, &te) || te.Err != errIO {
+				t.Fatalf("error %#v, want a *TimeoutError wrapping the call's error", err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err := newTimeout(time.Minute, false).Do(ctx, atDeadline); err != errIO {
+			t.Errorf("at the caller's own deadline: error %#v, want the call's error unchanged", err)
+		}
+	})
+}
+
 func TestTimeoutLateSuccessIsASuccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// A cooperative timeout cannot stop a call that ignores ctx; if it
