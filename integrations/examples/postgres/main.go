@@ -1,0 +1,60 @@
+// Run: cd integrations && go run ./examples/postgres -dsn postgres://postgres@127.0.0.1:5432/postgres
+//
+// database/sql on pgx, guarded by the database preset through
+// resilsql.NewConnector. A duplicate key is the database's answer, not a
+// failure; a read marked with resilsql.RetryReads may be retried, an
+// insert never is.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/resilience-go/resilience/integrations/resilsql"
+	"github.com/resilience-go/resilience/presets"
+)
+
+func main() {
+	dsn := flag.String("dsn", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "the PostgreSQL server's `URL`")
+	flag.Parse()
+
+	cfg, err := pgx.ParseConfig(*dsn)
+	if err != nil {
+		log.Fatal(err)
+	}
+	guard := presets.Database()
+	connector, err := resilsql.NewConnector(stdlib.GetConnector(*cfg), resilsql.Config{Guard: guard})
+	if err != nil {
+		log.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	ctx := context.Background()
+
+	db.SetMaxOpenConns(1) // the temporary table lives on one connection
+	if _, err := db.ExecContext(ctx, `CREATE TEMP TABLE accounts (id int PRIMARY KEY, owner text)`); err != nil {
+		log.Fatalf("create: %v", err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO accounts VALUES (1, 'ada')`); err != nil {
+		log.Fatalf("insert: %v", err)
+	}
+	for range 12 { // more than the preset's 10 failures in a row
+		_, err = db.ExecContext(ctx, `INSERT INTO accounts VALUES (1, 'ada again')`)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		log.Fatalf("duplicate insert: %v, want the server's error", err)
+	}
+	fmt.Printf("duplicate insert, 12 times: SQLSTATE %s; breaker %v (an answer, not a failure)\n", pgErr.Code, guard.Breaker().State())
+
+	var owner string
+	err = db.QueryRowContext(resilsql.RetryReads(ctx), `SELECT owner FROM accounts WHERE id = $1`, 1).Scan(&owner)
+	fmt.Printf("read, retried if it fails: owner %q, %v\n", owner, err)
+}
