@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -237,18 +238,22 @@ func TestREADMESnippets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The snippets of the core are in this package's tests; those of the
+	// integrations, in the integrations module's.
 	var sources strings.Builder
-	files, err := os.ReadDir(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f.Name(), "_test.go") {
-			b, err := os.ReadFile(f.Name())
-			if err != nil {
-				t.Fatal(err)
+	for _, dir := range []string{".", "integrations"} {
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f.Name(), "_test.go") {
+				b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sources.WriteString("\n" + normalize(string(b)))
 			}
-			sources.WriteString("\n" + normalize(string(b)))
 		}
 	}
 	snippets := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)

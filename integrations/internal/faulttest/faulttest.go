@@ -51,7 +51,7 @@ type Report struct {
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("%d calls ok before the fault; breaker open %v after the server stopped (%d calls failed first); "+
+	return fmt.Sprintf("%d calls ok before the fault; breaker open %v after the server stopped, %d failed calls before that; "+
 		"%d calls rejected while open, latency p50 %v p99 %v; breaker closed %v after the server was back, first success after %v",
 		r.Healthy, r.ToOpen.Round(time.Millisecond), r.FailedBeforeOpen, r.Rejected, r.P50, r.P99,
 		r.ToClose.Round(time.Millisecond), r.ToSuccess.Round(time.Millisecond))
@@ -126,8 +126,9 @@ func Run(t *testing.T, o Outage) Report {
 				}
 				mu.Unlock()
 				if p == open {
-					// Spread the calls out, as real traffic is.
-					time.Sleep(100 * time.Microsecond)
+					// Spread the calls out, as real traffic is, rather
+					// than have 8 goroutines fight over 2 cores.
+					time.Sleep(500 * time.Microsecond)
 				}
 			}
 		})
