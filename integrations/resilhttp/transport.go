@@ -170,7 +170,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case errors.As(err, &se) && se.resp == pending:
 		// No retry left: the last answer is the caller's, as it came.
 		resp, err, pending = se.resp, nil, nil
-	case ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded):
+	case ctx.Err() == context.DeadlineExceeded:
+		// The guard's deadline, not the caller's, ended the exchange.
 		resp, err = nil, &resilience.TimeoutError{Name: t.guard.Timeout().Name(), Limit: t.limit, Err: err}
 	default:
 		resp = nil
@@ -181,6 +182,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp == nil {
 		cancel()
 		return nil, err
+	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+		// A protocol switch (101): the body is the connection, and stays
+		// writable.
+		resp.Body = &cancelOnCloseRW{ReadWriteCloser: rwc, cancel: cancel}
+		return resp, nil
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
@@ -265,6 +272,18 @@ type cancelOnClose struct {
 
 func (b *cancelOnClose) Close() error {
 	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// cancelOnCloseRW is cancelOnClose for a body that is also written to.
+type cancelOnCloseRW struct {
+	io.ReadWriteCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnCloseRW) Close() error {
+	err := b.ReadWriteCloser.Close()
 	b.cancel()
 	return err
 }

@@ -392,3 +392,65 @@ func TestAgainstARealServer(t *testing.T) {
 		t.Errorf("got %d after %d attempts, want 502 after 1", resp.StatusCode, len(bodies))
 	}
 }
+
+// Through http.Transport, the guard's time limit ends a request the server
+// never answers, with a *resilience.TimeoutError.
+func TestTimeLimitAgainstARealServer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	g, err := resilience.Preset{Name: "backend", Timeout: resilience.TimeoutConfig{Duration: 100 * time.Millisecond}}.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: transport(t, TransportConfig{Guard: g, Base: base})}
+	start := time.Now()
+	_, err = client.Get(srv.URL)
+	if !errors.Is(err, resilience.ErrTimeout) {
+		t.Errorf("GET of a server that never answers: %v, want ErrTimeout", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("returned after %v with a 100ms limit", took)
+	}
+}
+
+// A protocol switch keeps the body writable: it is the connection.
+func TestProtocolSwitchKeepsTheBodyWritable(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		rw.Flush()
+		line, _ := rw.ReadString('\n')
+		rw.WriteString(strings.ToUpper(line))
+		rw.Flush()
+	}))
+	defer srv.Close()
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: transport(t, TransportConfig{Guard: guard(t, 0, 5), Base: base})}
+	req := get(t, t.Context(), "GET", srv.URL, nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rw, ok := resp.Body.(io.ReadWriter)
+	if resp.StatusCode != http.StatusSwitchingProtocols || !ok {
+		t.Fatalf("status %d, body writable: %v; want 101, true", resp.StatusCode, ok)
+	}
+	io.WriteString(rw, "hello\n")
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(rw, buf); err != nil || string(buf) != "HELLO\n" {
+		t.Errorf("echo over the switched connection: %q, %v", buf, err)
+	}
+}
