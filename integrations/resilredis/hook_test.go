@@ -243,7 +243,8 @@ func TestFaultRedisStops(t *testing.T) {
 	rdb, g, _ := client(t, srv.Addr, false, nil)
 	var n atomic.Int64
 	rep := faulttest.Run(t, faulttest.Outage{
-		Breaker: g.Breaker(),
+		Breaker:   g.Breaker(),
+		Threshold: presets.RedisConfig().Breaker.FailureThreshold,
 		Call: func(ctx context.Context) error {
 			k := "key" + itoa(int(n.Add(1)%100))
 			if err := rdb.Set(ctx, k, "v", 0).Err(); err != nil {

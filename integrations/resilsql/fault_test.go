@@ -12,6 +12,7 @@ import (
 	"github.com/resilience-go/resilience/integrations/internal/faultproxy"
 	"github.com/resilience-go/resilience/integrations/internal/faulttest"
 	"github.com/resilience-go/resilience/integrations/internal/testserver"
+	"github.com/resilience-go/resilience/presets"
 )
 
 // PostgreSQL stops in the middle of a load of 8 goroutines, and comes back.
@@ -20,7 +21,8 @@ func TestFaultPostgresStops(t *testing.T) {
 	db, g := open(t, pgConnector(t, pg.DSN), nil)
 	db.SetMaxOpenConns(8)
 	rep := faulttest.Run(t, faulttest.Outage{
-		Breaker: g.Breaker(),
+		Breaker:   g.Breaker(),
+		Threshold: presets.DatabaseConfig().Breaker.FailureThreshold,
 		Call: func(ctx context.Context) error {
 			var one int
 			return db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)

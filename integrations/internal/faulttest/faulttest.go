@@ -21,6 +21,9 @@ import (
 type Outage struct {
 	// Breaker is the guard's breaker, watched for its state changes.
 	Breaker *resilience.Breaker
+	// Threshold is the breaker's FailureThreshold: it must open after
+	// that many failures, give or take the calls in flight.
+	Threshold int
 	// Call makes one guarded call to the server.
 	Call func(ctx context.Context) error
 	// Stop and Start stop the server and bring it back.
@@ -41,6 +44,9 @@ type Report struct {
 	// the policies' retries.
 	ToOpen           time.Duration
 	FailedBeforeOpen int
+	// Failures counts the failures the breaker recorded between the stop
+	// and its opening: attempts, retries included.
+	Failures int
 	// Rejected counts the calls rejected by the open breaker; P50 and P99
 	// are their latencies.
 	Rejected int
@@ -51,9 +57,9 @@ type Report struct {
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("%d calls ok before the fault; breaker open %v after the server stopped, %d failed calls before that; "+
+	return fmt.Sprintf("%d calls ok before the fault; breaker open %v after the server stopped, on %d failed attempts (%d failed calls); "+
 		"%d calls rejected while open, latency p50 %v p99 %v; breaker closed %v after the server was back, first success after %v",
-		r.Healthy, r.ToOpen.Round(time.Millisecond), r.FailedBeforeOpen, r.Rejected, r.P50, r.P99,
+		r.Healthy, r.ToOpen.Round(time.Millisecond), r.Failures, r.FailedBeforeOpen, r.Rejected, r.P50, r.P99,
 		r.ToClose.Round(time.Millisecond), r.ToSuccess.Round(time.Millisecond))
 }
 
@@ -85,7 +91,12 @@ func Run(t *testing.T, o Outage) Report {
 		closed    = make(chan time.Time, 1)
 		succeeded = make(chan time.Time, 1)
 	)
-	o.Breaker.Observe(resilience.BreakerObserver{StateChange: func(c resilience.StateChange) {
+	var failures atomic.Int32
+	o.Breaker.Observe(resilience.BreakerObserver{Call: func(_ resilience.State, r resilience.CallResult) {
+		if r == resilience.CallFailed && phase.Load() == down {
+			failures.Add(1)
+		}
+	}, StateChange: func(c resilience.StateChange) {
 		switch {
 		case c.To == resilience.Open && phase.Load() == down:
 			phase.Store(open)
@@ -142,6 +153,7 @@ func Run(t *testing.T, o Outage) Report {
 	select {
 	case at := <-opened:
 		rep.ToOpen = at.Sub(stopped)
+		rep.Failures = int(failures.Load())
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the breaker did not open within 20s of the server stopping (state %v)", o.Breaker.State())
 	}
@@ -170,6 +182,14 @@ func Run(t *testing.T, o Outage) Report {
 	rep.Rejected = len(rejected)
 	if rep.Healthy == 0 {
 		t.Errorf("no call succeeded before the fault")
+	}
+	// Calls in flight when the server stopped fail too, and may reset the
+	// count of failures in a row by succeeding late; one database/sql call
+	// can make up to three attempts on broken connections. So the breaker
+	// opens on its threshold, plus at most three per caller.
+	if rep.Failures < o.Threshold || rep.Failures > o.Threshold+3*o.Workers {
+		t.Errorf("the breaker opened on %d failures; want its threshold of %d, plus at most 3 for each of the %d callers",
+			rep.Failures, o.Threshold, o.Workers)
 	}
 	if rep.Rejected < 100 {
 		t.Fatalf("only %d calls were rejected while the breaker was open; too few to measure", rep.Rejected)
