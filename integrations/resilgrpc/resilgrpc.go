@@ -13,6 +13,7 @@ import (
 	"errors"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/outcome"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -47,22 +48,6 @@ func IsRetryable(code codes.Code) bool {
 	return false
 }
 
-// attemptError carries a failed attempt's error through the policies. It
-// also unwraps to ctx's error when the caller ended the call, so that the
-// breaker ignores it and the retry policy stops.
-type attemptError struct {
-	err    error
-	ctxErr error
-}
-
-func (e *attemptError) Error() string { return e.err.Error() }
-func (e *attemptError) Unwrap() []error {
-	if e.ctxErr == nil {
-		return []error{e.err}
-	}
-	return []error{e.err, e.ctxErr}
-}
-
 // classify turns what a call returned into what the policies see: nil for
 // an answer from a working server, an error for a failure, marked
 // permanent when it is not worth retrying.
@@ -73,13 +58,13 @@ func classify(ctx context.Context, err error) error {
 	code := status.Code(err)
 	switch {
 	case code == codes.Canceled && ctx.Err() != nil:
-		return &attemptError{err: err, ctxErr: ctx.Err()}
+		return &outcome.Failure{Err: err, CtxErr: ctx.Err()}
 	case !IsFailure(code):
 		return nil
 	case IsRetryable(code):
-		return &attemptError{err: err}
+		return &outcome.Failure{Err: err}
 	default:
-		return resilience.Permanent(&attemptError{err: err})
+		return resilience.Permanent(&outcome.Failure{Err: err})
 	}
 }
 
@@ -105,15 +90,10 @@ func (e *PolicyError) GRPCStatus() *status.Status { return status.New(e.Code, e.
 // result is what the caller gets: the call's own error when the policies
 // ran it to the end, or theirs as a *PolicyError.
 func result(err, answered error) error {
-	if err == nil {
-		return answered
-	}
-	var ae *attemptError
+	err = outcome.Result(err, answered)
 	switch {
 	case errors.Is(err, resilience.ErrTimeout):
 		return &PolicyError{Code: codes.DeadlineExceeded, Err: err}
-	case errors.As(err, &ae):
-		return ae.err
 	case errors.Is(err, resilience.ErrOpen), errors.Is(err, resilience.ErrBulkheadFull):
 		return &PolicyError{Code: codes.Unavailable, Err: err}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/outcome"
 )
 
 // Config configures a Hook.
@@ -82,7 +83,7 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			answered = err
 			return struct{}{}, h.classify(err, readOnly)
 		})
-		return h.result(err, answered)
+		return outcome.Result(err, answered)
 	}
 }
 
@@ -107,7 +108,7 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 			answered = err
 			return struct{}{}, h.classify(err, readOnly)
 		})
-		return h.result(err, answered)
+		return outcome.Result(err, answered)
 	}
 }
 
@@ -119,12 +120,6 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 // twice, and a half-open breaker would reject the set-up of its own probe.
 type guarded struct{}
 
-// attemptError carries a failed attempt's error through the policies.
-type attemptError struct{ err error }
-
-func (e *attemptError) Error() string { return e.err.Error() }
-func (e *attemptError) Unwrap() error { return e.err }
-
 // classify turns what a command returned into what the policies see: nil
 // for an answer from a working server, an error for a failure, marked
 // permanent when it may not be retried.
@@ -132,24 +127,11 @@ func (h *Hook) classify(err error, readOnly bool) error {
 	if !IsFailure(err) {
 		return nil
 	}
-	failed := error(&attemptError{err})
+	failed := error(&outcome.Failure{Err: err})
 	if !readOnly && !h.retryWrites && !neverSent(err) {
 		failed = resilience.Permanent(failed)
 	}
 	return failed
-}
-
-// result is what the caller gets: the command's own error when the policies
-// ran it to the end, or the policies' error (an open breaker, a timeout).
-func (h *Hook) result(err, answered error) error {
-	if err == nil {
-		return answered // nil, redis.Nil or a server's answer such as WRONGTYPE
-	}
-	var ae *attemptError
-	if !errors.Is(err, resilience.ErrTimeout) && errors.As(err, &ae) {
-		return ae.err
-	}
-	return err
 }
 
 // IsFailure reports whether err, returned by a go-redis command, says that

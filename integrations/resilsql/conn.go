@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/outcome"
 )
 
 // conn is a driver connection whose calls go through the connector's
@@ -81,11 +82,11 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 		}
 		answered = err
 		if err != nil && cn.c.isFailure(err) {
-			return nil, &attemptError{err}
+			return nil, &outcome.Failure{Err: err}
 		}
 		return tx, nil
 	})
-	if err = result(err, answered); err != nil {
+	if err = outcome.Result(err, answered); err != nil {
 		end()
 		if timedOut.Load() && ctx.Err() == nil {
 			err = &resilience.TimeoutError{Name: cn.c.guard.Timeout().Name(), Limit: cn.c.limit, Err: err}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/outcome"
 )
 
 // Config configures a Connector.
@@ -138,12 +139,6 @@ func IsFailure(err error) bool {
 	return true
 }
 
-// attemptError carries a failed attempt's error through the policies.
-type attemptError struct{ err error }
-
-func (e *attemptError) Error() string { return e.err.Error() }
-func (e *attemptError) Unwrap() error { return e.err }
-
 // run makes one guarded call: through the whole guard when retried is set
 // and the guard retries; otherwise through its time limit and breaker.
 func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context.Context) (T, error)) (T, error) {
@@ -152,7 +147,7 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 		v, err := fn(ctx)
 		answered = err
 		if err != nil && c.isFailure(err) {
-			return v, &attemptError{err}
+			return v, &outcome.Failure{Err: err}
 		}
 		return v, nil // the database answered, perhaps with an error
 	}
@@ -166,7 +161,7 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 			return resilience.Do(ctx, c.guard.Breaker(), call)
 		})
 	}
-	return v, result(err, answered)
+	return v, outcome.Result(err, answered)
 }
 
 // runRows is run for a query, whose rows are read after it returns: the
@@ -181,7 +176,7 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 		rows, err := fn(ctx)
 		answered = err
 		if err != nil && c.isFailure(err) {
-			return nil, &attemptError{err}
+			return nil, &outcome.Failure{Err: err}
 		}
 		return rows, nil
 	}
@@ -194,7 +189,7 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 	} else {
 		rows, err = resilience.Do(qctx, c.guard.Breaker(), call)
 	}
-	err = result(err, answered)
+	err = outcome.Result(err, answered)
 	if err == nil && rows == nil {
 		err = errors.New("resilsql: the driver returned no rows and no error")
 	}
@@ -206,17 +201,4 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 		return nil, err
 	}
 	return wrapRows(rows, cancel), nil
-}
-
-// result is what the caller gets: the driver's own error when the policies
-// ran the call to the end, or theirs (an open breaker, a timeout).
-func result(err, answered error) error {
-	if err == nil {
-		return answered
-	}
-	var ae *attemptError
-	if !errors.Is(err, resilience.ErrTimeout) && errors.As(err, &ae) {
-		return ae.err
-	}
-	return err
 }

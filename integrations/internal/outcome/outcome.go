@@ -1,0 +1,48 @@
+// Package outcome carries the end of a client's call through the
+// policies of a Guard, the same way in every integration.
+//
+// The call handed to the guard returns nil for an answer the backend gave
+// on purpose (so the breaker counts a success and the retry stops), a
+// *Failure for a failure, and resilience.Permanent of one for a failure
+// that must not be retried. What the client returned is kept aside, and
+// Result hands it back to the caller, or the policies' own error when they
+// ended the call.
+package outcome
+
+import (
+	"errors"
+
+	"github.com/resilience-go/resilience"
+)
+
+// Failure is a failed attempt's error, as the policies see it. It unwraps
+// to the client's error and, when the caller ended the call, to the
+// context's error, so that the breaker ignores it and the retry stops.
+type Failure struct {
+	Err    error
+	CtxErr error
+}
+
+func (f *Failure) Error() string { return f.Err.Error() }
+
+func (f *Failure) Unwrap() []error {
+	if f.CtxErr == nil {
+		return []error{f.Err}
+	}
+	return []error{f.Err, f.CtxErr}
+}
+
+// Result is what the caller gets, from err, which the policies returned,
+// and answered, which the client's last attempt returned: answered when
+// the policies ran the call to its end, the policies' error (an open
+// breaker, a time-out, a full bulkhead) when they ended it.
+func Result(err, answered error) error {
+	if err == nil {
+		return answered
+	}
+	var f *Failure
+	if !errors.Is(err, resilience.ErrTimeout) && errors.As(err, &f) {
+		return f.Err
+	}
+	return err
+}

@@ -1,0 +1,43 @@
+package outcome
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/resilience-go/resilience"
+)
+
+func TestResult(t *testing.T) {
+	answer := errors.New("not found")
+	failed := errors.New("connection refused")
+	timeout := &resilience.TimeoutError{Err: &Failure{Err: failed}}
+	open := resilience.ErrOpen
+	for _, tc := range []struct {
+		name          string
+		err, answered error
+		want          error
+	}{
+		{"success", nil, nil, nil},
+		{"an answer", nil, answer, answer},
+		{"a failure", &Failure{Err: failed}, failed, failed},
+		{"a permanent failure", resilience.Permanent(&Failure{Err: failed}), failed, failed},
+		{"a time-out", timeout, failed, timeout},
+		{"the policies' own", open, nil, open},
+	} {
+		if got := Result(tc.err, tc.answered); got != tc.want {
+			t.Errorf("%s: Result = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestFailureUnwraps(t *testing.T) {
+	failed := errors.New("reset")
+	f := &Failure{Err: failed, CtxErr: context.Canceled}
+	if !errors.Is(f, failed) || !errors.Is(f, context.Canceled) || f.Error() != "reset" {
+		t.Errorf("Failure %v does not match both its errors", f)
+	}
+	if errors.Is(&Failure{Err: failed}, context.Canceled) {
+		t.Error("a Failure without a context error matches context.Canceled")
+	}
+}
