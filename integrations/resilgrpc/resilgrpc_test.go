@@ -31,6 +31,7 @@ type server struct {
 	inputs  [][]string    // the payloads each StreamingInputCall received
 	block   chan struct{} // if set, calls wait for it (or their end) first
 	entered chan struct{} // if set, told when a call starts
+	gate    chan struct{} // if set, FullDuplexCall waits for it before failing
 }
 
 func (s *server) next() error {
@@ -114,6 +115,36 @@ func (s *server) StreamingInputCall(stream testgrpc.TestService_StreamingInputCa
 		return err
 	}
 	return stream.SendAndClose(&testgrpc.StreamingInputCallResponse{AggregatedPayloadSize: int32(size)})
+}
+
+// FullDuplexCall fails as scripted when the first message arrives, before
+// answering; otherwise it echoes each message's payload.
+func (s *server) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallServer) error {
+	first := true
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if first {
+			first = false
+			s.mu.Lock()
+			gate := s.gate
+			s.mu.Unlock()
+			if gate != nil {
+				<-gate
+			}
+			if err := s.next(); err != nil {
+				return err
+			}
+		}
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: m.GetPayload()}); err != nil {
+			return err
+		}
+	}
 }
 
 // start serves srv on 127.0.0.1 with the given server options.
@@ -360,6 +391,96 @@ func TestClientStreamReplayed(t *testing.T) {
 	defer srv.mu.Unlock()
 	if got := strings.Join([]string{strings.Join(srv.inputs[0], ","), strings.Join(srv.inputs[1], ",")}, " | "); len(srv.inputs) != 2 || got != "a,bb,ccc | a,bb,ccc" {
 		t.Errorf("the server received %q, want the same three messages twice", srv.inputs)
+	}
+}
+
+// A bidirectional stream, sending from one goroutine and receiving on
+// another: it fails at its first message (once every message is sent, so
+// that no send sees the failure and ends the retrying), and the new stream
+// gets every message sent so far, in order.
+func TestBidiStreamReplayed(t *testing.T) {
+	srv := &server{gate: make(chan struct{})}
+	addr := start(t, srv)
+	c := dial(t, addr, guard(t, 2, 5))
+	srv.script(codes.Unavailable)
+	s, err := c.FullDuplexCall(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for _, body := range []string{"a", "b", "c"} {
+			if err := s.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte(body)}}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- s.CloseSend()
+		close(srv.gate)
+	}()
+	var got []string
+	for {
+		m, err := s.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Recv after %q: %v", got, err)
+		}
+		got = append(got, string(m.GetPayload().GetBody()))
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "a,b,c" || srv.count() != 2 {
+		t.Errorf("received %q over %d streams; want a,b,c over 2", got, srv.count())
+	}
+}
+
+// A stream is no longer retried once a send has failed (the caller may
+// have stopped sending, and a new stream would not get the rest), nor once
+// it has sent more than it keeps for a replay.
+func TestStreamNotRetriedWhenItCannotBeReplayed(t *testing.T) {
+	srv := &server{}
+	addr := start(t, srv)
+	c := dial(t, addr, guard(t, 2, 100))
+	msg := &testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte("x")}}
+
+	srv.script(codes.Unavailable, codes.Unavailable)
+	s, err := c.FullDuplexCall(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sends := 0
+	for ; sends < 50; sends++ {
+		if err := s.Send(msg); err == io.EOF {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sends == 50 {
+		t.Fatal("no send failed in 500ms although the server ended the stream")
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.Unavailable || srv.count() != 1 {
+		t.Errorf("after a failed send: %v over %d streams; want Unavailable over 1", err, srv.count())
+	}
+
+	srv.mu.Lock()
+	srv.fail, srv.calls, srv.gate = []codes.Code{codes.Unavailable}, 0, make(chan struct{})
+	srv.mu.Unlock()
+	s, err = c.FullDuplexCall(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxReplay + 1 {
+		if err := s.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.CloseSend()
+	close(srv.gate)
+	if _, err := s.Recv(); status.Code(err) != codes.Unavailable || srv.count() != 1 {
+		t.Errorf("after %d sends: %v over %d streams; want Unavailable over 1", maxReplay+1, err, srv.count())
 	}
 }
 
