@@ -202,3 +202,20 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 	}
 	return wrapRows(rows, cancel), nil
 }
+
+// Unwrap returns the driver's own connection inside one of a Connector's
+// connections, for database/sql's Conn.Raw, so that code can reach the
+// driver's own API (pgx's CopyFrom, for instance):
+//
+//	err := conn.Raw(func(dc any) error {
+//		pgxConn := resilsql.Unwrap(dc).(*stdlib.Conn).Conn()
+//		...
+//	})
+//
+// Calls made on it are not guarded. Any other value comes back unchanged.
+func Unwrap(driverConn any) any {
+	if c, ok := driverConn.(*conn); ok {
+		return c.inner
+	}
+	return driverConn
+}

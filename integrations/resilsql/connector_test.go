@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,28 @@ func TestAgainstPostgreSQL(t *testing.T) {
 		t.Errorf("prepared query: %q, %v", name, err)
 	}
 	stmt.Close()
+
+	// The driver's own API, through Raw and Unwrap: pgx's COPY.
+	dbConn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = dbConn.Raw(func(dc any) error {
+		pc, ok := Unwrap(dc).(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("Unwrap gave a %T, want *stdlib.Conn", Unwrap(dc))
+		}
+		_, err := pc.Conn().CopyFrom(ctx, pgx.Identifier{"items"}, []string{"id", "name"},
+			pgx.CopyFromRows([][]any{{10, "ten"}, {11, "eleven"}}))
+		return err
+	})
+	dbConn.Close()
+	if err != nil {
+		t.Fatalf("COPY through the unwrapped connection: %v", err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE id >= 10`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("rows copied: %d, %v; want 2", n, err)
+	}
 
 	// Answers are not failures: a duplicate key, a syntax error and no rows,
 	// many more times than the breaker's threshold of 10.
