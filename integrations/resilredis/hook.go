@@ -73,7 +73,7 @@ func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
 // ProcessHook guards one command.
 func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(guarded{}) != nil {
+		if ctx.Value(guarded{}) == h {
 			return next(ctx, cmd) // part of a guarded call: see guarded
 		}
 		readOnly := isReadOnly(cmd.Name())
@@ -92,7 +92,7 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // it failed before reaching the server.
 func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if ctx.Value(guarded{}) != nil {
+		if ctx.Value(guarded{}) == h {
 			return next(ctx, cmds)
 		}
 		readOnly := true
@@ -112,7 +112,8 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 	}
 }
 
-// guarded marks the context of a guarded call. go-redis runs the commands
+// guarded marks the context of a call guarded by a Hook, the Hook its
+// value. go-redis runs the commands
 // that set up a new connection (HELLO, CLIENT SETINFO, SELECT) through the
 // client's hooks, inside the call that needed the connection: they are
 // part of that call, which the guard already bounds and counts, so they
