@@ -113,12 +113,12 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 }
 
 // guarded marks the context of a call guarded by a Hook, the Hook its
-// value. go-redis runs the commands
-// that set up a new connection (HELLO, CLIENT SETINFO, SELECT) through the
-// client's hooks, inside the call that needed the connection: they are
-// part of that call, which the guard already bounds and counts, so they
-// pass straight through. Guarding them again would count one failure
-// twice, and a half-open breaker would reject the set-up of its own probe.
+// value. go-redis runs the commands that set up a new connection (HELLO,
+// CLIENT SETINFO, SELECT) through the client's hooks, inside the call that
+// needed the connection: they are part of that call, which the guard
+// already bounds and counts, so they pass straight through. Guarding them
+// again would count one failure twice, and a half-open breaker would
+// reject the set-up of its own probe.
 type guarded struct{}
 
 // classify turns what a command returned into what the policies see: nil
