@@ -364,3 +364,41 @@ func TestWhatIsRetried(t *testing.T) {
 		t.Errorf("rows in log: %d, %v; the failed insert was never sent, so 0", n, err)
 	}
 }
+
+// counting counts the connections a connector tries to open.
+type counting struct {
+	driver.Connector
+	n atomic.Int32
+}
+
+func (c *counting) Connect(ctx context.Context) (driver.Conn, error) {
+	c.n.Add(1)
+	return c.Connector.Connect(ctx)
+}
+
+// Connecting goes through the guard: retried, since a connection that
+// failed to open did nothing, and counted, so that a database that refuses
+// connections opens the breaker.
+func TestConnectingIsGuarded(t *testing.T) {
+	port := testserver.FreePort(t) // nothing listens there
+	base := &counting{Connector: pgConnector(t, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port))}
+	db, g := open(t, base, func(p *resilience.Preset) {
+		p.Retry = &resilience.RetryConfig{MaxRetries: 2, InitialBackoff: time.Millisecond}
+		p.Breaker.FailureThreshold = 6
+	})
+	ctx := t.Context()
+	if err := db.PingContext(ctx); err == nil || errors.Is(err, resilience.ErrOpen) {
+		t.Fatalf("ping with no server: %v, want the connection error", err)
+	}
+	if n := base.n.Load(); n != 3 {
+		t.Errorf("%d connection attempts for one ping, want 3 (1 + 2 retries)", n)
+	}
+	db.PingContext(ctx) // three more failures: the breaker's threshold of 6
+	if s := g.Breaker().State(); s != resilience.Open {
+		t.Fatalf("breaker %v after 6 failed connections, want open", s)
+	}
+	base.n.Store(0)
+	if err := db.PingContext(ctx); !errors.Is(err, resilience.ErrOpen) || base.n.Load() != 0 {
+		t.Errorf("ping with the breaker open: %v after %d attempts, want ErrOpen after none", err, base.n.Load())
+	}
+}
