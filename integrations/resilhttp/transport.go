@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/outcome"
 )
 
 // TransportConfig configures a Transport.
@@ -72,7 +73,6 @@ func IsFailureStatus(resp *http.Response) bool {
 type Transport struct {
 	base      http.RoundTripper
 	guard     *resilience.Guard
-	limit     time.Duration
 	attempts  resilience.Policy[*http.Response] // retry (if any), then breaker
 	once      resilience.Policy[*http.Response] // breaker
 	unsafe    bool
@@ -97,9 +97,6 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if t.isFailure == nil {
 		t.isFailure = IsFailureStatus
 	}
-	if to := cfg.Guard.Timeout(); to != nil {
-		t.limit = to.Duration()
-	}
 	t.once = resilience.For[*http.Response](cfg.Guard.Breaker())
 	t.attempts = t.once
 	if r := cfg.Guard.Retry(); r != nil {
@@ -117,10 +114,7 @@ func (e *statusError) Error() string { return "resilhttp: server answered " + e.
 // RoundTrip sends req through the guard. See Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	parent := req.Context()
-	ctx, cancel := parent, context.CancelFunc(func() {})
-	if t.limit > 0 {
-		ctx, cancel = context.WithTimeout(parent, t.limit)
-	}
+	ctx, cancel := outcome.Limit(parent, t.guard)
 
 	policy := t.once
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
@@ -172,7 +166,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err, pending = se.resp, nil, nil
 	case ctx.Err() == context.DeadlineExceeded:
 		// The guard's deadline, not the caller's, ended the exchange.
-		resp, err = nil, &resilience.TimeoutError{Name: t.guard.Timeout().Name(), Limit: t.limit, Err: err}
+		resp, err = nil, outcome.TimedOut(t.guard, err)
 	default:
 		resp = nil
 	}

@@ -67,8 +67,8 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 	}
 	txCtx, end := context.WithCancel(ctx)
 	var timedOut atomic.Bool
-	if lim := cn.c.limit; lim > 0 {
-		t := time.AfterFunc(lim, func() { timedOut.Store(true); end() })
+	if lim := cn.c.guard.Timeout(); lim != nil {
+		t := time.AfterFunc(lim.Duration(), func() { timedOut.Store(true); end() })
 		defer t.Stop()
 	}
 	var answered error
@@ -89,7 +89,7 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 	if err = outcome.Result(err, answered); err != nil {
 		end()
 		if timedOut.Load() && ctx.Err() == nil {
-			err = &resilience.TimeoutError{Name: cn.c.guard.Timeout().Name(), Limit: cn.c.limit, Err: err}
+			err = outcome.TimedOut(cn.c.guard, err)
 		}
 		return nil, err
 	}

@@ -16,7 +16,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"time"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/outcome"
@@ -59,7 +58,6 @@ type Connector struct {
 	base      driver.Connector
 	guard     *resilience.Guard
 	isFailure func(error) bool
-	limit     time.Duration
 }
 
 // NewConnector returns a Connector that guards base's connections as cfg
@@ -74,9 +72,6 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 	c := &Connector{base: base, guard: cfg.Guard, isFailure: cfg.IsFailure}
 	if c.isFailure == nil {
 		c.isFailure = IsFailure
-	}
-	if t := cfg.Guard.Timeout(); t != nil {
-		c.limit = t.Duration()
 	}
 	return c, nil
 }
@@ -167,10 +162,7 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 // runRows is run for a query, whose rows are read after it returns: the
 // time limit runs until they are closed, rather than ending with run.
 func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Context) (driver.Rows, error)) (driver.Rows, error) {
-	qctx, cancel := ctx, context.CancelFunc(func() {})
-	if c.limit > 0 {
-		qctx, cancel = context.WithTimeout(ctx, c.limit)
-	}
+	qctx, cancel := outcome.Limit(ctx, c.guard)
 	var answered error
 	call := func(ctx context.Context) (driver.Rows, error) {
 		rows, err := fn(ctx)
@@ -195,7 +187,7 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 	}
 	if err != nil {
 		if qctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			err = &resilience.TimeoutError{Name: c.guard.Timeout().Name(), Limit: c.limit, Err: err}
+			err = outcome.TimedOut(c.guard, err)
 		}
 		cancel()
 		return nil, err

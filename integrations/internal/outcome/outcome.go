@@ -10,6 +10,7 @@
 package outcome
 
 import (
+	"context"
 	"errors"
 
 	"github.com/resilience-go/resilience"
@@ -45,4 +46,22 @@ func Result(err, answered error) error {
 		return f.Err
 	}
 	return err
+}
+
+// Limit returns ctx bounded by g's time limit, for a call whose result is
+// read after it returns (an HTTP body, SQL rows), which the Timeout stage
+// cannot bound: it ends its context when the call returns. The limit runs
+// until cancel is called.
+func Limit(ctx context.Context, g *resilience.Guard) (context.Context, context.CancelFunc) {
+	if t := g.Timeout(); t != nil {
+		return context.WithTimeout(ctx, t.Duration())
+	}
+	return context.WithCancel(ctx)
+}
+
+// TimedOut is the error of a call that g's time limit ended, err being
+// what the call returned.
+func TimedOut(g *resilience.Guard, err error) error {
+	t := g.Timeout()
+	return &resilience.TimeoutError{Name: t.Name(), Limit: t.Duration(), Err: err}
 }
