@@ -27,8 +27,13 @@ func TestPresetBuildNamesItsPolicies(t *testing.T) {
 		t.Errorf("names: guard %q, timeout %q, retry %q, breaker %q; want dep for all",
 			g.Name(), g.Timeout().Name(), g.Retry().Name(), g.Breaker().Name())
 	}
-	if g.Timeout().Duration() != time.Second {
-		t.Errorf("Timeout().Duration() = %v, want 1s", g.Timeout().Duration())
+	if g.Timeout().Duration() != time.Second || g.Timeout().Abandons() {
+		t.Errorf("Timeout(): %v, abandons %v; want 1s, cooperative", g.Timeout().Duration(), g.Timeout().Abandons())
+	}
+	ab := preset()
+	ab.Timeout.Abandon = true
+	if !must(ab.Build()).Timeout().Abandons() {
+		t.Error("Timeout().Abandons() = false with TimeoutConfig.Abandon set")
 	}
 
 	p := preset()

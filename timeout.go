@@ -72,6 +72,10 @@ func (t *Timeout) Name() string { return t.cfg.Name }
 // Duration returns the policy's time limit.
 func (t *Timeout) Duration() time.Duration { return t.cfg.Duration }
 
+// Abandons reports whether the policy returns at the deadline without
+// waiting for the call (TimeoutConfig.Abandon).
+func (t *Timeout) Abandons() bool { return t.cfg.Abandon }
+
 // WithTimeout runs fn with a context that ends after d, cooperatively, with
 // the error semantics of Timeout. A non-positive d is reported as an error
 // without running fn.
