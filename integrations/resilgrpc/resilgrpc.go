@@ -104,14 +104,15 @@ func checkGuard(g *resilience.Guard) error {
 	if g == nil || g.Breaker() == nil {
 		return errors.New("resilgrpc: the guard is nil: build one with a preset, such as presets.GRPC()")
 	}
-	return nil
+	return outcome.Cooperative("resilgrpc", g)
 }
 
 // UnaryClientInterceptor returns an interceptor that runs unary calls
 // through g: its time limit, its retries and its breaker, with the codes
 // classified as IsFailure and IsRetryable say. A call the policies end
 // returns a *PolicyError; otherwise the call's own error comes back as it
-// was. It returns an error if g is nil.
+// was. It returns an error if g is nil or abandons calls at its time
+// limit (TimeoutConfig.Abandon).
 func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, error) {
 	if err := checkGuard(g); err != nil {
 		return nil, err

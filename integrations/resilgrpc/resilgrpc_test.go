@@ -214,6 +214,13 @@ func TestNilGuardOrBulkhead(t *testing.T) {
 	if _, err := StreamServerInterceptor(nil); err == nil || !strings.Contains(err.Error(), "bulkhead") {
 		t.Errorf("StreamServerInterceptor(nil): %v", err)
 	}
+	abandoning := guard(t, 0, 5, func(p *resilience.Preset) { p.Timeout.Abandon = true })
+	if _, err := UnaryClientInterceptor(abandoning); err == nil || !strings.Contains(err.Error(), "Abandon") {
+		t.Errorf("UnaryClientInterceptor of a guard that abandons calls: %v", err)
+	}
+	if _, err := StreamClientInterceptor(abandoning); err == nil || !strings.Contains(err.Error(), "Abandon") {
+		t.Errorf("StreamClientInterceptor of a guard that abandons calls: %v", err)
+	}
 }
 
 // Each code, on unary calls and on streams before their first message: is

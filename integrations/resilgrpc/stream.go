@@ -16,7 +16,8 @@ import (
 const maxReplay = 64
 
 // StreamClientInterceptor returns an interceptor that guards streams with
-// g's breaker and retries. It returns an error if g is nil.
+// g's breaker and retries. It returns an error if g is nil or abandons
+// calls at its time limit.
 //
 // A stream is one call for the breaker: it succeeds when its first message
 // arrives (or the server ends it cleanly without one) and fails as

@@ -57,11 +57,14 @@ type Hook struct {
 }
 
 // NewHook returns a Hook configured by cfg, or an error if cfg.Guard is
-// nil.
+// nil or abandons calls at its time limit.
 func NewHook(cfg Config) (*Hook, error) {
 	g := cfg.Guard
 	if g == nil || g.Breaker() == nil {
 		return nil, errors.New("resilredis: Config.Guard is required: build one with a preset, such as presets.Redis()")
+	}
+	if err := outcome.Cooperative("resilredis", g); err != nil {
+		return nil, err
 	}
 	return &Hook{policy: resilience.For[struct{}](g), retryWrites: cfg.RetryWrites}, nil
 }

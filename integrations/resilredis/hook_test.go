@@ -90,6 +90,12 @@ func TestNewHookNeedsGuard(t *testing.T) {
 	if _, err := NewHook(Config{}); err == nil || !strings.Contains(err.Error(), "Guard") {
 		t.Errorf("NewHook without a guard: err = %v, want one naming Guard", err)
 	}
+	p := presets.RedisConfig()
+	p.Timeout.Abandon = true
+	g, _ := p.Build()
+	if _, err := NewHook(Config{Guard: g}); err == nil || !strings.Contains(err.Error(), "Abandon") {
+		t.Errorf("NewHook with a guard that abandons calls: err = %v, want one naming Abandon", err)
+	}
 }
 
 func TestIsFailure(t *testing.T) {

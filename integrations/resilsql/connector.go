@@ -61,13 +61,17 @@ type Connector struct {
 }
 
 // NewConnector returns a Connector that guards base's connections as cfg
-// says, or an error if base or cfg.Guard is nil.
+// says, or an error if base or cfg.Guard is nil, or the guard abandons
+// calls at its time limit.
 func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 	if base == nil {
 		return nil, errors.New("resilsql: NewConnector: the base connector is nil")
 	}
 	if cfg.Guard == nil || cfg.Guard.Breaker() == nil {
 		return nil, errors.New("resilsql: Config.Guard is required: build one with a preset, such as presets.Database()")
+	}
+	if err := outcome.Cooperative("resilsql", cfg.Guard); err != nil {
+		return nil, err
 	}
 	c := &Connector{base: base, guard: cfg.Guard, isFailure: cfg.IsFailure}
 	if c.isFailure == nil {

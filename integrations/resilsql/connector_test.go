@@ -64,6 +64,12 @@ func TestNewConnectorConfig(t *testing.T) {
 	if _, err := NewConnector(stdlib.GetConnector(pgx.ConnConfig{}), Config{}); err == nil || !strings.Contains(err.Error(), "Guard") {
 		t.Errorf("NewConnector without a guard: err = %v, want one naming Guard", err)
 	}
+	p := presets.DatabaseConfig()
+	p.Timeout.Abandon = true
+	abandoning, _ := p.Build()
+	if _, err := NewConnector(stdlib.GetConnector(pgx.ConnConfig{}), Config{Guard: abandoning}); err == nil || !strings.Contains(err.Error(), "Abandon") {
+		t.Errorf("NewConnector with a guard that abandons calls: err = %v, want one naming Abandon", err)
+	}
 }
 
 type sqlState string

@@ -65,3 +65,16 @@ func TimedOut(g *resilience.Guard, err error) error {
 	t := g.Timeout()
 	return &resilience.TimeoutError{Name: t.Name(), Limit: t.Duration(), Err: err}
 }
+
+// Cooperative returns an error, prefixed by pkg, if g's time limit
+// abandons calls (TimeoutConfig.Abandon). An abandoned call goes on after
+// the caller has returned, writing into the reply, command or connection
+// the caller already has back; the integrations need the default mode, in
+// which the call ends with its context.
+func Cooperative(pkg string, g *resilience.Guard) error {
+	if t := g.Timeout(); t != nil && t.Abandons() {
+		return errors.New(pkg + ": the guard's time limit abandons calls (TimeoutConfig.Abandon); " +
+			"an abandoned call would go on using what the caller already has back: use the default, cooperative mode")
+	}
+	return nil
+}

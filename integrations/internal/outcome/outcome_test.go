@@ -3,7 +3,9 @@ package outcome
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/resilience-go/resilience"
 )
@@ -39,5 +41,18 @@ func TestFailureUnwraps(t *testing.T) {
 	}
 	if errors.Is(&Failure{Err: failed}, context.Canceled) {
 		t.Error("a Failure without a context error matches context.Canceled")
+	}
+}
+
+func TestCooperative(t *testing.T) {
+	p := resilience.Preset{Name: "dep", Timeout: resilience.TimeoutConfig{Duration: time.Second}}
+	g, _ := p.Build()
+	if err := Cooperative("pkg", g); err != nil {
+		t.Errorf("a cooperative guard: %v", err)
+	}
+	p.Timeout.Abandon = true
+	g, _ = p.Build()
+	if err := Cooperative("pkg", g); err == nil || !strings.Contains(err.Error(), "pkg: ") || !strings.Contains(err.Error(), "Abandon") {
+		t.Errorf("an abandoning guard: %v, want an error from pkg naming Abandon", err)
 	}
 }
