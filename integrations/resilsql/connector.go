@@ -152,10 +152,9 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 	}
 	var v T
 	var err error
-	switch {
-	case retried && c.guard.Retry() != nil:
+	if retried && c.guard.Retry() != nil {
 		v, err = resilience.Do(ctx, c.guard, call)
-	default:
+	} else {
 		v, err = resilience.Do(ctx, c.guard.Timeout(), func(ctx context.Context) (T, error) {
 			return resilience.Do(ctx, c.guard.Breaker(), call)
 		})
