@@ -291,7 +291,10 @@ func (c BreakerConfig) settings() (breakerSettings, error) {
 // package window), and the rejection error is built once per open period.
 // Locks are taken only to change state.
 //
-// A Breaker is safe for concurrent use. Make one with NewBreaker.
+// A Breaker is safe for concurrent use. Make one with NewBreaker: the zero
+// Breaker runs no call (Do and Allow return an error matching
+// ErrInvalidConfig that says so), reports Closed, and ignores ForceOpen,
+// Disable and Reset.
 type Breaker struct {
 	cur atomic.Pointer[period]          // the current state; replaced on every transition
 	obs atomic.Pointer[BreakerObserver] // nil until Observe
@@ -383,13 +386,25 @@ func (b *Breaker) newPeriod(s State, m mode, prev *period) (*period, error) {
 // Name returns the breaker's name.
 func (b *Breaker) Name() string { return b.cfg.name }
 
-// State returns the breaker's state. Once the open timeout has passed it
-// reports HalfOpen, even if the timer that makes the move has not run yet.
-func (b *Breaker) State() State {
+// State returns the breaker's state. It is shorthand for
+// StateAt(time.Now()).
+func (b *Breaker) State() State { return b.StateAt(time.Now()) }
+
+// StateAt returns the breaker's state as it stands at now. It only reads:
+// it changes nothing and calls no hook, so it is safe to call from a hook,
+// a metrics scrape or a test at any time.
+//
+// An open breaker reports HalfOpen from the instant its OpenTimeout has
+// passed. The move itself is made by a timer, a moment later (under
+// testing/synctest, once the bubble's goroutines have run: synctest.Wait);
+// until then, calls are still rejected as if the breaker were open.
+func (b *Breaker) StateAt(now time.Time) State {
 	p := b.cur.Load()
-	if p.state == Open && p.mode == automatic && !time.Now().Before(p.rejection.Until) {
-		b.transition(p, HalfOpen)
-		return b.cur.Load().state
+	if p == nil {
+		return Closed
+	}
+	if p.state == Open && p.mode == automatic && !now.Before(p.rejection.Until) {
+		return HalfOpen
 	}
 	return p.state
 }
@@ -404,6 +419,9 @@ func (b *Breaker) ErrorRate() float64 { return b.cur.Load().counts().FailureRate
 func (b *Breaker) SlowCallRate() float64 { return b.cur.Load().counts().SlowRate() }
 
 func (p *period) counts() window.Counts {
+	if p == nil { // a zero Breaker
+		return window.Counts{}
+	}
 	if p.count != nil {
 		return p.count.Counts()
 	}
@@ -426,6 +444,10 @@ func (b *Breaker) Reset() { b.force(Closed, automatic) }
 func (b *Breaker) force(s State, m mode) {
 	b.mu.Lock()
 	prev := b.cur.Load()
+	if prev == nil { // a zero Breaker: nothing to control
+		b.mu.Unlock()
+		return
+	}
 	p, err := b.newPeriod(s, m, prev)
 	if err != nil { // unreachable: the window settings were checked by NewBreaker
 		b.mu.Unlock()
@@ -528,8 +550,11 @@ func (b *Breaker) reports() bool {
 }
 
 // Permit is the right to make one call through a breaker, from Allow.
-// Report how the call ended with Done, exactly once, on every path: a
-// permit never reported keeps a half-open breaker's probe slot forever.
+// Report how the call ended with Done on every path: a permit never
+// reported keeps a half-open breaker's probe slot forever. Done empties the
+// permit, so a second Done on it does nothing; a copy of a permit is a
+// second handle on the same call, and reporting through both counts the
+// call twice.
 type Permit struct {
 	b     *Breaker
 	p     *period
@@ -551,6 +576,9 @@ type Permit struct {
 // caller's cancellation from a failure. A rejection is an *OpenError.
 func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	p := b.cur.Load()
+	if p == nil {
+		return Permit{}, errBreakerNotMade
+	}
 	if p.state != Closed {
 		if err := b.admit(p); err != nil {
 			b.observeCall(p.state, CallRejected)
@@ -566,12 +594,15 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 }
 
 // Done reports how the permitted call ended: err is the call's error, nil
-// for success, classified by BreakerConfig.Classify. Done on the zero
-// Permit does nothing.
-func (pm Permit) Done(err error) {
-	if pm.b != nil {
-		pm.b.finish(pm.p, pm.ctx, pm.start, err)
+// for success, classified by BreakerConfig.Classify. Done empties the
+// permit: a second Done, like Done on the zero Permit, does nothing.
+func (pm *Permit) Done(err error) {
+	if pm.b == nil {
+		return
 	}
+	b, p, ctx, start := pm.b, pm.p, pm.ctx, pm.start
+	*pm = Permit{}
+	b.finish(p, ctx, start, err)
 }
 
 // finish records how a call admitted in period p ended.
@@ -622,7 +653,11 @@ func (b *Breaker) classify(ctx context.Context, err error) Outcome {
 // path every call through a closed breaker takes.
 func breakerDo[T any](b *Breaker, ctx context.Context, n next[T]) (T, error) {
 	p := b.cur.Load()
-	if p.state != Closed {
+	if p == nil || p.state != Closed {
+		if p == nil {
+			var zero T
+			return zero, errBreakerNotMade
+		}
 		if err := b.admit(p); err != nil {
 			b.observeCall(p.state, CallRejected)
 			var zero T

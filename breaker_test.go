@@ -782,3 +782,76 @@ func TestBreakerStress(t *testing.T) {
 		t.Logf("%d transitions; at most %d calls running while half-open", len(changes), peakHalfOpen.Load())
 	})
 }
+
+// TestPermitDoneTwiceIsANoOp: a permit reported twice gives its probe slot
+// back once and counts its outcome once, so a breaker that needs two
+// successful probes does not close on one.
+func TestPermitDoneTwiceIsANoOp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 1, SuccessThreshold: 2, HalfOpenProbes: 1, OpenTimeout: time.Second})
+		openThenHalfOpen(t, b, p, time.Second)
+		pm, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatalf("Allow: %v", err)
+		}
+		pm.Done(nil)
+		pm.Done(nil)
+		if got := b.State(); got != resilience.HalfOpen {
+			t.Fatalf("after one probe reported twice: state %v, want half-open (one success of two)", got)
+		}
+		// The slot came back once: one probe runs, a second is rejected.
+		first, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatalf("Allow after the probe: %v", err)
+		}
+		if _, err := b.Allow(ctx); !errors.Is(err, resilience.ErrOpen) {
+			t.Fatalf("a second probe at once: err = %v, want ErrOpen (HalfOpenProbes is 1)", err)
+		}
+		first.Done(nil)
+		if got := b.State(); got != resilience.Closed {
+			t.Errorf("after two successful probes: state %v, want closed", got)
+		}
+		if n := testing.AllocsPerRun(100, func() {
+			pm, _ := b.Allow(ctx)
+			pm.Done(nil)
+			pm.Done(nil)
+		}); n != 0 {
+			t.Errorf("Allow and Done twice: %v allocations, want 0", n)
+		}
+	})
+}
+
+// TestBreakerStateOnlyReads: State run past the open timeout, before the
+// timer has made the move to half-open, reports HalfOpen but makes no
+// transition and calls no hook.
+func TestBreakerStateOnlyReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var changes atomic.Int32
+		b, p := newBreaker(t, resilience.BreakerConfig{
+			FailureThreshold: 1, OpenTimeout: time.Second,
+			OnStateChange: func(resilience.StateChange) { changes.Add(1) },
+		})
+		p.Do(context.Background(), fail)
+		if got := changes.Load(); got != 1 {
+			t.Fatalf("%d state changes after opening, want 1", got)
+		}
+		resilience.StopOpenTimer(b)
+		time.Sleep(time.Second)
+		for range 3 {
+			if got := b.State(); got != resilience.HalfOpen {
+				t.Fatalf("State() past the timeout = %v, want half-open", got)
+			}
+			if got := b.StateAt(time.Now().Add(-time.Nanosecond)); got != resilience.Open {
+				t.Fatalf("StateAt 1ns before the timeout = %v, want open", got)
+			}
+		}
+		synctest.Wait()
+		if got := changes.Load(); got != 1 {
+			t.Fatalf("State() made %d transitions of its own; a getter must only read", got-1)
+		}
+		if _, err := p.Do(context.Background(), ok); !errors.Is(err, resilience.ErrOpen) {
+			t.Errorf("a call before the move to half-open: err = %v, want ErrOpen", err)
+		}
+	})
+}

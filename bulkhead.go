@@ -37,7 +37,9 @@ type BulkheadConfig struct {
 //
 // A Bulkhead is a Stage: use it in chains with For. Acquire, TryAcquire and
 // Release are the same machinery for callers who cannot wrap a function. It
-// is safe for concurrent use. Make one with NewBulkhead.
+// is safe for concurrent use. Make one with NewBulkhead: the zero Bulkhead
+// has no slots, and Acquire (and so Do) returns an error matching
+// ErrInvalidConfig that says so.
 type Bulkhead struct {
 	inUse   atomic.Int64 // slots taken
 	waiting atomic.Int64 // len(waiters), readable without mu
@@ -107,6 +109,9 @@ func (b *Bulkhead) TryAcquire() bool {
 func (b *Bulkhead) Acquire(ctx context.Context) error {
 	if b.TryAcquire() {
 		return nil
+	}
+	if b.full == nil { // set by NewBulkhead, always
+		return errBulkheadNotMade
 	}
 	if b.maxWait == 0 {
 		b.rejected()

@@ -38,6 +38,9 @@ func For[T any](stages ...Stage) Policy[T] {
 // appendStage appends s to links, a Guard as the stages it holds.
 func appendStage(links []any, s Stage) []any {
 	if g, ok := s.(*Guard); ok {
+		if g.links == nil {
+			return append(links, notMade{errGuardNotMade})
+		}
 		for l := g.links; l != nil && l.link != nil; l = l.rest {
 			links = append(links, l.link)
 		}
@@ -60,6 +63,10 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 	switch s := s.(type) {
 	case *Guard:
 		if s != nil {
+			if s.links == nil {
+				var zero T
+				return zero, errGuardNotMade
+			}
 			return (*chain[T])(s.links).Do(ctx, fn)
 		}
 	case *Breaker:
@@ -170,6 +177,9 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		return bulkheadDo(l, ctx, n)
 	case *Fallback[T]:
 		return l.run(ctx, n)
+	case notMade:
+		var zero T
+		return zero, l.err
 	case Policy[T]:
 		// A policy from outside the package needs a Func: the one place a
 		// chain allocates, a closure per call.
@@ -195,6 +205,10 @@ func (n next[T]) call(ctx context.Context) (T, error) {
 	}
 	return n.c.Do(ctx, n.fn)
 }
+
+// notMade stands in a chain for a stage that was used as its zero value,
+// and fails every call with err.
+type notMade struct{ err error }
 
 // isNil reports whether v is nil or holds a nil pointer or func: a chain is
 // built rarely, so reflection is affordable here.

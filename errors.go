@@ -110,7 +110,7 @@ func (e *TimeoutError) Error() string {
 	if e.Name != "" {
 		msg = fmt.Sprintf("resilience: timeout %q: timed out after %v", e.Name, e.Limit)
 	}
-	if e.Err != nil && !errors.Is(e.Err, context.DeadlineExceeded) {
+	if e.Err != nil && e.Err != context.DeadlineExceeded {
 		msg += ": " + e.Err.Error()
 	}
 	return msg
@@ -174,6 +174,13 @@ func (e *RetryError) Error() string {
 		prefix = fmt.Sprintf("resilience: retry %q", e.Name)
 	}
 	return fmt.Sprintf("%s %s after %d %s: %v", prefix, why, e.Attempts, attempts, e.Err)
+}
+
+// Is reports whether target is context.DeadlineExceeded for a policy that
+// stopped before the deadline (Cause ErrRetryDeadline): the call ran out
+// of time as surely as if it had waited for the deadline.
+func (e *RetryError) Is(target error) bool {
+	return target == context.DeadlineExceeded && e.Cause == ErrRetryDeadline
 }
 
 // Unwrap returns the last attempt's error and the cause, so that errors.Is
@@ -251,6 +258,24 @@ func (e *ConfigError) Error() string {
 
 // Is reports whether target is ErrInvalidConfig.
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// notMadeError is the error of a stage used as its zero value rather than
+// made by its constructor. It matches ErrInvalidConfig.
+type notMadeError struct{ typ, ctor string }
+
+func (e *notMadeError) Error() string {
+	return "resilience: a zero " + e.typ + " cannot run calls: make it with " + e.ctor
+}
+
+func (e *notMadeError) Is(target error) bool { return target == ErrInvalidConfig }
+
+var (
+	errBreakerNotMade  error = &notMadeError{"Breaker", "NewBreaker"}
+	errRetryNotMade    error = &notMadeError{"Retry", "NewRetry"}
+	errTimeoutNotMade  error = &notMadeError{"Timeout", "NewTimeout"}
+	errBulkheadNotMade error = &notMadeError{"Bulkhead", "NewBulkhead"}
+	errGuardNotMade    error = &notMadeError{"Guard", "Preset.Build or a preset"}
+)
 
 // checker collects the ConfigErrors of one configuration.
 type checker struct {

@@ -88,7 +88,9 @@ func (p Preset) Build() (*Guard, error) {
 //	u, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) { ... })
 //	n, err := resilience.Do(ctx, users, func(ctx context.Context) (int, error) { ... })
 //
-// A Guard is safe for concurrent use.
+// A Guard is safe for concurrent use. Make one with Preset.Build or a
+// function of package presets: the zero Guard runs no call (Do returns an
+// error matching ErrInvalidConfig that says so).
 type Guard struct {
 	name    string
 	timeout *Timeout

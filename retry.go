@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,15 +36,19 @@ type RetryConfig struct {
 	// MaxBackoff). At least 1; default 2.
 	BackoffMultiplier float64
 
-	// Jitter multiplies each wait by a random factor from 0.7 to 1.3 (the
-	// result still capped by MaxBackoff), so that clients failing together
-	// do not retry together. Default false.
+	// Jitter multiplies each wait by a random factor from 0.7 to 1.3, so
+	// that clients failing together do not retry together. A wait that
+	// could pass MaxBackoff is drawn from 0.7 times it up to MaxBackoff
+	// instead: waits at the cap are spread over [0.7, 1] × MaxBackoff
+	// rather than piled on MaxBackoff itself. Default false.
 	Jitter bool
 
 	// Retryable reports whether an error is worth another attempt. Default
-	// DefaultRetryable. Whatever it says, errors marked with Permanent are
-	// never retried, and nothing is retried once the caller's context has
-	// ended. It must be safe for concurrent use.
+	// DefaultRetryable. Whatever it says, errors marked with Permanent and
+	// rejections by this package's stages (ErrOpen, ErrBulkheadFull) are
+	// never retried, since retrying into a rejection only adds load where
+	// there is too much already, and nothing is retried once the caller's
+	// context has ended. It must be safe for concurrent use.
 	Retryable func(err error) bool
 
 	// OnRetry, if set, is called before each wait, with the attempt that
@@ -77,12 +82,18 @@ const (
 
 // DefaultRetryable is the retry predicate a Retry uses when its config has
 // none. It retries every error except rejections by a circuit breaker
-// (ErrOpen) or a bulkhead (ErrBulkheadFull), since retrying into them only
-// adds load where there is too much already, and context.Canceled.
-// A timeout (ErrTimeout, context.DeadlineExceeded) of the attempt itself is
-// retried: that is what a per-attempt timeout inside a retry is for.
+// (ErrOpen) or a bulkhead (ErrBulkheadFull), which a Retry never retries
+// whatever its predicate, and context.Canceled. A timeout (ErrTimeout,
+// context.DeadlineExceeded) of the attempt itself is retried: that is what
+// a per-attempt timeout inside a retry is for.
 func DefaultRetryable(err error) bool {
-	return !errors.Is(err, ErrOpen) && !errors.Is(err, ErrBulkheadFull) && !errors.Is(err, context.Canceled)
+	return !isRejection(err) && !errors.Is(err, context.Canceled)
+}
+
+// isRejection reports whether err is a refusal by one of this package's
+// stages to run a call.
+func isRejection(err error) bool {
+	return errors.Is(err, ErrOpen) || errors.Is(err, ErrBulkheadFull)
 }
 
 // Retry is a retry policy: it runs a call again when it fails with an
@@ -98,8 +109,12 @@ func DefaultRetryable(err error) bool {
 //
 // When the policy gives up after retrying, or on a retryable error, it
 // returns a *RetryError that says how many attempts were made and unwraps
-// to the last error. An error it would never retry, on the first attempt,
-// comes back unchanged.
+// to the last error, along with the last attempt's result: adding a retry
+// does not change what a failed call returns. An error it would never
+// retry, on the first attempt, comes back unchanged. A policy that stops
+// because the next wait would pass the context's deadline returns an error
+// matching context.DeadlineExceeded (and ErrTimeout too, inside a Timeout
+// whose time limit set that deadline).
 //
 // The waits are computed by backoff/v4's ExponentialBackOff, a fresh one
 // for each call that fails (it is not safe to share between goroutines),
@@ -107,7 +122,9 @@ func DefaultRetryable(err error) bool {
 // once costs nothing more than the call.
 //
 // A Retry is a Stage: use it in chains with For. It holds no state between
-// calls and is safe for concurrent use. Make one with NewRetry.
+// calls and is safe for concurrent use. Make one with NewRetry: the zero
+// Retry runs no call (Do returns an error matching ErrInvalidConfig that
+// says so).
 type Retry struct {
 	cfg RetryConfig                   // defaults filled in
 	obs atomic.Pointer[RetryObserver] // nil until Observe
@@ -157,12 +174,16 @@ func WithRetry[T any](ctx context.Context, cfg RetryConfig, fn Func[T]) (T, erro
 // retryDo runs the rest of a chain under r. The first attempt is made here; the loop and
 // the backoff it may need live in retryAgain, off the happy path.
 func retryDo[T any](r *Retry, ctx context.Context, n next[T]) (T, error) {
+	if r.cfg.Retryable == nil { // set by NewRetry, always
+		var zero T
+		return zero, errRetryNotMade
+	}
 	v, err := n.call(ctx)
 	if err == nil {
 		r.observe(1, nil)
 		return v, nil
 	}
-	v, attempts, err := retryAgain(r, ctx, n, err)
+	v, attempts, err := retryAgain(r, ctx, n, v, err)
 	r.observe(attempts, err)
 	return v, err
 }
@@ -175,45 +196,70 @@ func (r *Retry) observe(attempts int, err error) {
 	}
 }
 
-// retryAgain carries on after a first attempt that failed with err, and
-// returns the final result and the number of attempts made.
-func retryAgain[T any](r *Retry, ctx context.Context, n next[T], err error) (T, int, error) {
-	var (
-		zero T
-		b    *backoff.ExponentialBackOff
-	)
+// retryAgain carries on after a first attempt that failed with v and err,
+// and returns the final result and the number of attempts made. Whatever
+// stops it, the result is the last attempt's.
+func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error) (T, int, error) {
+	var b *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
-		// err is the error of attempt number attempt.
-		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || !r.cfg.Retryable(err) {
+		// v and err are the result of attempt number attempt.
+		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || isRejection(err) || !r.cfg.Retryable(err) {
 			if attempt == 1 {
-				return zero, 1, err
+				return v, 1, err
 			}
-			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
 		}
 		if attempt > r.cfg.MaxRetries {
-			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
+			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
 		}
 		if b == nil {
 			b = r.newBackOff()
 		}
-		delay := min(b.NextBackOff(), r.cfg.MaxBackoff)
+		delay := r.wait(b)
 		if hint, ok := retryAfterHint(err); ok {
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline}
+			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline}
 		}
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})
 		}
 		if ctxErr := sleep(ctx, delay); ctxErr != nil {
-			return zero, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
 		}
-		var v T
 		if v, err = n.call(ctx); err == nil {
 			return v, attempt + 1, nil
 		}
 	}
+}
+
+// wait returns the next wait of the sequence b, jittered if the policy
+// says so, always within [0, MaxBackoff].
+//
+// b gives the exponential sequence itself, capped by MaxBackoff, without
+// randomisation: backoff/v4 jitters the capped interval and converts the
+// result back to a Duration unchecked, which piles half the waits at the
+// cap on MaxBackoff and, for a MaxBackoff near the largest Duration,
+// overflows to negative waits. The jitter is drawn here instead, from
+// [0.7, 1.3] of the interval cut off at MaxBackoff, and computed in
+// float64 with the cap applied before converting back.
+func (r *Retry) wait(b *backoff.ExponentialBackOff) time.Duration {
+	maxWait := r.cfg.MaxBackoff
+	d := b.NextBackOff()
+	if d < 0 || d > maxWait { // a Duration that overflowed in backoff/v4's float arithmetic
+		d = maxWait
+	}
+	if !r.cfg.Jitter {
+		return d
+	}
+	lo := (1 - jitterFactor) * float64(d)
+	hi := min((1+jitterFactor)*float64(d), float64(maxWait))
+	w := lo + rand.Float64()*(hi-lo)
+	if w >= float64(maxWait) {
+		return maxWait
+	}
+	return time.Duration(w)
 }
 
 // newBackOff returns the wait sequence for one call.
@@ -226,9 +272,7 @@ func (r *Retry) newBackOff() *backoff.ExponentialBackOff {
 		Stop:            backoff.Stop,
 		Clock:           backoff.SystemClock, // a nil Clock would panic in Reset
 	}
-	if r.cfg.Jitter {
-		b.RandomizationFactor = jitterFactor
-	}
+	b.RandomizationFactor = 0 // wait draws the jitter
 	b.Reset()
 	return b
 }

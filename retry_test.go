@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -137,8 +139,8 @@ func TestRetryJitterBounds(t *testing.T) {
 				t.Errorf("retry %d: factors spread over [%.3f, %.3f], want close to [0.7, %v]", i+1, lo[i], hi[i], top[i])
 			}
 		}
-		if hi[3] != top[3] {
-			t.Errorf("retry 4: largest factor %.4f, want exactly %v: the cap must have been hit", hi[3], top[3])
+		if hi[3] > top[3] {
+			t.Errorf("retry 4: largest factor %.4f, above the cap's %v", hi[3], top[3])
 		}
 	})
 }
@@ -340,4 +342,186 @@ func TestWithRetry(t *testing.T) {
 			t.Errorf("WithRetry with MaxRetries -1: %v after %d calls; want a config error and no call", err, len(a.at))
 		}
 	})
+}
+
+// firstWaits draws the wait a retry policy would take after a first
+// failed attempt, n times, without waiting: the caller's context ends as
+// each wait begins.
+func firstWaits(t *testing.T, cfg resilience.RetryConfig, n int) []time.Duration {
+	t.Helper()
+	var waits []time.Duration
+	var cancel context.CancelFunc
+	cfg.MaxRetries = 1
+	cfg.OnRetry = func(e resilience.RetryEvent) {
+		waits = append(waits, e.Delay)
+		cancel()
+	}
+	p := resilience.For[int](must(resilience.NewRetry(cfg)))
+	for range n {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(context.Background())
+		p.Do(ctx, fail)
+		cancel()
+	}
+	if len(waits) != n {
+		t.Fatalf("%d waits drawn, want %d", len(waits), n)
+	}
+	return waits
+}
+
+// TestRetryWaitsStayInRangeForHugeIntervals: with intervals near the
+// largest Duration, every wait, jittered or not, lies in [0, MaxBackoff].
+func TestRetryWaitsStayInRangeForHugeIntervals(t *testing.T) {
+	const year = 365 * 24 * time.Hour
+	for _, maxBackoff := range []time.Duration{225 * year, 250 * year, time.Duration(math.MaxInt64)} {
+		for _, jitter := range []bool{false, true} {
+			waits := firstWaits(t, resilience.RetryConfig{InitialBackoff: maxBackoff, MaxBackoff: maxBackoff, Jitter: jitter}, 500)
+			for _, w := range waits {
+				if w < 0 || w > maxBackoff {
+					t.Fatalf("MaxBackoff %v, jitter %v: wait %v outside [0, MaxBackoff]", maxBackoff, jitter, w)
+				}
+				if !jitter && w != maxBackoff {
+					t.Fatalf("MaxBackoff %v without jitter: wait %v, want MaxBackoff", maxBackoff, w)
+				}
+			}
+		}
+	}
+}
+
+// TestRetryJitterSpreadsWaitsAtTheCap: once the backoff has reached
+// MaxBackoff, jittered waits stay spread over [0.7, 1] × MaxBackoff, so that
+// clients that have backed off that far do not retry in step.
+func TestRetryJitterSpreadsWaitsAtTheCap(t *testing.T) {
+	const draws = 5000
+	maxBackoff := 10 * time.Second
+	for _, initial := range []time.Duration{maxBackoff, 9 * time.Second} {
+		waits := firstWaits(t, resilience.RetryConfig{InitialBackoff: initial, MaxBackoff: maxBackoff, Jitter: true}, draws)
+		counts := map[time.Duration]int{}
+		lo, hi := maxBackoff, time.Duration(0)
+		for _, w := range waits {
+			counts[w]++
+			lo, hi = min(lo, w), max(hi, w)
+			if w < initial*7/10 || w > maxBackoff {
+				t.Fatalf("initial %v: wait %v outside [0.7 × %v, %v]", initial, w, initial, maxBackoff)
+			}
+		}
+		for w, n := range counts {
+			if n > draws/50 {
+				t.Errorf("initial %v: %d of %d waits are exactly %v; the jitter collapsed", initial, n, draws, w)
+			}
+		}
+		if lo > initial*7/10+100*time.Millisecond || hi < maxBackoff-100*time.Millisecond {
+			t.Errorf("initial %v: waits spread over [%v, %v], want close to [%v, %v]", initial, lo, hi, initial*7/10, maxBackoff)
+		}
+	}
+}
+
+// TestRetryReturnsTheLastValue: a call given up on returns what its last
+// attempt returned, as it would without the retry.
+func TestRetryReturnsTheLastValue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := 0
+		call := func(context.Context) (int, error) { n++; return 10 * n, errBoom }
+		cases := []struct {
+			name string
+			cfg  resilience.RetryConfig
+			want int
+		}{
+			{"retries exhausted", resilience.RetryConfig{MaxRetries: 2}, 30},
+			{"not retryable", resilience.RetryConfig{MaxRetries: 2, Retryable: func(error) bool { return false }}, 10},
+			{"stopped by the predicate after a retry", resilience.RetryConfig{MaxRetries: 5, Retryable: func(error) bool { return n < 2 }}, 20},
+		}
+		for _, tc := range cases {
+			n = 0
+			v, err := resilience.For[int](must(resilience.NewRetry(tc.cfg))).Do(context.Background(), call)
+			if v != tc.want || !errors.Is(err, errBoom) {
+				t.Errorf("%s: Do = %v, %v; want %v and the last error", tc.name, v, err, tc.want)
+			}
+		}
+		// Stopped before the deadline.
+		n = 0
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		defer cancel()
+		if v, _ := resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5}))).Do(ctx, call); v != 20 {
+			t.Errorf("stopped before the deadline: value %v, want 20", v)
+		}
+	})
+}
+
+// TestRetryStoppedByTheDeadlineIsADeadline: a retry that will not start an
+// attempt it cannot finish in time reports a deadline, and a timeout when
+// a Timeout's limit set that deadline, keeping its attempt count.
+func TestRetryStoppedByTheDeadlineIsADeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5, InitialBackoff: 400 * time.Millisecond}))
+		timeout := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "limit", Duration: time.Second}))
+
+		// Attempts at 0 and 400ms; the next would start at 1.2s.
+		start := time.Now()
+		_, err := resilience.For[int](timeout, retry).Do(context.Background(), fail)
+		if got := time.Since(start); got != 400*time.Millisecond {
+			t.Errorf("returned after %v, want 400ms", got)
+		}
+		var re *resilience.RetryError
+		for _, target := range []error{resilience.ErrTimeout, context.DeadlineExceeded, resilience.ErrRetryDeadline, errBoom} {
+			if !errors.Is(err, target) {
+				t.Errorf("under a Timeout: %v does not match %v", err, target)
+			}
+		}
+		if !errors.As(err, &re) || re.Attempts != 2 {
+			t.Errorf("under a Timeout: %v, want a RetryError of 2 attempts inside", err)
+		}
+		if !strings.Contains(err.Error(), "2 attempts") {
+			t.Errorf("message %q does not say how many attempts were made", err)
+		}
+
+		// The caller's own deadline: a deadline, not the Timeout's.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = resilience.For[int](retry).Do(ctx, fail)
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, resilience.ErrTimeout) {
+			t.Errorf("caller's deadline: %v, want a match for context.DeadlineExceeded and not ErrTimeout", err)
+		}
+		if !errors.As(err, &re) || re.Attempts != 2 {
+			t.Errorf("caller's deadline: %v, want a RetryError of 2 attempts", err)
+		}
+		// A shorter caller deadline under a Timeout is the caller's.
+		ctx, cancel = context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err = resilience.For[int](timeout, retry).Do(ctx, fail)
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, resilience.ErrTimeout) {
+			t.Errorf("caller's shorter deadline under a Timeout: %v, want context.DeadlineExceeded and not ErrTimeout", err)
+		}
+	})
+}
+
+// TestRetryNeverRetriesARejection: whatever the predicate says, a call a
+// breaker or bulkhead refused is not tried again.
+func TestRetryNeverRetriesARejection(t *testing.T) {
+	always := func(error) bool { return true }
+	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 4, Retryable: always}))
+
+	full := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1}))
+	if !full.TryAcquire() {
+		t.Fatal("TryAcquire on an empty bulkhead failed")
+	}
+	defer full.Release()
+	open := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+	open.ForceOpen()
+
+	for name, stage := range map[string]resilience.Stage{"bulkhead": full, "breaker": open} {
+		var tries int
+		counter := resilience.PolicyFunc[int](func(ctx context.Context, next resilience.Func[int]) (int, error) {
+			tries++
+			return next(ctx)
+		})
+		p := resilience.Compose(resilience.For[int](retry), counter, resilience.For[int](stage))
+		_, err := p.Do(context.Background(), ok)
+		if tries != 1 {
+			t.Errorf("%s: %d attempts, want 1: a rejection was retried", name, tries)
+		}
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
 }

@@ -46,7 +46,8 @@ type TimeoutConfig struct {
 // TimeoutConfig.Abandon for calls that ignore their context.
 //
 // A Timeout is a Stage: use it in chains with For. It is safe for
-// concurrent use. Make one with NewTimeout.
+// concurrent use. Make one with NewTimeout: the zero Timeout runs no call
+// (Do returns an error matching ErrInvalidConfig that says so).
 type Timeout struct {
 	cfg TimeoutConfig
 	obs atomic.Pointer[TimeoutObserver] // nil until Observe
@@ -111,6 +112,9 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 		err error
 		r   TimeoutResult
 	)
+	if t.cfg.Duration <= 0 {
+		return v, errTimeoutNotMade
+	}
 	if t.cfg.Abandon {
 		v, r, err = timeoutAbandon(ctx, t.cfg, n)
 	} else {
@@ -154,7 +158,13 @@ func timeoutResult(ctx, tctx context.Context, err error) TimeoutResult {
 	case tctx.Err() == context.DeadlineExceeded:
 		return TimeoutExpired
 	}
-	if deadline, ok := tctx.Deadline(); ok && !time.Now().Before(deadline) {
+	deadline, ok := tctx.Deadline()
+	if !ok {
+		return TimeoutFailed
+	}
+	// A retry inside stopped early because its next wait would pass the
+	// deadline: the call ran out of time before the deadline came.
+	if !time.Now().Before(deadline) || errors.Is(err, ErrRetryDeadline) {
 		if theirs, ok := ctx.Deadline(); ok && !theirs.After(deadline) {
 			return TimeoutCanceled // the caller's own deadline, not ours
 		}

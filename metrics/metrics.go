@@ -185,15 +185,32 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.retryAttempts.Collect(ch)
 	m.rejections.Collect(ch)
 
+	// Take the lists under the lock and read the stages outside it, so
+	// that nothing the stages do (a hook that calls Instrument, say) can
+	// ever wait on a scrape, nor a scrape on a slow reader of ch.
+	type named[S any] struct {
+		name  string
+		stage S
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	breakers := make([]named[*breakerSeries], 0, len(m.breakers))
 	for name, b := range m.breakers {
+		breakers = append(breakers, named[*breakerSeries]{name, b})
+	}
+	bulkheads := make([]named[*resilience.Bulkhead], 0, len(m.bulkheads))
+	for name, b := range m.bulkheads {
+		bulkheads = append(bulkheads, named[*resilience.Bulkhead]{name, b})
+	}
+	m.mu.Unlock()
+
+	for _, nb := range breakers {
+		name, b := nb.name, nb.stage
 		for s, results := range breakerCalls {
 			for _, r := range results {
 				ch <- prometheus.MustNewConstMetric(m.calls, prometheus.CounterValue, float64(b.calls[s][r].load()), name, s.String(), r.String())
 			}
 		}
-		current := b.breaker.State()
+		current := b.breaker.State() // a pure read: it runs no hook
 		for _, s := range states {
 			v := 0.0
 			if s == current {
@@ -202,9 +219,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, v, name, s.String())
 		}
 	}
-	for name, b := range m.bulkheads {
-		ch <- prometheus.MustNewConstMetric(m.inUse, prometheus.GaugeValue, float64(b.InUse()), name)
-		ch <- prometheus.MustNewConstMetric(m.maxConcurrent, prometheus.GaugeValue, float64(b.MaxConcurrent()), name)
+	for _, nb := range bulkheads {
+		ch <- prometheus.MustNewConstMetric(m.inUse, prometheus.GaugeValue, float64(nb.stage.InUse()), nb.name)
+		ch <- prometheus.MustNewConstMetric(m.maxConcurrent, prometheus.GaugeValue, float64(nb.stage.MaxConcurrent()), nb.name)
 	}
 }
 

@@ -1,0 +1,79 @@
+package metrics_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/metrics"
+)
+
+// TestHooksMayUseMetricsDuringAScrape: a state-change hook that calls
+// Instrument, Reset and State runs while other goroutines scrape without
+// pause. Scraping reads each breaker's state; if that read could make a
+// transition (TestBreakerStateOnlyReads checks that it does not), or if
+// the collector held its lock while reading, the hook would run under
+// that lock and its Instrument would wait for it forever.
+func TestHooksMayUseMetricsDuringAScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := must(metrics.New(reg))
+	var b *resilience.Breaker
+	var extra int
+	reset := make(chan struct{}, 1)
+	b = must(resilience.NewBreaker(resilience.BreakerConfig{
+		Name: "hooked", FailureThreshold: 1, OpenTimeout: time.Microsecond,
+		OnStateChange: func(c resilience.StateChange) {
+			extra++ // hooks run one at a time
+			t := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: fmt.Sprint("t", extra), Duration: time.Second}))
+			if err := m.Instrument(t); err != nil {
+				panic(err)
+			}
+			_ = b.State()
+			if c.To == resilience.HalfOpen {
+				b.Reset()
+				reset <- struct{}{}
+			}
+		},
+	}))
+	if err := m.Instrument(b); err != nil {
+		t.Fatal(err)
+	}
+	p := resilience.For[int](b)
+
+	stop := make(chan struct{})
+	var scrapers sync.WaitGroup
+	for range 2 {
+		scrapers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := reg.Gather(); err != nil {
+					panic(err)
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 300 {
+			p.Do(context.Background(), fail) // opens; the timer moves it to half-open, the hook resets it
+			<-reset
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("deadlock: the open, half-open, reset cycles did not finish while scrapes ran")
+	}
+	close(stop)
+	scrapers.Wait()
+}
