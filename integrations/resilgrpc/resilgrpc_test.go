@@ -501,14 +501,16 @@ func TestStreamPermitReleasedWhenTheCallerGivesUp(t *testing.T) {
 		p.Breaker.HalfOpenProbes, p.Breaker.SuccessThreshold = 1, 1
 	})
 	c := dial(t, addr, g)
+	var seen outcomes
+	seen.observe(g.Breaker())
 
 	srv.script(codes.Unavailable)
 	if s, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{}); err == nil {
 		s.Recv()
 	}
-	for g.Breaker().State() != resilience.HalfOpen {
-		time.Sleep(time.Millisecond)
-	}
+	// State reports half-open once the open timeout has passed; calls are
+	// let through once the breaker has made the move.
+	<-seen.halfOpen
 
 	srv.mu.Lock()
 	srv.block, srv.entered = make(chan struct{}), make(chan struct{}, 1)

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/outcome"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // maxReplay is how many sent messages a stream keeps to send again on a
@@ -23,6 +27,18 @@ const maxReplay = 64
 // arrives (or the server ends it cleanly without one) and fails as
 // IsFailure says when it ends with an error before that. A stream the
 // breaker rejects is not opened; its error is a *PolicyError.
+//
+// A stream's breaker permit is given back exactly once, whichever way the
+// stream ends: its first message or error from RecvMsg, an error that
+// gRPC sees in Header, a SendMsg error of the client's making (such as a
+// message above MaxCallSendMsgSize: the backend never saw it, so it counts
+// as neither success nor failure), the end of its context (a cancellation
+// counts as neither, a deadline as a failure), or the ClientConn closing
+// (neither). A stream the caller drops before any of these (gRPC asks
+// callers to cancel the context or read to the end; not all do) gives its
+// permit back, as neither, once the garbage collector finds it
+// unreachable; its context is then cancelled, which frees what gRPC holds
+// for it too.
 //
 // A stream is retried, as the guard's retry policy allows and with
 // IsRetryable's codes, only before its first message arrives: when opening
@@ -45,31 +61,85 @@ func StreamClientInterceptor(g *resilience.Guard) (grpc.StreamClientInterceptor,
 		retry = resilience.For[grpc.ClientStream](r)
 	}
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		s := &clientStream{ctx: ctx, breaker: g.Breaker(), retry: retry,
-			open: func() (grpc.ClientStream, error) { return streamer(ctx, desc, cc, method, opts...) }}
-		if _, err := s.attempts(func() (grpc.ClientStream, error) { return s.attempt(nil) }); err != nil {
+		opts = opts[:len(opts):len(opts)] // appended to for each attempt, never in the caller's array
+		st := &streamState{ctx: ctx, breaker: g.Breaker(), retry: retry,
+			open: func(ctx context.Context, finished func(error)) (grpc.ClientStream, error) {
+				return streamer(ctx, desc, cc, method, append(opts, grpc.OnFinish(finished))...)
+			}}
+		if _, err := st.attempts(func() (grpc.ClientStream, error) { return st.attempt(nil) }); err != nil {
 			return nil, err
 		}
+		s := &clientStream{st: st}
+		// Nothing that st holds leads back to s, so s can be collected
+		// once the caller drops it.
+		runtime.AddCleanup(s, func(st *streamState) { go st.drop() }, st)
 		return s, nil
 	}, nil
 }
 
-// clientStream is a stream that is opened again, what was sent on it
+// clientStream is what the caller holds. Each method keeps it alive until
+// it returns, so that the cleanup that releases a dropped stream never runs
+// while the stream is in use.
+type clientStream struct{ st *streamState }
+
+func (s *clientStream) SendMsg(m any) error {
+	defer runtime.KeepAlive(s)
+	return s.st.sendMsg(m)
+}
+
+func (s *clientStream) RecvMsg(m any) error {
+	defer runtime.KeepAlive(s)
+	return s.st.recvMsg(m)
+}
+
+func (s *clientStream) CloseSend() error {
+	defer runtime.KeepAlive(s)
+	return s.st.closeSend()
+}
+
+func (s *clientStream) Header() (metadata.MD, error) {
+	defer runtime.KeepAlive(s)
+	return s.st.current().cs.Header()
+}
+
+func (s *clientStream) Trailer() metadata.MD {
+	defer runtime.KeepAlive(s)
+	return s.st.current().cs.Trailer()
+}
+
+func (s *clientStream) Context() context.Context {
+	defer runtime.KeepAlive(s)
+	return s.st.current().cs.Context()
+}
+
+// streamState is a stream that is opened again, what was sent on it
 // replayed, when it fails before its first message arrives.
-type clientStream struct {
+type streamState struct {
 	ctx     context.Context
 	breaker *resilience.Breaker
 	retry   resilience.Policy[grpc.ClientStream] // nil: no retries
-	open    func() (grpc.ClientStream, error)
+	open    func(ctx context.Context, finished func(error)) (grpc.ClientStream, error)
+
+	mu      sync.Mutex
+	cur     *attempt // the current attempt
+	sent    []any    // messages sent before the first answer
+	closed  bool     // CloseSend was called
+	noRetry bool     // the first answer arrived, or retrying is off
+	settled bool     // the first RecvMsg, retries included, has returned
+}
+
+// attempt is one stream, opened with one breaker permit.
+type attempt struct {
+	cs     grpc.ClientStream
+	caller context.Context    // the caller's context
+	cancel context.CancelFunc // ends the stream's context, a child of the caller's
 
 	mu        sync.Mutex
-	cs        grpc.ClientStream // the current attempt's stream
-	permit    resilience.Permit // its permit, while pending
-	pending   bool              // the permit is not reported yet
-	stopWatch func() bool       // stops reporting the permit when ctx ends
-	sent      []any             // messages sent before the first answer
-	closed    bool              // CloseSend was called
-	noRetry   bool              // the first answer arrived, or retrying is off
+	permit    resilience.Permit
+	reported  bool  // the permit is given back
+	sending   int   // SendMsg calls on cs in flight
+	ended     bool  // gRPC ended the stream while a SendMsg was in flight
+	finishErr error // and with this error
 }
 
 // stopRetrying ends the retries of the first answer: the stream can no
@@ -80,7 +150,7 @@ func (stopRetrying) Error() string { return "resilgrpc: the stream can no longer
 
 // attempts runs fn, retried as the retry policy allows, and returns what
 // the caller gets.
-func (s *clientStream) attempts(fn func() (grpc.ClientStream, error)) (grpc.ClientStream, error) {
+func (st *streamState) attempts(fn func() (grpc.ClientStream, error)) (grpc.ClientStream, error) {
 	var answered error
 	call := func(ctx context.Context) (grpc.ClientStream, error) {
 		cs, err := fn()
@@ -98,10 +168,10 @@ func (s *clientStream) attempts(fn func() (grpc.ClientStream, error)) (grpc.Clie
 	}
 	var cs grpc.ClientStream
 	var err error
-	if s.retry != nil {
-		cs, err = s.retry.Do(s.ctx, call)
+	if st.retry != nil {
+		cs, err = st.retry.Do(st.ctx, call)
 	} else {
-		cs, err = call(s.ctx)
+		cs, err = call(st.ctx)
 	}
 	if errors.Is(err, stopRetrying{}) {
 		return nil, answered
@@ -111,80 +181,153 @@ func (s *clientStream) attempts(fn func() (grpc.ClientStream, error)) (grpc.Clie
 
 // attempt opens a stream with a new permit and sends it what was sent
 // before; then, if first is set, it waits for the first message with it.
-func (s *clientStream) attempt(first func(grpc.ClientStream) error) (grpc.ClientStream, error) {
-	permit, err := s.breaker.Allow(s.ctx)
+func (st *streamState) attempt(first func(*attempt) error) (grpc.ClientStream, error) {
+	ctx, cancel := context.WithCancel(st.ctx)
+	// The permit's context is the stream's: a permit given back for a
+	// stream that the client ended (see ignore) is counted as neither
+	// success nor failure.
+	permit, err := st.breaker.Allow(ctx)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	cs, err := s.open()
+	a := &attempt{caller: st.ctx, cancel: cancel, permit: permit}
+	// gRPC calls finished once, however the stream ends: RecvMsg's error
+	// or io.EOF, an error seen by Header or made by SendMsg, the end of
+	// the context, the ClientConn closing.
+	cs, err := st.open(ctx, a.finished)
 	if err != nil {
-		permit.Done(breakerError(s.ctx, err))
+		a.report(err)
+		cancel()
 		return nil, err
 	}
+	a.cs = cs
 	// Replay what was sent, including what is sent meanwhile, then make
 	// the new stream current.
 	for i := 0; ; i++ {
-		s.mu.Lock()
-		if i == len(s.sent) {
-			s.cs, s.permit, s.pending = cs, permit, true
-			s.watch()
-			closed := s.closed
-			s.mu.Unlock()
+		st.mu.Lock()
+		if i == len(st.sent) {
+			st.makeCurrentLocked(a)
+			closed := st.closed
+			st.mu.Unlock()
 			if closed {
 				cs.CloseSend()
 			}
 			break
 		}
-		m := s.sent[i]
-		s.mu.Unlock()
-		if cs.SendMsg(m) != nil {
+		m := st.sent[i]
+		st.mu.Unlock()
+		if a.send(m) != nil {
 			// The new stream failed already: its RecvMsg tells why.
-			s.mu.Lock()
-			s.cs, s.permit, s.pending = cs, permit, true
-			s.watch()
-			s.mu.Unlock()
+			st.mu.Lock()
+			st.makeCurrentLocked(a)
+			st.mu.Unlock()
 			break
 		}
 	}
 	if first != nil {
-		return cs, first(cs)
+		return cs, first(a)
 	}
 	return cs, nil
 }
 
-// watch reports the current permit if the caller's context ends before the
-// first answer. s.mu is held.
-func (s *clientStream) watch() {
-	if s.stopWatch != nil {
-		s.stopWatch()
+// makeCurrentLocked makes a the current attempt. The one it replaces ended
+// before its first message: its context is ended, to free what gRPC holds
+// for it. st.mu is held.
+func (st *streamState) makeCurrentLocked(a *attempt) {
+	if old := st.cur; old != nil {
+		old.cancel()
 	}
-	cs := s.cs
-	s.stopWatch = context.AfterFunc(s.ctx, func() {
-		s.mu.Lock()
-		pending := s.pending && s.cs == cs
-		permit := s.permit
-		if pending {
-			s.pending, s.permit = false, resilience.Permit{}
-		}
-		s.mu.Unlock()
-		if pending {
-			permit.Done(s.ctx.Err())
-		}
-	})
+	st.cur = a
 }
 
-// report reports the current permit, once, as the end of a call with err.
-func (s *clientStream) report(err error) {
-	s.mu.Lock()
-	permit, pending := s.permit, s.pending
-	s.pending, s.permit = false, resilience.Permit{}
-	if s.stopWatch != nil {
-		s.stopWatch()
-		s.stopWatch = nil
+func (st *streamState) current() *attempt {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cur
+}
+
+// drop releases a stream that the caller dropped without reading it to
+// the end or ending its context: its permit, counted as neither success
+// nor failure, and, by ending its context, what gRPC holds for it.
+func (st *streamState) drop() {
+	a := st.current()
+	a.cancel()
+	a.ignore()
+}
+
+// finished is the attempt's grpc.OnFinish callback: gRPC calls it once,
+// when the stream ends, with its status. When a SendMsg is in flight, the
+// error may be that SendMsg's own: the send decides.
+func (a *attempt) finished(err error) {
+	a.mu.Lock()
+	if a.sending > 0 {
+		a.ended, a.finishErr = true, err
+		a.mu.Unlock()
+		return
 	}
-	s.mu.Unlock()
-	if pending {
-		permit.Done(breakerError(s.ctx, err))
+	a.mu.Unlock()
+	a.report(err)
+	a.cancel()
+}
+
+// send sends m on the attempt's stream. An error other than io.EOF is made
+// by the client (a message above MaxCallSendMsgSize, one that cannot be
+// encoded) and ends the stream: the backend never saw it, so the permit is
+// given back as neither success nor failure.
+func (a *attempt) send(m any) error {
+	a.mu.Lock()
+	a.sending++
+	a.mu.Unlock()
+	err := a.cs.SendMsg(m)
+	a.mu.Lock()
+	a.sending--
+	ended, finishErr := a.ended && a.sending == 0, a.finishErr
+	a.mu.Unlock()
+	if ended {
+		if err != nil && err != io.EOF && errors.Is(err, finishErr) {
+			a.ignore()
+		} else {
+			a.report(finishErr)
+		}
+		a.cancel()
+	}
+	return err
+}
+
+// take takes the permit, if it has not been given back yet.
+func (a *attempt) take() (resilience.Permit, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reported {
+		return resilience.Permit{}, false
+	}
+	p := a.permit
+	a.permit, a.reported = resilience.Permit{}, true
+	return p, true
+}
+
+// report gives the permit back, once, for a stream whose first answer was
+// err: nil or io.EOF for a success.
+func (a *attempt) report(err error) {
+	if err != nil && err != io.EOF && status.Code(err) == codes.Canceled {
+		// The caller's context ended, or the ClientConn closed: either
+		// way, the client's doing.
+		a.ignore()
+		return
+	}
+	if p, ok := a.take(); ok {
+		p.Done(breakerError(a.caller, err))
+	}
+}
+
+// ignore gives the permit back, once, as neither success nor failure: it
+// ends the permit's context, and reports the cancellation that the breaker
+// ignores.
+func (a *attempt) ignore() {
+	if p, ok := a.take(); ok {
+		a.cancel()
+		p.Done(&outcome.Failure{Err: context.Canceled, CtxErr: context.Canceled})
 	}
 }
 
@@ -197,86 +340,81 @@ func breakerError(ctx context.Context, err error) error {
 	return classify(ctx, err)
 }
 
-// stopLocked ends retrying. s.mu is held.
-func (s *clientStream) stopLocked() {
-	s.noRetry = true
-	s.sent = nil
+// stopLocked ends retrying. st.mu is held.
+func (st *streamState) stopLocked() {
+	st.noRetry = true
+	st.sent = nil
 }
 
-func (s *clientStream) SendMsg(m any) error {
-	s.mu.Lock()
-	cs := s.cs
-	if !s.noRetry {
-		if len(s.sent) < maxReplay {
-			s.sent = append(s.sent, m)
+func (st *streamState) sendMsg(m any) error {
+	st.mu.Lock()
+	a := st.cur
+	if !st.noRetry {
+		if len(st.sent) < maxReplay {
+			st.sent = append(st.sent, m)
 		} else {
-			s.stopLocked()
+			st.stopLocked()
 		}
 	}
-	s.mu.Unlock()
-	err := cs.SendMsg(m)
+	st.mu.Unlock()
+	err := a.send(m)
 	if err != nil {
-		s.mu.Lock()
-		if s.cs == cs {
+		st.mu.Lock()
+		if st.cur == a {
 			// The caller saw the send fail and may stop sending: a new
 			// stream would not get the rest.
-			s.stopLocked()
+			st.stopLocked()
 		}
-		s.mu.Unlock()
+		st.mu.Unlock()
 	}
 	return err
 }
 
-func (s *clientStream) CloseSend() error {
-	s.mu.Lock()
-	s.closed = true
-	cs := s.cs
-	s.mu.Unlock()
-	return cs.CloseSend()
+func (st *streamState) closeSend() error {
+	st.mu.Lock()
+	st.closed = true
+	a := st.cur
+	st.mu.Unlock()
+	return a.cs.CloseSend()
 }
 
-func (s *clientStream) RecvMsg(m any) error {
-	s.mu.Lock()
-	cs, pending, noRetry := s.cs, s.pending, s.noRetry
-	s.mu.Unlock()
-	if !pending {
-		return cs.RecvMsg(m) // past the first answer
+func (st *streamState) recvMsg(m any) error {
+	st.mu.Lock()
+	a, settled, noRetry := st.cur, st.settled, st.noRetry
+	st.mu.Unlock()
+	if settled {
+		return a.cs.RecvMsg(m) // past the first answer
 	}
-	first := func(cs grpc.ClientStream) error {
-		err := cs.RecvMsg(m)
-		s.report(err)
+	defer func() {
+		st.mu.Lock()
+		st.settled = true
+		st.mu.Unlock()
+	}()
+	first := func(a *attempt) error {
+		err := a.cs.RecvMsg(m)
+		a.report(err)
 		if err == nil || err == io.EOF {
-			s.mu.Lock()
-			s.stopLocked()
-			s.mu.Unlock()
+			st.mu.Lock()
+			st.stopLocked()
+			st.mu.Unlock()
 		}
 		return err
 	}
-	if noRetry || s.retry == nil {
-		return first(cs)
+	if noRetry || st.retry == nil {
+		return first(a)
 	}
 	tries := 0
-	_, err := s.attempts(func() (grpc.ClientStream, error) {
+	_, err := st.attempts(func() (grpc.ClientStream, error) {
 		if tries++; tries == 1 {
-			return cs, first(cs)
+			return a.cs, first(a)
 		}
-		s.mu.Lock()
-		stop := s.noRetry
-		s.mu.Unlock()
+		st.mu.Lock()
+		stop := st.noRetry
+		st.mu.Unlock()
 		if stop {
 			return nil, stopRetrying{}
 		}
-		return s.attempt(first)
+		return st.attempt(first)
 	})
 	return err
 }
-
-func (s *clientStream) stream() grpc.ClientStream {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cs
-}
-
-func (s *clientStream) Header() (metadata.MD, error) { return s.stream().Header() }
-func (s *clientStream) Trailer() metadata.MD         { return s.stream().Trailer() }
-func (s *clientStream) Context() context.Context     { return s.stream().Context() }
