@@ -217,3 +217,100 @@ func bulkheadDo[T any](b *Bulkhead, ctx context.Context, n next[T]) (T, error) {
 	defer b.Release()
 	return n.call(ctx)
 }
+
+// A slot follows the call it was taken for. A Timeout that abandons calls
+// returns to the caller at its deadline while the call goes on running on
+// a goroutine of its own; a bulkhead around it that gave its slot back
+// then would let more calls run than it has slots. So a bulkhead with an
+// abandoning Timeout inside it in the same chain (bulkheadDoLending) puts a
+// slotOwner in the context, and the Timeout lends the slots it finds there
+// to the goroutine that runs the call (see timeoutAbandon):
+//
+//   - a call that returns in time gives them back to the caller;
+//   - an abandoned call keeps them until it returns, and releases them then;
+//   - a caller whose slot went with an abandoned call (a retry between the
+//     bulkhead and the Timeout, trying again) takes a new one before the
+//     next attempt runs, waiting or being rejected as any call would.
+//
+// So every call running inside the bulkhead holds one of its slots, and
+// InUse counts abandoned calls still running.
+//
+// Each slotOwner is touched by one goroutine at a time: the caller's, or
+// the goroutine it lent the slots to, which hands them back through the
+// channel that carries its result.
+type slotOwner struct {
+	b      *Bulkhead
+	has    bool // holds a slot of b
+	parent *slotOwner
+}
+
+type slotOwnerKey struct{}
+
+func ownerFrom(ctx context.Context) *slotOwner {
+	o, _ := ctx.Value(slotOwnerKey{}).(*slotOwner)
+	return o
+}
+
+// bulkheadDoLending is bulkheadDo for a bulkhead whose slot may have to
+// follow an abandoned call. It costs a context and a slotOwner per call,
+// beside the goroutine and channel the abandoning Timeout costs anyway.
+func bulkheadDoLending[T any](b *Bulkhead, ctx context.Context, n next[T]) (T, error) {
+	if err := b.Acquire(ctx); err != nil {
+		var zero T
+		return zero, err
+	}
+	o := &slotOwner{b: b, has: true, parent: ownerFrom(ctx)}
+	defer func() {
+		if o.has {
+			b.Release()
+		}
+	}()
+	return n.call(context.WithValue(ctx, slotOwnerKey{}, o))
+}
+
+// reclaim makes sure every owner in the chain from o holds its slot,
+// taking a new one where an abandoned call took the old one. On error,
+// the slots it did take stay with their owners, which give them back when
+// their bulkheads return.
+func (o *slotOwner) reclaim(ctx context.Context) error {
+	for x := o; x != nil; x = x.parent {
+		if x.has {
+			continue
+		}
+		if err := x.b.Acquire(ctx); err != nil {
+			return err
+		}
+		x.has = true
+	}
+	return nil
+}
+
+// lend moves the slots of the chain from o to a new chain, for a goroutine
+// that will run the call; o holds none of them afterwards. A nil o lends
+// nothing.
+func (o *slotOwner) lend() *slotOwner {
+	if o == nil {
+		return nil
+	}
+	c := &slotOwner{b: o.b, has: o.has, parent: o.parent.lend()}
+	o.has = false
+	return c
+}
+
+// takeBack returns to the chain from o the slots that lent, the chain o
+// lent them to, still holds.
+func (o *slotOwner) takeBack(lent *slotOwner) {
+	for ; o != nil; o, lent = o.parent, lent.parent {
+		o.has, lent.has = lent.has, false
+	}
+}
+
+// release gives back every slot the chain from o holds.
+func (o *slotOwner) release() {
+	for ; o != nil; o = o.parent {
+		if o.has {
+			o.has = false
+			o.b.Release()
+		}
+	}
+}

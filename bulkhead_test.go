@@ -223,3 +223,107 @@ func TestBulkheadTwoStep(t *testing.T) {
 	}()
 	bh.Release()
 }
+
+// TestBulkheadHoldsTheSlotOfAnAbandonedCall: a timeout that abandons calls
+// returns at its deadline while the call goes on; the bulkhead around it
+// keeps the call's slot until the call returns, so it bounds the calls
+// actually running, and InUse says so.
+func TestBulkheadHoldsTheSlotOfAnAbandonedCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 2}))
+		abandon := must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second, Abandon: true}))
+		p := resilience.For[int](bulkhead, abandon)
+
+		release := make(chan struct{})
+		var running, peak, rejected, timedOut atomic.Int64
+		stubborn := func(context.Context) (int, error) { // ignores its context
+			n := running.Add(1)
+			for m := peak.Load(); n > m && !peak.CompareAndSwap(m, n); m = peak.Load() {
+			}
+			<-release
+			running.Add(-1)
+			return 1, nil
+		}
+		var wg sync.WaitGroup
+		for range 10 { // two calls a second for ten seconds
+			for range 2 {
+				wg.Go(func() {
+					_, err := p.Do(context.Background(), stubborn)
+					switch {
+					case errors.Is(err, resilience.ErrBulkheadFull):
+						rejected.Add(1)
+					case errors.Is(err, resilience.ErrTimeout):
+						timedOut.Add(1)
+					}
+				})
+			}
+			time.Sleep(time.Second + time.Nanosecond)
+		}
+		synctest.Wait()
+		if got := peak.Load(); got != 2 {
+			t.Errorf("at most %d calls ran at once, want 2 (the bulkhead's limit)", got)
+		}
+		if got := bulkhead.InUse(); got != 2 {
+			t.Errorf("InUse() = %d while two abandoned calls run, want 2", got)
+		}
+		if r, o := rejected.Load(), timedOut.Load(); r != 18 || o != 2 {
+			t.Errorf("%d rejected and %d timed out, want 18 and 2", r, o)
+		}
+		close(release)
+		wg.Wait()
+		synctest.Wait()
+		if got := bulkhead.InUse(); got != 0 {
+			t.Errorf("InUse() = %d after the abandoned calls returned, want 0", got)
+		}
+	})
+}
+
+// TestBulkheadSlotAcrossRetriesOfAbandonedCalls: with a retry between the
+// bulkhead and an abandoning timeout, the abandoned attempt keeps the slot,
+// so the next attempt must find a slot of its own; with none free, it is
+// rejected, and the rejection is not retried. When attempts return in
+// time, the one slot serves them all.
+func TestBulkheadSlotAcrossRetriesOfAbandonedCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1}))
+		retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3}))
+		abandon := must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second, Abandon: true}))
+		p := resilience.For[int](bulkhead, retry, abandon)
+
+		release := make(chan struct{})
+		var calls atomic.Int64
+		_, err := p.Do(context.Background(), func(context.Context) (int, error) {
+			calls.Add(1)
+			<-release
+			return 1, nil
+		})
+		if !errors.Is(err, resilience.ErrBulkheadFull) {
+			t.Errorf("err = %v, want the bulkhead's rejection of the second attempt", err)
+		}
+		if got := calls.Load(); got != 1 {
+			t.Errorf("%d attempts ran, want 1: the abandoned one holds the only slot", got)
+		}
+		if got := bulkhead.InUse(); got != 1 {
+			t.Errorf("InUse() = %d with the abandoned attempt running, want 1", got)
+		}
+		close(release)
+		synctest.Wait()
+		if got := bulkhead.InUse(); got != 0 {
+			t.Errorf("InUse() = %d after the abandoned attempt returned, want 0", got)
+		}
+
+		// Attempts that fail in time share the caller's slot.
+		calls.Store(0)
+		if _, err := p.Do(context.Background(), func(context.Context) (int, error) {
+			if calls.Add(1) < 3 {
+				return 0, errBoom
+			}
+			return 1, nil
+		}); err != nil {
+			t.Errorf("attempts that return in time: %v", err)
+		}
+		if got, inUse := calls.Load(), bulkhead.InUse(); got != 3 || inUse != 0 {
+			t.Errorf("%d attempts and %d slots in use after, want 3 and 0", got, inUse)
+		}
+	})
+}

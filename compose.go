@@ -146,15 +146,25 @@ type chain[T any] links
 type links struct {
 	link any
 	rest *links // nil for the innermost policy
+	// lends: link is a *Bulkhead with a Timeout that abandons calls inside
+	// it, so its slot must follow an abandoned call (see bulkheadDoLending).
+	lends bool
 }
 
 func newLinks(ls []any) *links {
 	c := &links{}
+	abandons := false // a Timeout inside c abandons calls
 	for i := len(ls) - 1; i >= 0; i-- {
 		if c.link == nil {
 			c.link = ls[i]
 		} else {
 			c = &links{link: ls[i], rest: c}
+		}
+		switch l := ls[i].(type) {
+		case *Timeout:
+			abandons = abandons || l.cfg.Abandon
+		case *Bulkhead:
+			c.lends = abandons
 		}
 	}
 	return c
@@ -174,6 +184,9 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 	case *Timeout:
 		return timeoutDo(l, ctx, n)
 	case *Bulkhead:
+		if c.lends {
+			return bulkheadDoLending(l, ctx, n)
+		}
 		return bulkheadDo(l, ctx, n)
 	case *Fallback[T]:
 		return l.run(ctx, n)

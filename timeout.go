@@ -25,8 +25,12 @@ type TimeoutConfig struct {
 	//
 	// Abandoning costs a goroutine and a channel per call, and it bounds
 	// the caller's wait, not the work: an abandoned call still holds its
-	// connection, its memory and any bulkhead slot it took until it
-	// returns. A panic in an abandoned call cannot be handed to the caller,
+	// connection and its memory until it returns, and the slot of any
+	// Bulkhead around the Timeout in the same chain (For, Compose, a
+	// Guard): the slot is given back when the call returns, not when the
+	// caller does, so a bulkhead bounds the calls actually running. A
+	// bulkhead in another chain that calls this one does not see the
+	// abandoned call. A panic in an abandoned call cannot be handed to the caller,
 	// who has gone, and crashes the program as any goroutine's panic does.
 	// Use it for calls that cannot take a context, and prefer fixing them.
 	Abandon bool
@@ -192,8 +196,23 @@ const (
 var errGoexit = errors.New("resilience: call ended with runtime.Goexit")
 
 func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T, TimeoutResult, error) {
+	var zero T
+	// The bulkhead slots this call runs in go with it to its goroutine,
+	// and stay there if it is abandoned (see slotOwner).
+	mine := ownerFrom(ctx)
+	if err := mine.reclaim(ctx); err != nil {
+		if ctx.Err() != nil {
+			return zero, TimeoutCanceled, err
+		}
+		return zero, TimeoutFailed, err
+	}
 	tctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel() // once we return, an abandoned call is told to stop
+	theirs := mine.lend()
+	gctx := tctx
+	if theirs != nil {
+		gctx = context.WithValue(tctx, slotOwnerKey{}, theirs)
+	}
 	var (
 		state atomic.Int32
 		done  = make(chan result[T], 1)
@@ -211,22 +230,26 @@ func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T
 			}
 			if state.CompareAndSwap(callRunning, callFinished) {
 				done <- r // buffered: never blocks
-			} else if r.panicked {
+				return
+			}
+			theirs.release() // abandoned: the slots are ours to give back
+			if r.panicked {
 				panic(r.panicVal) // nobody is waiting to receive it
 			}
 		}()
-		r.v, r.err = n.call(tctx)
+		r.v, r.err = n.call(gctx)
 		returned = true
 	}()
 
-	var zero T
 	select {
 	case r := <-done:
+		mine.takeBack(theirs)
 		return r.finish(ctx, tctx, cfg)
 	case <-tctx.Done():
 		if !state.CompareAndSwap(callRunning, callAbandoned) {
 			// The call finished as the deadline passed: take its result.
 			r := <-done
+			mine.takeBack(theirs)
 			return r.finish(ctx, tctx, cfg)
 		}
 		if err := ctx.Err(); err != nil {
