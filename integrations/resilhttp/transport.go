@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -197,24 +198,36 @@ func idempotent(req *http.Request) bool {
 }
 
 // retryAfter parses a Retry-After header: a number of seconds or an HTTP
-// date. A date in the past means no wait.
+// date. A date in the past means no wait; a number of seconds or a date
+// too far ahead for a time.Duration means the longest one, which the retry
+// policy caps at its MaxBackoff.
 func retryAfter(v string) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		if secs > int64(time.Duration(1<<63-1)/time.Second) {
-			secs = int64(time.Duration(1<<63-1) / time.Second)
+	if digits(v) {
+		const maxSecs = uint64(math.MaxInt64 / int64(time.Second))
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || secs > maxSecs { // only ErrRange, for digits
+			return time.Duration(math.MaxInt64), true
 		}
 		return time.Duration(secs) * time.Second, true
 	}
 	if at, err := http.ParseTime(v); err == nil {
-		return max(time.Until(at), 0), true
+		return max(time.Until(at), 0), true // Until saturates at the longest Duration
 	}
 	return 0, false
+}
+
+// digits reports whether v is made of ASCII digits only, as a
+// Retry-After in seconds is (RFC 9110, section 10.2.3).
+func digits(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // maxBuffered is how much of a failed response's body is read into memory,

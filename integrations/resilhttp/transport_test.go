@@ -150,6 +150,11 @@ func TestRetryAfterSetsTheWait(t *testing.T) {
 		{"HTTP date", date, 7 * time.Second},
 		{"capped by MaxBackoff", "120", 10 * time.Second},
 		{"zero", "0", 0},
+		{"seconds beyond int64", "99999999999999999999", 10 * time.Second},
+		{"seconds beyond time.Duration", "9223372037", 10 * time.Second},
+		{"HTTP date far in the future", "Fri, 31 Dec 9999 23:59:59 GMT", 10 * time.Second},
+		{"HTTP date in the past", "Sat, 01 Jan 1994 00:00:00 GMT", 0},
+		{"negative", "-3", 100 * time.Millisecond},
 		{"no header", "", 100 * time.Millisecond}, // the policy's own backoff
 		{"garbage", "soon", 100 * time.Millisecond},
 	} {
