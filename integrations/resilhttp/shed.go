@@ -10,36 +10,62 @@ import (
 	"github.com/resilience-go/resilience"
 )
 
+// MaxShedRetryAfter is the longest Retry-After that Shed sends: a larger
+// retryAfter is sent as this. Shedding answers a burst of load; a client
+// told to stay away for longer is a client lost, and clients cap the wait
+// anyway (Transport caps it at the retry policy's MaxBackoff).
+const MaxShedRetryAfter = time.Hour
+
 // Shed returns a middleware that runs requests through the bulkhead b:
 // at most b.MaxConcurrent() handlers run at once, a request that finds
 // every slot taken waits for one up to the bulkhead's MaxWait, and one that
 // gets none is answered at once with 503 Service Unavailable and a
 // Retry-After header of retryAfter, rounded up to whole seconds (at least
-// one), so that well-behaved clients back off.
+// one, at most MaxShedRetryAfter), so that well-behaved clients back off.
 //
-// A slot is given back when the handler returns, or panics. A request whose
-// client goes away while it waits for a slot is dropped without an answer.
+// A request whose context ends while it waits for a slot (its client went
+// away, or a deadline set before Shed passed) was not served either: it is
+// answered the same way, as soon as its context ends, and its handler
+// never runs. Nothing but a handler that ran answers 200.
 //
-// Shed returns an error if b is nil or retryAfter is negative.
+// A slot is given back when the handler returns, or panics.
+//
+// Shed returns an error if b is nil or was not made by NewBulkhead, or if
+// retryAfter is negative.
 func Shed(b *resilience.Bulkhead, retryAfter time.Duration) (func(http.Handler) http.Handler, error) {
 	if b == nil {
 		return nil, errors.New("resilhttp: Shed: the bulkhead is nil")
 	}
+	if b.MaxConcurrent() <= 0 {
+		return nil, errors.New("resilhttp: Shed: the bulkhead has no slots: make it with resilience.NewBulkhead")
+	}
 	if retryAfter < 0 {
 		return nil, fmt.Errorf("resilhttp: Shed: retryAfter is %v; it may not be negative", retryAfter)
 	}
-	secs := strconv.FormatInt(max(int64((retryAfter+time.Second-1)/time.Second), 1), 10)
+	secs := strconv.FormatInt(retryAfterSeconds(retryAfter), 10)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := b.Acquire(r.Context()); err != nil {
-				if errors.Is(err, resilience.ErrBulkheadFull) {
-					w.Header().Set("Retry-After", secs)
-					http.Error(w, "server busy: "+err.Error(), http.StatusServiceUnavailable)
+				// Not served: the bulkhead was full for MaxWait, or the
+				// request's context ended first. A client that went away
+				// reads no answer, but one behind a deadline does.
+				msg := "server busy: " + err.Error()
+				if !errors.Is(err, resilience.ErrBulkheadFull) {
+					msg = "server busy: no slot before the request's context ended: " + err.Error()
 				}
+				w.Header().Set("Retry-After", secs)
+				http.Error(w, msg, http.StatusServiceUnavailable)
 				return
 			}
 			defer b.Release()
 			next.ServeHTTP(w, r)
 		})
 	}, nil
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up, from 1 to
+// MaxShedRetryAfter's.
+func retryAfterSeconds(d time.Duration) int64 {
+	d = min(d, MaxShedRetryAfter) // before rounding up, which could overflow
+	return max(int64((d+time.Second-1)/time.Second), 1)
 }
