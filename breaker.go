@@ -102,12 +102,15 @@ type BreakerConfig struct {
 	Name string
 
 	// FailureThreshold opens the breaker after this many failures in a row.
-	// Default 5.
+	// With a time-based window (WindowPeriod), the failures must also fall
+	// within one WindowPeriod: a failure that comes WindowPeriod or more
+	// after the first failure of the run starts a new run, so a failure
+	// long ago is forgotten. Default 5; Off turns the rule off.
 	FailureThreshold int
 
 	// ErrorRateThreshold opens the breaker when the failure rate over the
 	// window reaches it, once the window holds MinCalls outcomes. A rate
-	// from 0 to 1; default 0.5.
+	// from 0 to 1; default 0.5; Off turns the rule off.
 	ErrorRateThreshold float64
 
 	// MinCalls is how many outcomes the window must hold before its rates
@@ -169,6 +172,12 @@ type BreakerConfig struct {
 	OnStateChange func(StateChange)
 }
 
+// Off, as BreakerConfig.FailureThreshold or ErrorRateThreshold, turns that
+// rule off: the breaker then opens on the other rules only. At least one
+// rule (failures in a row, the error rate, or the slow-call rate) must be
+// on.
+const Off = -1
+
 // Defaults of BreakerConfig.
 const (
 	DefaultFailureThreshold   = 5
@@ -207,8 +216,10 @@ type breakerSettings struct {
 
 func (c BreakerConfig) settings() (breakerSettings, error) {
 	ck := checker{typ: "BreakerConfig"}
-	ck.check(c.FailureThreshold >= 0, "FailureThreshold", c.FailureThreshold, "must not be negative")
-	ck.check(isRate(c.ErrorRateThreshold), "ErrorRateThreshold", c.ErrorRateThreshold, "must be a rate from 0 to 1")
+	ck.check(c.FailureThreshold >= 0 || c.FailureThreshold == Off, "FailureThreshold", c.FailureThreshold, "must not be negative, or Off")
+	ck.check(isRate(c.ErrorRateThreshold) || c.ErrorRateThreshold == Off, "ErrorRateThreshold", c.ErrorRateThreshold, "must be a rate from 0 to 1, or Off")
+	ck.check(c.FailureThreshold != Off || c.ErrorRateThreshold != Off || c.SlowCallThreshold > 0, "FailureThreshold", c.FailureThreshold,
+		"and ErrorRateThreshold are both Off, and there is no slow-call rule: nothing could open the breaker (use Disable to keep it closed)")
 	ck.check(c.MinCalls >= 0, "MinCalls", c.MinCalls, "must not be negative")
 	ck.check(c.WindowSize >= 0, "WindowSize", c.WindowSize, "must not be negative")
 	ck.check(c.WindowPeriod >= 0, "WindowPeriod", c.WindowPeriod, "must not be negative")
@@ -236,6 +247,12 @@ func (c BreakerConfig) settings() (breakerSettings, error) {
 		classify:         c.Classify,
 		onStateChange:    c.OnStateChange,
 		timed:            c.SlowCallThreshold > 0 || c.WindowPeriod > 0,
+	}
+	if c.FailureThreshold == Off {
+		s.failureThreshold = math.MaxInt64 // never reached
+	}
+	if c.ErrorRateThreshold == Off {
+		s.errorRate = math.Inf(1) // never reached
 	}
 	s.probes = int32(or(c.HalfOpenProbes, int(s.successThreshold)))
 	s.plain = !s.timed && s.classify == nil
@@ -335,6 +352,10 @@ type period struct {
 	_ [64]byte
 	// Closed: failures in a row. Written by failing calls only.
 	consecutive atomic.Int64
+	// Closed, with a time-based window: when the run of failures in a row
+	// began. Failures take runMu to start a run or to extend it.
+	runMu    sync.Mutex
+	runStart time.Time
 	_           [56]byte
 	// HalfOpen: probes in flight, and successful probes so far.
 	probes    atomic.Int32
@@ -765,7 +786,7 @@ func (b *Breaker) done(p *period, start time.Time, o Outcome) {
 			return
 		}
 		if failure {
-			if p.consecutive.Add(1) >= b.cfg.failureThreshold {
+			if b.failuresInARow(p, now) >= b.cfg.failureThreshold {
 				b.transition(p, Open)
 				return
 			}
@@ -790,6 +811,25 @@ func (b *Breaker) done(p *period, start time.Time, o Outcome) {
 			}
 		}
 	}
+}
+
+// failuresInARow counts a failure at now in the run of failures in a row
+// of period p, and returns the run's length. With a time-based window, a
+// run is no longer than the window's period: a failure that comes a period
+// or more after the run's first one starts a new run.
+func (b *Breaker) failuresInARow(p *period, now time.Time) int64 {
+	if b.cfg.windowPeriod == 0 {
+		return p.consecutive.Add(1)
+	}
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	n := p.consecutive.Load()
+	if n == 0 || now.Sub(p.runStart) >= b.cfg.windowPeriod {
+		p.runStart, n = now, 0
+	}
+	n++
+	p.consecutive.Store(n)
+	return n
 }
 
 // callResult is how an outcome is reported to observers: as done counts

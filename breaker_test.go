@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -715,7 +716,12 @@ func TestBreakerStress(t *testing.T) {
 			},
 		}))
 		p := resilience.For[int](b)
-		var running, peakHalfOpen atomic.Int64
+		// probing counts the calls running that were let through while
+		// half-open. A call that finds the breaker half-open as it starts
+		// was let through half-open: under synctest the clock cannot move
+		// the breaker from closed through open to half-open between the
+		// admission and the start of a call, which do not block.
+		var probing, peakProbing, probesSeen atomic.Int64
 		var failing atomic.Bool
 		var wg sync.WaitGroup
 		wg.Go(func() { // the dependency fails for 200ms in every 500ms
@@ -729,12 +735,13 @@ func TestBreakerStress(t *testing.T) {
 			wg.Go(func() {
 				for i := range 400 {
 					p.Do(context.Background(), func(context.Context) (int, error) {
-						n := running.Add(1)
-						defer running.Add(-1)
 						if b.State() == resilience.HalfOpen {
+							probesSeen.Add(1)
+							n := probing.Add(1)
+							defer probing.Add(-1)
 							for {
-								m := peakHalfOpen.Load()
-								if n <= m || peakHalfOpen.CompareAndSwap(m, n) {
+								m := peakProbing.Load()
+								if n <= m || peakProbing.CompareAndSwap(m, n) {
 									break
 								}
 							}
@@ -777,9 +784,13 @@ func TestBreakerStress(t *testing.T) {
 		if prev != b.State() {
 			t.Errorf("last reported state %v, but the breaker is %v", prev, b.State())
 		}
-		// Calls that saw HalfOpen may include a few admitted just before the
-		// move to HalfOpen, still running; probes themselves are bounded.
-		t.Logf("%d transitions; at most %d calls running while half-open", len(changes), peakHalfOpen.Load())
+		if probesSeen.Load() == 0 {
+			t.Fatal("no call ran half-open: the scenario did not exercise the probe limit")
+		}
+		if got := peakProbing.Load(); got > probes {
+			t.Errorf("%d probes ran at once, want at most HalfOpenProbes = %d", got, probes)
+		}
+		t.Logf("%d transitions; %d probes, at most %d at once", len(changes), probesSeen.Load(), peakProbing.Load())
 	})
 }
 
@@ -852,6 +863,79 @@ func TestBreakerStateOnlyReads(t *testing.T) {
 		}
 		if _, err := p.Do(context.Background(), ok); !errors.Is(err, resilience.ErrOpen) {
 			t.Errorf("a call before the move to half-open: err = %v, want ErrOpen", err)
+		}
+	})
+}
+
+// TestBreakerRulesCanBeTurnedOff: each rule that opens the breaker can be
+// turned off alone, and turning off every rule is a configuration error.
+func TestBreakerRulesCanBeTurnedOff(t *testing.T) {
+	ctx := context.Background()
+
+	// Failures in a row alone: alternating failures never open it, however
+	// high the rate.
+	b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 5, ErrorRateThreshold: resilience.Off})
+	for i := range 200 {
+		if i%2 == 0 {
+			p.Do(ctx, fail)
+		} else {
+			p.Do(ctx, ok)
+		}
+	}
+	if got := b.State(); got != resilience.Closed {
+		t.Fatalf("rate rule off, failures never 5 in a row: state %v after 200 calls at 50%% failures, want closed", got)
+	}
+	for range 5 {
+		p.Do(ctx, fail)
+	}
+	if got := b.State(); got != resilience.Open {
+		t.Errorf("rate rule off: state %v after 5 failures in a row, want open", got)
+	}
+
+	// The rate alone: a run of failures opens it only once the window
+	// holds MinCalls outcomes.
+	b, p = newBreaker(t, resilience.BreakerConfig{FailureThreshold: resilience.Off, MinCalls: 60})
+	for i := 1; i <= 60; i++ {
+		p.Do(ctx, fail)
+		if want := i == 60; (b.State() == resilience.Open) != want {
+			t.Fatalf("failures-in-a-row rule off: state %v after %d failures, want open only from the 60th", b.State(), i)
+		}
+	}
+
+	_, err := resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: resilience.Off, ErrorRateThreshold: resilience.Off})
+	var ce *resilience.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "BreakerConfig.FailureThreshold" || !strings.Contains(err.Error(), "nothing could open") {
+		t.Errorf("every rule off: err = %v, want a ConfigError naming BreakerConfig.FailureThreshold", err)
+	}
+	if _, err := resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: resilience.Off, ErrorRateThreshold: resilience.Off, SlowCallThreshold: time.Second}); err != nil {
+		t.Errorf("only the slow-call rule on: %v", err)
+	}
+}
+
+// TestBreakerFailuresInARowExpireWithATimeWindow: with a time-based
+// window, a run of failures counts towards FailureThreshold only within
+// one WindowPeriod of its first failure.
+func TestBreakerFailuresInARowExpireWithATimeWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 3, ErrorRateThreshold: resilience.Off, WindowPeriod: 10 * time.Second})
+		p.Do(ctx, fail) // t=0: the run begins
+		time.Sleep(5 * time.Second)
+		p.Do(ctx, fail) // t=5s: 2 in the run
+		time.Sleep(5 * time.Second)
+		p.Do(ctx, fail) // t=10s: a period after the run began, so a new run
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("third failure a full period after the first: state %v, want closed", got)
+		}
+		time.Sleep(10*time.Second - 2*time.Nanosecond)
+		p.Do(ctx, fail) // 2 in the new run, 1ns before it is a period old
+		if got := b.State(); got != resilience.Closed {
+			t.Fatalf("after two failures in the new run: state %v, want closed", got)
+		}
+		time.Sleep(time.Nanosecond)
+		p.Do(ctx, fail) // 3 within the period
+		if got := b.State(); got != resilience.Open {
+			t.Fatalf("three failures within a period: state %v, want open", got)
 		}
 	})
 }

@@ -32,7 +32,7 @@ func TestInvalidConfigNamesTheField(t *testing.T) {
 		build func() error
 		field string
 	}{
-		{"negative failure threshold", breaker(resilience.BreakerConfig{FailureThreshold: -1}), "BreakerConfig.FailureThreshold"},
+		{"negative failure threshold", breaker(resilience.BreakerConfig{FailureThreshold: -2}), "BreakerConfig.FailureThreshold"},
 		{"error rate below 0", breaker(resilience.BreakerConfig{ErrorRateThreshold: -0.1}), "BreakerConfig.ErrorRateThreshold"},
 		{"error rate above 1", breaker(resilience.BreakerConfig{ErrorRateThreshold: 1.5}), "BreakerConfig.ErrorRateThreshold"},
 		{"error rate NaN", breaker(resilience.BreakerConfig{ErrorRateThreshold: nan}), "BreakerConfig.ErrorRateThreshold"},
@@ -96,7 +96,7 @@ func TestInvalidConfigNamesTheField(t *testing.T) {
 }
 
 func TestInvalidConfigReportsEveryField(t *testing.T) {
-	_, err := resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: -1, OpenTimeout: -1, ErrorRateThreshold: 2})
+	_, err := resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: -2, OpenTimeout: -1, ErrorRateThreshold: 2})
 	var fields []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 		var ce *resilience.ConfigError

@@ -134,7 +134,7 @@ func ExampleNewBreaker_invalid() {
 	fmt.Println(err)
 	fmt.Println(errors.Is(err, resilience.ErrInvalidConfig))
 	// Output:
-	// resilience: invalid BreakerConfig.ErrorRateThreshold 50: must be a rate from 0 to 1
+	// resilience: invalid BreakerConfig.ErrorRateThreshold 50: must be a rate from 0 to 1, or Off
 	// true
 }
 
