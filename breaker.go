@@ -352,14 +352,14 @@ type period struct {
 	_ [64]byte
 	// Closed: failures in a row. Written by failing calls only.
 	consecutive atomic.Int64
-	// Closed, with a time-based window: when the run of failures in a row
-	// began. Failures take runMu to start a run or to extend it.
-	runMu    sync.Mutex
-	runStart time.Time
 	_           [56]byte
 	// HalfOpen: probes in flight, and successful probes so far.
 	probes    atomic.Int32
 	successes atomic.Int32
+	// Closed, with a time-based window: when the run of failures in a row
+	// began. Failures take runMu to start a run or to extend it.
+	runMu    sync.Mutex
+	runStart time.Time
 }
 
 // NewBreaker returns a closed circuit breaker configured by cfg, or an error
