@@ -1,10 +1,34 @@
 package window
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"sync/atomic"
 )
+
+// MaxCountSize is the largest window NewCount accepts: 16,777,216
+// outcomes.
+//
+// A breaker deciding on more calls than that would react to a failing
+// dependency only after millions of failures, and a window so large is
+// more likely a configuration mistake (a duration or a byte count given as
+// a size) than a wish; a size from outside the program must not be able
+// to ask for gigabytes.
+const MaxCountSize = 1 << 24
+
+// ErrInvalidSize is matched, with errors.Is, by every error NewCount,
+// NewTime and NewTimeAt return: a window size, period or bucket count out
+// of range. The error itself names the argument and the range.
+var ErrInvalidSize = errors.New("window: invalid size")
+
+// argError is an invalid-argument error that matches ErrInvalidSize.
+type argError string
+
+func (e argError) Error() string        { return string(e) }
+func (e argError) Is(target error) bool { return target == ErrInvalidSize }
+
+func argErrorf(format string, args ...any) error { return argError(fmt.Sprintf(format, args...)) }
 
 // Count is a sliding window over the last N outcomes recorded.
 //
@@ -48,10 +72,14 @@ func newRing(n uint64) ring {
 }
 
 // NewCount returns an empty window over the last size outcomes.
-// It reports an error if size is not positive.
+// It reports an error matching ErrInvalidSize if size is not positive or
+// is over MaxCountSize.
 func NewCount(size int) (*Count, error) {
-	if size <= 0 {
-		return nil, fmt.Errorf("window: count window size %d: must be positive", size)
+	switch {
+	case size <= 0:
+		return nil, argErrorf("window: count window size %d: must be positive", size)
+	case size > MaxCountSize:
+		return nil, argErrorf("window: count window size %d: must be at most MaxCountSize (%d)", size, MaxCountSize)
 	}
 	return &Count{slots: make([]atomic.Uint32, size), ring: newRing(uint64(size))}, nil
 }

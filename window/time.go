@@ -1,7 +1,6 @@
 package window
 
 import (
-	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -40,7 +39,7 @@ type bucket struct {
 // NewTime returns an empty window over the given period, cut into the given
 // number of buckets, starting now. It reports an error if period or buckets
 // is not positive, or if the period is too short to give every bucket a
-// width of at least one nanosecond.
+// width of at least one nanosecond; the error matches ErrInvalidSize.
 func NewTime(period time.Duration, buckets int) (*Time, error) {
 	return NewTimeAt(time.Now(), period, buckets)
 }
@@ -49,11 +48,11 @@ func NewTime(period time.Duration, buckets int) (*Time, error) {
 func NewTimeAt(start time.Time, period time.Duration, buckets int) (*Time, error) {
 	switch {
 	case period <= 0:
-		return nil, fmt.Errorf("window: time window period %v: must be positive", period)
+		return nil, argErrorf("window: time window period %v: must be positive", period)
 	case buckets <= 0:
-		return nil, fmt.Errorf("window: time window buckets %d: must be positive", buckets)
+		return nil, argErrorf("window: time window buckets %d: must be positive", buckets)
 	case period < time.Duration(buckets):
-		return nil, fmt.Errorf("window: time window period %v is shorter than one nanosecond per bucket (%d buckets)", period, buckets)
+		return nil, argErrorf("window: time window period %v is shorter than one nanosecond per bucket (%d buckets)", period, buckets)
 	}
 	return &Time{
 		start:   start,

@@ -1,8 +1,13 @@
 package window_test
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +22,32 @@ type outcome struct{ failure, slow bool }
 var outcomes = []outcome{{false, false}, {true, false}, {false, true}, {true, true}}
 
 func TestNewCountRejectsBadSize(t *testing.T) {
-	for _, size := range []int{0, -1} {
-		if w, err := window.NewCount(size); err == nil {
+	for _, size := range []int{0, -1, math.MinInt, window.MaxCountSize + 1, 1 << 42, math.MaxInt} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		w, err := window.NewCount(size)
+		runtime.ReadMemStats(&after)
+		if err == nil {
 			t.Errorf("NewCount(%d) = %v, nil; want an error", size, w)
+			continue
 		}
+		if !errors.Is(err, window.ErrInvalidSize) {
+			t.Errorf("NewCount(%d): error %q does not match ErrInvalidSize", size, err)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "window: count window size "+strconv.Itoa(size)+":") {
+			t.Errorf("NewCount(%d): error %q does not name the size", size, msg)
+		}
+		if size > 0 && !strings.Contains(msg, strconv.Itoa(window.MaxCountSize)) {
+			t.Errorf("NewCount(%d): error %q does not name the maximum", size, msg)
+		}
+		// The ring of MaxCountSize+1 outcomes would take 4 MB.
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+			t.Errorf("NewCount(%d) allocated %d bytes before failing", size, n)
+		}
+	}
+	if _, err := window.NewCount(window.MaxCountSize); err != nil {
+		t.Errorf("NewCount(MaxCountSize): %v", err)
 	}
 }
 
@@ -28,11 +55,21 @@ func TestNewTimeRejectsBadArguments(t *testing.T) {
 	for _, tc := range []struct {
 		period  time.Duration
 		buckets int
+		names   string
 	}{
-		{0, 10}, {-time.Second, 10}, {time.Second, 0}, {time.Second, -1}, {5, 10},
+		{0, 10, "period"}, {-time.Second, 10, "period"}, {time.Second, 0, "buckets"},
+		{time.Second, -1, "buckets"}, {5, 10, "period"},
 	} {
-		if w, err := window.NewTime(tc.period, tc.buckets); err == nil {
+		w, err := window.NewTime(tc.period, tc.buckets)
+		if err == nil {
 			t.Errorf("NewTime(%v, %d) = %v, nil; want an error", tc.period, tc.buckets, w)
+			continue
+		}
+		if !errors.Is(err, window.ErrInvalidSize) {
+			t.Errorf("NewTime(%v, %d): error %q does not match ErrInvalidSize", tc.period, tc.buckets, err)
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "window: time window "+tc.names) {
+			t.Errorf("NewTime(%v, %d): error %q does not name the %s", tc.period, tc.buckets, msg, tc.names)
 		}
 	}
 }
