@@ -34,8 +34,8 @@ const (
 	slowBit
 )
 
-func encode(failure, slow bool) uint32 {
-	var v uint32
+func encode(failure, slow bool) uint64 {
+	var v uint64
 	if failure {
 		v |= failureBit
 	}

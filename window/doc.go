@@ -1,16 +1,20 @@
-// Package window provides lock-free sliding windows of call outcomes, the
-// statistics a circuit breaker decides on.
+// Package window provides sliding windows of call outcomes, the statistics
+// a circuit breaker decides on.
 //
 // Two kinds are offered:
 //
-//   - [Count] keeps the last N outcomes.
+//   - [Count] keeps the last N outcomes, up to [MaxCountSize].
 //   - [Time] keeps the outcomes of the last period of time, in buckets.
 //
 // Both record an outcome in constant time without allocating (a [Time]
 // window allocates one small bucket when a new bucket period begins) and
-// are safe for concurrent use by any number of goroutines. Neither takes a
-// lock: writers coordinate with atomic operations only, so a writer that is
-// descheduled never holds up the others.
+// are safe for concurrent use by any number of goroutines. Writers
+// coordinate with atomic operations. A [Time] window takes no lock, so a writer that
+// is descheduled never holds up the others. A [Count] window takes none
+// in the steady state (an outcome replacing an equal one); otherwise a
+// writer holds a lock bit in one word of the ring for a handful of
+// instructions, which keeps the window exact: once writers stop, it holds
+// precisely the last N outcomes, in the order their Records were admitted.
 //
 // A snapshot taken while writers are running is a close approximation of
 // the window: an outcome being recorded concurrently may or may not be

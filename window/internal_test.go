@@ -2,7 +2,9 @@ package window
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func TestSlotMatchesModulo(t *testing.T) {
@@ -26,17 +28,98 @@ func TestSlotMatchesModulo(t *testing.T) {
 	}
 }
 
+// TestWordOfEverySlot checks the slot-to-word mapping for every slot a
+// window can have.
+func TestWordOfEverySlot(t *testing.T) {
+	for s := range uint64(MaxCountSize) {
+		if word, shift := wordOf(s); word != s/slotsPerWord || shift != uint(2*(s%slotsPerWord)) {
+			t.Fatalf("wordOf(%d) = %d, %d; want %d, %d", s, word, shift, s/slotsPerWord, 2*(s%slotsPerWord))
+		}
+	}
+}
+
+// FuzzSlot checks that a ticket lands in slot ticket mod size, and that
+// the slot lands in a word of the ring at the right place.
 func FuzzSlot(f *testing.F) {
 	f.Add(uint64(12345), uint64(100))
 	f.Add(^uint64(0), uint64(3))
 	f.Add(uint64(1)<<40, uint64(1_000_000))
+	f.Add(^uint64(0)-7, uint64(MaxCountSize-1))
 	f.Fuzz(func(t *testing.T, i, size uint64) {
-		if size == 0 {
-			return
-		}
+		size = 1 + size%MaxCountSize
 		g := newRing(size)
-		if got, want := g.slot(i), i%size; got != want {
-			t.Fatalf("size %d: slot(%d) = %d, want %d", size, i, got, want)
+		s := g.slot(i)
+		if want := i % size; s != want {
+			t.Fatalf("size %d: slot(%d) = %d, want %d", size, i, s, want)
+		}
+		word, shift := wordOf(s)
+		if word != s/slotsPerWord || shift != uint(2*(s%slotsPerWord)) {
+			t.Fatalf("wordOf(%d) = %d, %d; want %d, %d", s, word, shift, s/slotsPerWord, 2*(s%slotsPerWord))
+		}
+		if words := (size + slotsPerWord - 1) / slotsPerWord; word >= words {
+			t.Fatalf("size %d: slot %d in word %d of %d", size, s, word, words)
 		}
 	})
+}
+
+func mustCount(t *testing.T, size int) *Count {
+	t.Helper()
+	w, err := NewCount(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func checkCounts(t *testing.T, w *Count, want Counts) {
+	t.Helper()
+	if got := w.Counts(); got != want {
+		t.Errorf("Counts() = %+v, want %+v", got, want)
+	}
+	f, s := w.Recount()
+	tf, ts := w.Totals()
+	if f != want.Failures || s != want.Slow || tf != f || ts != s {
+		t.Errorf("ring holds failures %d, slow %d; totals %d, %d; want %d, %d", f, s, tf, ts, want.Failures, want.Slow)
+	}
+}
+
+// TestLappedWriterSkips plays a writer that took its ticket and stalled
+// while another writer, one lap later, wrote the same slot: the stalled
+// writer must leave the newer outcome in place.
+func TestLappedWriterSkips(t *testing.T) {
+	for _, size := range []int{1, 5, 31, 32, 100} {
+		w := mustCount(t, size)
+		first := w.next.Add(1) - 1
+		for range size {
+			w.Record(false, true) // the last of these takes ticket first+size
+		}
+		w.put(first, encode(true, false))
+		checkCounts(t, w, Counts{Total: int64(size), Slow: int64(size)})
+	}
+}
+
+// TestWriterWaitsForLockedWord plays a writer that finds its slot already
+// holding its outcome while an older writer holds the word's lock, about
+// to overwrite that slot: the newer writer must wait and write after it,
+// not take the slot's content as its own.
+func TestWriterWaitsForLockedWord(t *testing.T) {
+	w := mustCount(t, 1)
+	word := &w.words[0]
+	w.next.Add(1) // the older writer's ticket, 0
+	old := lock(word)
+	done := make(chan uint64)
+	go func() { done <- w.Record(false, false) }() // ticket 1: a success
+	for w.next.Load() != 2 {
+		runtime.Gosched()
+	}
+	// Give the newer writer time to find the lock (or, wrongly, to return).
+	time.Sleep(10 * time.Millisecond)
+	// The older writer's checks passed (no ticket 1 when it made them): it
+	// writes a failure and unlocks, as putSlow does.
+	word.Store(old | encode(true, false))
+	w.failures.Add(1)
+	if n := <-done; n != 2 {
+		t.Errorf("Record = %d, want 2", n)
+	}
+	checkCounts(t, w, Counts{Total: 1})
 }

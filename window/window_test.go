@@ -51,6 +51,20 @@ func TestNewCountRejectsBadSize(t *testing.T) {
 	}
 }
 
+func TestCountFootprint(t *testing.T) {
+	for _, tc := range []struct{ size, max int }{{1, 512}, {100, 512}, {1_000_000, 262_144}} {
+		w, err := window.NewCount(tc.size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := w.Footprint()
+		t.Logf("a window of %d holds %d bytes", tc.size, got)
+		if got > tc.max {
+			t.Errorf("a window of %d holds %d bytes, want at most %d", tc.size, got, tc.max)
+		}
+	}
+}
+
 func TestNewTimeRejectsBadArguments(t *testing.T) {
 	for _, tc := range []struct {
 		period  time.Duration
