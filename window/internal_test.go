@@ -123,3 +123,29 @@ func TestWriterWaitsForLockedWord(t *testing.T) {
 	}
 	checkCounts(t, w, Counts{Total: 1})
 }
+
+// TestTimeStaleWriterDiscarded plays a writer that read the generation
+// before a Reset and reaches the ring after it.
+func TestTimeStaleWriterDiscarded(t *testing.T) {
+	start := time.Unix(100, 0)
+	w, err := NewTimeAt(start, 10*time.Second, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.RecordAt(start, true, true)
+	g := w.gen.Load()
+	w.Reset()
+	// Its slot holds a bucket from before the Reset: the writer replaces
+	// it with one of its own generation, which counts for nothing.
+	w.recordAt(g, start, true, true)
+	if got := w.CountsAt(start); got != (Counts{}) {
+		t.Errorf("after a stale write into an old bucket: Counts = %+v, want zero", got)
+	}
+	w.RecordAt(start, false, true)
+	// Its slot holds a bucket from after the Reset: the writer must leave
+	// it alone.
+	w.recordAt(g, start, true, true)
+	if got, want := w.CountsAt(start), (Counts{Total: 1, Slow: 1}); got != want {
+		t.Errorf("after a stale write into a new bucket: Counts = %+v, want %+v", got, want)
+	}
+}

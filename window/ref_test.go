@@ -74,6 +74,12 @@ func (r *refTime) RecordAt(t time.Time, failure, slow bool) {
 	r.mu.Unlock()
 }
 
+func (r *refTime) Reset() {
+	r.mu.Lock()
+	r.events = r.events[:0]
+	r.mu.Unlock()
+}
+
 func (r *refTime) CountsAt(t time.Time) window.Counts {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -307,11 +307,13 @@ func FuzzCount(f *testing.F) {
 	})
 }
 
-// FuzzTime replays a sequence of outcomes and clock advances through the
-// window and the reference, and compares them after every step.
+// FuzzTime replays a sequence of outcomes, clock advances (an op with the
+// top bit set) and Resets (0x7c to 0x7f) through the window and the
+// reference, and compares them after every step.
 func FuzzTime(f *testing.F) {
 	f.Add(uint8(10), uint16(100), []byte{0, 1, 2, 3, 0xf0, 1, 0xff, 2})
 	f.Add(uint8(1), uint16(1), []byte{1, 0x80, 1, 0x80, 0x80})
+	f.Add(uint8(4), uint16(10), []byte{1, 3, 0xc0, 1, 0x7f, 2, 0xc0, 0x7c, 0xff, 3})
 	f.Fuzz(func(t *testing.T, buckets uint8, widthMillis uint16, ops []byte) {
 		b := int(buckets%32) + 1
 		period := time.Duration(b) * time.Duration(int(widthMillis)+1) * time.Millisecond
@@ -323,10 +325,14 @@ func FuzzTime(f *testing.F) {
 		ref := newRefTime(start, period, b)
 		now := start
 		for i, op := range ops {
-			if op&0x80 != 0 {
+			switch {
+			case op&0x80 != 0:
 				// Advance the clock by up to 1/8 of the period per step.
 				now = now.Add(period * time.Duration(op&0x7f) / (8 * 127))
-			} else {
+			case op >= 0x7c:
+				w.Reset()
+				ref.Reset()
+			default:
 				w.RecordAt(now, op&1 != 0, op&2 != 0)
 				ref.RecordAt(now, op&1 != 0, op&2 != 0)
 			}
