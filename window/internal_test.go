@@ -89,39 +89,80 @@ func checkCounts(t *testing.T, w *Count, want Counts) {
 func TestLappedWriterSkips(t *testing.T) {
 	for _, size := range []int{1, 5, 31, 32, 100} {
 		w := mustCount(t, size)
-		first := w.next.Add(1) - 1
+		first := w.next.Add(2) - 2
 		for range size {
 			w.Record(false, true) // the last of these takes ticket first+size
 		}
-		w.put(first, encode(true, false))
+		if !w.put(first>>1, first&1, encode(true, false)) {
+			t.Fatalf("size %d: put reported its outcome discarded by a Reset", size)
+		}
 		checkCounts(t, w, Counts{Total: int64(size), Slow: int64(size)})
 	}
 }
 
-// TestWriterWaitsForLockedWord plays a writer that finds its slot already
-// holding its outcome while an older writer holds the word's lock, about
-// to overwrite that slot: the newer writer must wait and write after it,
-// not take the slot's content as its own.
-func TestWriterWaitsForLockedWord(t *testing.T) {
-	w := mustCount(t, 1)
-	word := &w.words[0]
-	w.next.Add(1) // the older writer's ticket, 0
-	old := lock(word)
-	done := make(chan uint64)
-	go func() { done <- w.Record(false, false) }() // ticket 1: a success
-	for w.next.Load() != 2 {
-		runtime.Gosched()
+// TestStaleWriterSkips plays a writer that took its ticket before a Reset
+// and reaches the ring after it: its outcome must not appear.
+func TestStaleWriterSkips(t *testing.T) {
+	w := mustCount(t, 100)
+	for range 40 {
+		w.Record(true, true)
 	}
-	// Give the newer writer time to find the lock (or, wrongly, to return).
-	time.Sleep(10 * time.Millisecond)
-	// The older writer's checks passed (no ticket 1 when it made them): it
-	// writes a failure and unlocks, as putSlow does.
-	word.Store(old | encode(true, false))
-	w.failures.Add(1)
-	if n := <-done; n != 2 {
-		t.Errorf("Record = %d, want 2", n)
+	x := w.next.Add(2) - 2
+	w.Reset()
+	if w.put(x>>1, x&1, encode(true, true)) {
+		t.Error("a write with a ticket from before the Reset reported its outcome kept")
 	}
-	checkCounts(t, w, Counts{Total: 1})
+	checkCounts(t, w, Counts{})
+	if n := w.Record(true, false); n != 1 {
+		t.Errorf("the first Record after Reset returned %d, want 1", n)
+	}
+	checkCounts(t, w, Counts{Total: 1, Failures: 1})
+}
+
+// TestWriterEmptiesWordBeforeSweep plays a Reset that has made its cut but
+// not yet swept the ring: a writer after the cut empties its word itself,
+// and the sweep then leaves that word, and its new outcome, alone.
+func TestWriterEmptiesWordBeforeSweep(t *testing.T) {
+	w := mustCount(t, 100)
+	for range 100 {
+		w.Record(true, false)
+	}
+	stale := w.next.Add(2) - 2 // a writer from before the cut, stalled
+	par := w.cut()
+	// Outcomes from before the cut stop counting at once.
+	if got := w.Counts(); got != (Counts{}) {
+		t.Errorf("after the cut: Counts() = %+v, want zero", got)
+	}
+	if n := w.Record(false, true); n != 1 {
+		t.Errorf("the first Record after the cut returned %d, want 1", n)
+	}
+	if w.put(stale>>1, stale&1, encode(true, true)) {
+		t.Error("a write with a ticket from before the cut reported its outcome kept")
+	}
+	if got, want := w.Counts(), (Counts{Total: 1, Slow: 1}); got != want {
+		t.Errorf("before the sweep: Counts() = %+v, want %+v", got, want)
+	}
+	w.sweep(par)
+	checkCounts(t, w, Counts{Total: 1, Slow: 1})
+	if got := w.Window(); len(got) != 1 || got[0] != 2 {
+		t.Errorf("window holds %v, want [2]", got)
+	}
+}
+
+// TestSweepKeepsOutcomesAfterCut plays writers after a Reset's cut that
+// record the very outcomes the ring holds from before it: they must still
+// mark their words as theirs, or the sweep would empty them.
+func TestSweepKeepsOutcomesAfterCut(t *testing.T) {
+	w := mustCount(t, 62) // two words
+	for range 62 {
+		w.Record(true, false)
+	}
+	par := w.cut()
+	for range 40 {
+		w.Record(true, false)
+	}
+	w.sweep(par)
+	checkCounts(t, w, Counts{Total: 40, Failures: 40})
 }
 
 // TestTimeStaleWriterDiscarded plays a writer that read the generation
@@ -148,4 +189,30 @@ func TestTimeStaleWriterDiscarded(t *testing.T) {
 	if got, want := w.CountsAt(start), (Counts{Total: 1, Slow: 1}); got != want {
 		t.Errorf("after a stale write into a new bucket: Counts = %+v, want %+v", got, want)
 	}
+}
+
+// TestWriterWaitsForLockedWord plays a writer that finds its slot already
+// holding its outcome while an older writer holds the word's lock, about
+// to overwrite that slot: the newer writer must wait and write after it,
+// not take the slot's content as its own.
+func TestWriterWaitsForLockedWord(t *testing.T) {
+	w := mustCount(t, 1)
+	word := &w.words[0]
+	w.next.Add(2) // the older writer's ticket, 0
+	old := lock(word)
+	done := make(chan uint64)
+	go func() { done <- w.Record(false, false) }() // ticket 1: a success
+	for w.next.Load() != 2<<1 {
+		runtime.Gosched()
+	}
+	// Give the newer writer time to find the lock (or, wrongly, to return).
+	time.Sleep(10 * time.Millisecond)
+	// The older writer's checks passed (no ticket 1 when it made them): it
+	// writes a failure and unlocks, as putSlow does.
+	word.Store(old | encode(true, false))
+	w.totals[0].failures.Add(1)
+	if n := <-done; n != 2 {
+		t.Errorf("Record = %d, want 2", n)
+	}
+	checkCounts(t, w, Counts{Total: 1})
 }

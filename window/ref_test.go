@@ -41,6 +41,13 @@ func (r *refCount) Record(failure, slow bool) uint64 {
 	return n
 }
 
+func (r *refCount) Reset() {
+	r.mu.Lock()
+	clear(r.ring)
+	r.next, r.failures, r.slow = 0, 0, 0
+	r.mu.Unlock()
+}
+
 func (r *refCount) Counts() window.Counts {
 	r.mu.Lock()
 	defer r.mu.Unlock()

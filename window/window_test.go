@@ -65,6 +65,21 @@ func TestCountFootprint(t *testing.T) {
 	}
 }
 
+func TestCountRecordAllocatesNothing(t *testing.T) {
+	w, err := window.NewCount(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	record := func() {
+		w.Record(i%3 == 0, i%5 == 0)
+		i++
+	}
+	if allocs := testing.AllocsPerRun(1000, record); allocs != 0 {
+		t.Errorf("Record allocates %v times, want 0", allocs)
+	}
+}
+
 func TestNewTimeRejectsBadArguments(t *testing.T) {
 	for _, tc := range []struct {
 		period  time.Duration
@@ -281,12 +296,13 @@ func TestTimeMatchesReferenceConcurrently(t *testing.T) {
 	}
 }
 
-// FuzzCount replays a sequence of outcomes through the window and the
-// reference, and compares them after every step.
+// FuzzCount replays a sequence of outcomes and Resets (an op from 0xfc up)
+// through the window and the reference, and compares them after every step.
 func FuzzCount(f *testing.F) {
 	f.Add(uint16(1), []byte{0, 1, 2, 3})
 	f.Add(uint16(3), []byte{1, 1, 1, 0, 0, 0, 2, 3, 1})
 	f.Add(uint16(100), []byte("a long and varied history of outcomes"))
+	f.Add(uint16(2), []byte{1, 3, 1, 0xff, 2, 0xff, 0xff, 1, 1, 3, 0xfc, 0})
 	f.Fuzz(func(t *testing.T, size uint16, ops []byte) {
 		n := int(size%512) + 1
 		w, err := window.NewCount(n)
@@ -295,6 +311,14 @@ func FuzzCount(f *testing.F) {
 		}
 		ref := newRefCount(n)
 		for i, op := range ops {
+			if op >= 0xfc {
+				w.Reset()
+				ref.Reset()
+				if got, want := w.Counts(), ref.Counts(); got != want {
+					t.Fatalf("size %d, after Reset at op %d: got %+v, want %+v", n, i, got, want)
+				}
+				continue
+			}
 			failure, slow := op&1 != 0, op&2 != 0
 			got, want := w.Record(failure, slow), ref.Record(failure, slow)
 			if got != want {
