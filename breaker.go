@@ -190,6 +190,12 @@ const (
 	maxWindowBuckets          = 1000
 )
 
+// MaxWindowSize is the largest BreakerConfig.WindowSize, window.MaxCountSize
+// (16,777,216 calls, held in about 4.3 MB): a breaker that decides on more
+// calls than that reacts too late to be of use. A window of 1,000,000
+// calls is held in about 252 KB, two bits a call.
+const MaxWindowSize = window.MaxCountSize
+
 // breakerSettings is a BreakerConfig with the defaults filled in.
 type breakerSettings struct {
 	name             string
@@ -221,7 +227,7 @@ func (c BreakerConfig) settings() (breakerSettings, error) {
 	ck.check(c.FailureThreshold != Off || c.ErrorRateThreshold != Off || c.SlowCallThreshold > 0, "FailureThreshold", c.FailureThreshold,
 		"and ErrorRateThreshold are both Off, and there is no slow-call rule: nothing could open the breaker (use Disable to keep it closed)")
 	ck.check(c.MinCalls >= 0, "MinCalls", c.MinCalls, "must not be negative")
-	ck.check(c.WindowSize >= 0, "WindowSize", c.WindowSize, "must not be negative")
+	ck.check(c.WindowSize >= 0 && c.WindowSize <= MaxWindowSize, "WindowSize", c.WindowSize, "must be from 0 to MaxWindowSize ("+strconv.Itoa(MaxWindowSize)+")")
 	ck.check(c.WindowPeriod >= 0, "WindowPeriod", c.WindowPeriod, "must not be negative")
 	ck.check(c.WindowSize == 0 || c.WindowPeriod == 0, "WindowSize", c.WindowSize, "set WindowSize (a count-based window) or WindowPeriod (a time-based one), not both")
 	ck.check(c.WindowBuckets >= 0 && c.WindowBuckets <= maxWindowBuckets, "WindowBuckets", c.WindowBuckets, "must be from 0 to 1000")
@@ -317,6 +323,11 @@ type Breaker struct {
 	obs atomic.Pointer[BreakerObserver] // nil until Observe
 	cfg breakerSettings
 
+	// The window, made once and emptied in place on every return to
+	// Closed; exactly one is set.
+	count *window.Count
+	timed *window.Time
+
 	mu         sync.Mutex // held to change state; guards the fields below
 	timer      *time.Timer
 	events     []StateChange // transitions not yet reported to OnStateChange
@@ -340,12 +351,13 @@ type period struct {
 	// Read-only once the period is published.
 	state State
 	mode  mode
-	// The window of the closed period, or of the last closed period while
-	// Open or HalfOpen (for ErrorRate). Exactly one is set.
+	// The breaker's window: the closed period's, or the last closed
+	// period's while Open or HalfOpen (for ErrorRate). Exactly one is set.
 	count *window.Count
 	timed *window.Time
-	// Open and HalfOpen: the error for rejected calls, built once.
-	rejection *OpenError
+	// Open and HalfOpen: the error for rejected calls, built with the
+	// period.
+	rejection OpenError
 
 	// Written by calls, each on a cache line of its own so that writes do
 	// not slow down the reads above.
@@ -370,38 +382,40 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 		return nil, err
 	}
 	b := &Breaker{cfg: s}
-	p, err := b.newPeriod(Closed, automatic, nil)
-	if err != nil {
+	if s.windowPeriod > 0 {
+		b.timed, err = window.NewTime(s.windowPeriod, s.windowBuckets)
+	} else {
+		b.count, err = window.NewCount(s.windowSize)
+	}
+	if err != nil { // unreachable: settings checked the window's arguments
 		return nil, err
 	}
-	b.cur.Store(p)
+	b.cur.Store(&period{state: Closed, mode: automatic, count: b.count, timed: b.timed})
 	return b, nil
 }
 
 func (*Breaker) isStage() {}
 
-// newPeriod builds a period in state s. A closed period gets a fresh window;
-// the others keep prev's for ErrorRate.
-func (b *Breaker) newPeriod(s State, m mode, prev *period) (*period, error) {
-	p := &period{state: s, mode: m}
-	switch {
-	case s == Closed && b.cfg.windowPeriod > 0:
-		w, err := window.NewTime(b.cfg.windowPeriod, b.cfg.windowBuckets)
-		if err != nil {
-			return nil, err
+// newPeriod builds a period in state s. A closed period starts with the
+// window emptied in place; the others keep it as it is, for ErrorRate.
+// b.mu is held.
+//
+// A call admitted in the period that is ending may record its outcome
+// between the emptying and the switch to the new period (it checked that
+// its period was current a moment before): its outcome then counts in the
+// new window, as one more recent call. The window's totals stay exact.
+func (b *Breaker) newPeriod(s State, m mode) *period {
+	p := &period{state: s, mode: m, count: b.count, timed: b.timed}
+	if s == Closed {
+		if b.count != nil {
+			b.count.Reset()
+		} else {
+			b.timed.Reset()
 		}
-		p.timed = w
-	case s == Closed:
-		w, err := window.NewCount(b.cfg.windowSize)
-		if err != nil {
-			return nil, err
-		}
-		p.count = w
-	default:
-		p.count, p.timed = prev.count, prev.timed
-		p.rejection = &OpenError{Name: b.cfg.name, State: s}
+	} else {
+		p.rejection = OpenError{Name: b.cfg.name, State: s}
 	}
-	return p, nil
+	return p
 }
 
 // Name returns the breaker's name.
@@ -469,12 +483,7 @@ func (b *Breaker) force(s State, m mode) {
 		b.mu.Unlock()
 		return
 	}
-	p, err := b.newPeriod(s, m, prev)
-	if err != nil { // unreachable: the window settings were checked by NewBreaker
-		b.mu.Unlock()
-		panic(err)
-	}
-	b.switchLocked(prev, p)
+	b.switchLocked(prev, b.newPeriod(s, m))
 	b.mu.Unlock()
 	b.deliver()
 }
@@ -487,12 +496,7 @@ func (b *Breaker) transition(from *period, to State) {
 		b.mu.Unlock()
 		return
 	}
-	p, err := b.newPeriod(to, automatic, from)
-	if err != nil { // unreachable: the window settings were checked by NewBreaker
-		b.mu.Unlock()
-		panic(err)
-	}
-	b.switchLocked(from, p)
+	b.switchLocked(from, b.newPeriod(to, automatic))
 	b.mu.Unlock()
 	b.deliver()
 }
@@ -656,7 +660,7 @@ func (b *Breaker) admit(p *period) error {
 			}
 		}
 	}
-	return p.rejection
+	return &p.rejection
 }
 
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -938,4 +940,65 @@ func TestBreakerFailuresInARowExpireWithATimeWindow(t *testing.T) {
 			t.Fatalf("three failures within a period: state %v, want open", got)
 		}
 	})
+}
+
+// TestBreakerWindowSizeIsBounded: a window above MaxWindowSize is a
+// configuration error naming the field, reported without trying to
+// allocate it.
+func TestBreakerWindowSizeIsBounded(t *testing.T) {
+	for _, size := range []int{resilience.MaxWindowSize + 1, 1 << 42, math.MaxInt} {
+		_, err := resilience.NewBreaker(resilience.BreakerConfig{WindowSize: size})
+		var ce *resilience.ConfigError
+		if !errors.As(err, &ce) || ce.Field != "BreakerConfig.WindowSize" {
+			t.Errorf("WindowSize %d: err = %v, want a ConfigError naming BreakerConfig.WindowSize", size, err)
+		}
+	}
+	if _, err := resilience.NewBreaker(resilience.BreakerConfig{WindowSize: resilience.MaxWindowSize}); err != nil {
+		t.Errorf("WindowSize MaxWindowSize: %v", err)
+	}
+}
+
+// allocated returns the bytes allocated while f ran, and the objects.
+func allocated(f func()) (bytes, objects uint64) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc, after.Mallocs - before.Mallocs
+}
+
+// TestBreakerReusesItsWindow: closing and Reset empty the window in place,
+// so what they allocate does not grow with the window: the record of the
+// new period, and nothing else.
+func TestBreakerReusesItsWindow(t *testing.T) {
+	for _, size := range []int{100, 1_000_000} {
+		var b *resilience.Breaker
+		bytes, _ := allocated(func() { b = must(resilience.NewBreaker(resilience.BreakerConfig{WindowSize: size})) })
+		t.Logf("a breaker with a window of %d holds %d bytes", size, bytes)
+		if size == 1_000_000 && bytes > 264<<10 {
+			t.Errorf("a breaker with a window of 1,000,000 allocated %d bytes, want its window (at most 256 KB) and a few KB of its own", bytes)
+		}
+		const resets = 100
+		bytes, objects := allocated(func() {
+			for range resets {
+				b.Reset()
+			}
+		})
+		t.Logf("window of %d: a Reset allocates %d bytes in %d objects", size, bytes/resets, objects/resets)
+		if bytes/resets > 512 || objects/resets > 1 {
+			t.Errorf("window of %d: a Reset allocates %d bytes in %d objects, want one period record of at most 512 bytes", size, bytes/resets, objects/resets)
+		}
+		// The window was emptied: a failure rate starts from nothing.
+		p := resilience.For[int](b)
+		b.Disable()
+		p.Do(context.Background(), fail)
+		if got := b.ErrorRate(); got != 1 {
+			t.Errorf("window of %d: ErrorRate after Reset and one failure = %v, want 1", size, got)
+		}
+		b.Reset()
+		if got := b.ErrorRate(); got != 0 {
+			t.Errorf("window of %d: ErrorRate after Reset = %v, want 0", size, got)
+		}
+	}
 }
