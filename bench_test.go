@@ -2,6 +2,7 @@ package resilience_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -159,4 +160,19 @@ func BenchmarkBulkhead(b *testing.B) {
 // once.
 func BenchmarkRetrySuccess(b *testing.B) {
 	run(b, resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3}))), false)
+}
+
+// BenchmarkBreakerReset: Reset of a breaker with a window of 100 and of
+// 1,000,000 calls. The window is emptied in place, so the cost in bytes
+// does not grow with it.
+func BenchmarkBreakerReset(b *testing.B) {
+	for _, size := range []int{100, 1_000_000} {
+		b.Run("window="+strconv.Itoa(size), func(b *testing.B) {
+			br := must(resilience.NewBreaker(resilience.BreakerConfig{WindowSize: size}))
+			b.ReportAllocs()
+			for b.Loop() {
+				br.Reset()
+			}
+		})
+	}
 }
