@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,11 @@ type conn struct {
 	c     *Connector
 	inner driver.Conn
 	inTx  bool // a transaction is open: nothing is retried
+	// clean: the server session holds nothing a caller put there, so that
+	// a read can run again on a new one. It is set when the connection
+	// opens and when database/sql resets it, before handing it out again,
+	// and cleared by every statement but a plain read (see session.go).
+	clean bool
 }
 
 var (
@@ -40,6 +46,7 @@ func (cn *conn) Prepare(query string) (driver.Stmt, error) {
 }
 
 func (cn *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	cn.clean = false
 	st, err := run(ctx, cn.c, false, func(ctx context.Context) (driver.Stmt, error) {
 		if p, ok := cn.inner.(driver.ConnPrepareContext); ok {
 			return p.PrepareContext(ctx, query)
@@ -49,7 +56,7 @@ func (cn *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, 
 	if err != nil {
 		return nil, err
 	}
-	return &stmt{c: cn.c, inner: st}, nil
+	return &stmt{cn: cn, inner: st}, nil
 }
 
 func (cn *conn) Begin() (driver.Tx, error) {
@@ -65,6 +72,7 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 	if !ok && (opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly) {
 		return nil, errors.New("resilsql: the driver does not support transaction options")
 	}
+	cn.clean = false // what a transaction sets may outlive it (SET without LOCAL)
 	txCtx, end := context.WithCancel(ctx)
 	var timedOut atomic.Bool
 	if lim := cn.c.guard.Timeout(); lim != nil {
@@ -98,6 +106,7 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 }
 
 func (cn *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	cn.clean = false // any exec may change the session: BEGIN, SET, PREPARE, LISTEN...
 	ex, ok := cn.inner.(driver.ExecerContext)
 	if !ok {
 		return nil, driver.ErrSkip // database/sql prepares the statement instead
@@ -107,13 +116,23 @@ func (cn *conn) ExecContext(ctx context.Context, query string, args []driver.Nam
 	})
 }
 
+// QueryContext runs a query, retried only if the caller asked with
+// RetryReads and the session has nothing to lose: a retry may run on a new
+// server session, where a transaction, a SET, a temporary table, a
+// prepared statement or a lock of the old one would be missing. A read
+// that fails where it may not be retried says so with ErrReadNotRetried.
 func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	asked := readsRetried(ctx)
+	retried := asked && cn.clean && !cn.inTx
+	if !asked || !plainRead(query) {
+		cn.clean = false
+	}
 	if _, ok := cn.inner.(driver.QueryerContext); !ok {
 		return nil, driver.ErrSkip
 	}
-	retried := !cn.inTx && readsRetried(ctx)
 	attempt := 0
-	return runRows(ctx, cn.c, retried, func(ctx context.Context) (driver.Rows, error) {
+	failed := false
+	rows, err := runRows(ctx, cn.c, retried, func(ctx context.Context) (driver.Rows, error) {
 		if attempt > 0 {
 			if err := cn.revive(ctx); err != nil {
 				return nil, err
@@ -124,13 +143,20 @@ func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.Na
 		if !ok {
 			return nil, driver.ErrBadConn
 		}
-		return q.QueryContext(ctx, query, args)
+		rows, err := q.QueryContext(ctx, query, args)
+		failed = err != nil && cn.c.isFailure(err) && ctx.Err() == nil
+		return rows, err
 	})
+	if err != nil && failed && asked && !retried && cn.c.guard.Retry() != nil && !errors.Is(err, resilience.ErrTimeout) {
+		err = fmt.Errorf("%w: %w", ErrReadNotRetried, err)
+	}
+	return rows, err
 }
 
 // revive replaces a connection that broke with a new one, so that a read
-// can be retried; outside a transaction nothing is lost with it. A
-// connection is broken if it says it is not valid, or fails to reset.
+// can be retried; it is called only while the session is clean, so that
+// nothing is lost with it. A connection is broken if it says it is not
+// valid, or fails to reset.
 func (cn *conn) revive(ctx context.Context) error {
 	broken := false
 	if v, ok := cn.inner.(driver.Validator); ok {
@@ -161,10 +187,16 @@ func (cn *conn) Ping(ctx context.Context) error {
 	return err
 }
 
+// ResetSession is called by database/sql before it hands out again a
+// connection that went back to the pool: from then on, the session holds
+// nothing that the caller who gets it put there.
 func (cn *conn) ResetSession(ctx context.Context) error {
 	if r, ok := cn.inner.(driver.SessionResetter); ok {
-		return r.ResetSession(ctx)
+		if err := r.ResetSession(ctx); err != nil {
+			return err
+		}
 	}
+	cn.clean = !cn.inTx
 	return nil
 }
 
@@ -204,7 +236,7 @@ func (t *txn) Rollback() error {
 // stmt is a prepared statement whose runs go through the guard, never
 // retried: the statement belongs to one connection.
 type stmt struct {
-	c     *Connector
+	cn    *conn
 	inner driver.Stmt
 }
 
@@ -220,7 +252,8 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	return run(ctx, s.c, false, func(ctx context.Context) (driver.Result, error) {
+	s.cn.clean = false
+	return run(ctx, s.cn.c, false, func(ctx context.Context) (driver.Result, error) {
 		if ex, ok := s.inner.(driver.StmtExecContext); ok {
 			return ex.ExecContext(ctx, args)
 		}
@@ -229,7 +262,8 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	return runRows(ctx, s.c, false, func(ctx context.Context) (driver.Rows, error) {
+	s.cn.clean = false
+	return runRows(ctx, s.cn.c, false, func(ctx context.Context) (driver.Rows, error) {
 		if q, ok := s.inner.(driver.StmtQueryContext); ok {
 			return q.QueryContext(ctx, args)
 		}

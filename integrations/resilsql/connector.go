@@ -10,6 +10,12 @@
 // Every way database/sql reaches the server then goes through the guard:
 // connecting, pinging, queries, execs, preparing and running prepared
 // statements, and beginning transactions.
+//
+// Only connecting and the queries marked with RetryReads are retried, and
+// a read only where a new server session loses nothing: a read through
+// *sql.DB is retried, one on a *sql.Conn or *sql.Tx after a BEGIN, a SET,
+// a temporary table, a lock or any other statement that may have changed
+// the session fails with an error matching ErrReadNotRetried.
 package resilsql
 
 import (
@@ -43,11 +49,25 @@ type Config struct {
 //     are closed, so it bounds reading them too. For a transaction it
 //     bounds beginning it; the statements inside are bounded one by one.
 //   - Its retry policy is used for connecting, which is always safe to
-//     retry, and for queries the caller marked with RetryReads, outside a
-//     transaction. An exec, and every statement inside a transaction, is
-//     never retried: it may have been applied before the failure was seen,
-//     and running it again could apply it twice. A retried read whose
-//     connection broke runs again on a new connection.
+//     retry, and for queries the caller marked with RetryReads, where the
+//     connection's session holds no state. An exec, and every statement
+//     inside a transaction, is never retried: it may have been applied
+//     before the failure was seen, and running it again could apply it
+//     twice. A retried read whose connection broke runs again on a new
+//     connection, a new server session: so it is retried only while no
+//     statement that may have changed the session has run on its
+//     connection since database/sql handed it out (see RetryReads), and
+//     otherwise fails with an error matching ErrReadNotRetried.
+//
+// A query made with RetryReads counts as a plain read, which leaves the
+// session clean, only if it begins with SELECT, WITH, VALUES, TABLE or
+// SHOW (after comments) and names none of a few functions and words that
+// change the session: set_config, nextval, setval, the advisory lock
+// functions (pg_advisory_*, pg_try_advisory_*), dblink, MySQL's GET_LOCK
+// and RELEASE_LOCK, SQL Server's sp_getapplock, INTO, TEMP, TEMPORARY, or
+// MySQL's := assignment. This is no parser: it errs toward treating a read
+// as changing the session, which costs a retry, never a session. Words in
+// string literals and identifiers count too.
 //
 // Committing and rolling back a transaction are not guarded: the
 // transaction is already under way, and a breaker that refused to end it
@@ -87,7 +107,7 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{c: c, inner: inner}, nil
+	return &conn{c: c, inner: inner, clean: true}, nil
 }
 
 // Driver returns the base connector's driver.
@@ -99,10 +119,30 @@ func (c *Connector) Guard() *resilience.Guard { return c.guard }
 type retryReads struct{}
 
 // RetryReads returns a context that lets a query made with it be retried
-// after a failure, as the guard's retry policy allows, unless it runs
-// inside a transaction. Use it for queries that only read: a statement
-// that writes (UPDATE … RETURNING, a SELECT calling a function that
-// writes) must not be run twice.
+// after a failure, as the guard's retry policy allows, where its
+// connection's server session has nothing to lose. Use it for queries that
+// only read, and change nothing on the session either: a statement that
+// writes (UPDATE … RETURNING, a SELECT calling a function that writes)
+// must not be run twice, and one that takes a lock or sets a setting
+// leaves state that a retry elsewhere would lose.
+//
+// A read whose connection broke is retried on a new connection, that is,
+// a new server session. So it is retried only while its connection is
+// clean: no statement but a plain read made with RetryReads has run on it
+// since database/sql opened it or last reset it, when it went back to the
+// pool. That holds for every read made through *sql.DB, which takes a
+// connection from the pool for each call, and for a *sql.Conn on which
+// only such reads have run. Anything else may have left state on the
+// session: an exec of any kind (BEGIN, SET, PREPARE, LISTEN, CREATE TEMP
+// TABLE...), a query not made with RetryReads, one that does not look like
+// a plain read (see the Connector's documentation), a prepared statement,
+// a transaction, even once it has ended, and Unwrap. After any of them a
+// failed read is not retried, and its error matches ErrReadNotRetried.
+//
+// State set through *sql.DB (a SET sent with db.Exec) stays on whichever
+// connection ran it, and database/sql's reset does not always clear it:
+// a later call through *sql.DB cannot count on it, retried or not. Set
+// such state on a *sql.Conn, or in the connection's configuration.
 func RetryReads(ctx context.Context) context.Context {
 	return context.WithValue(ctx, retryReads{}, true)
 }
@@ -111,6 +151,16 @@ func readsRetried(ctx context.Context) bool {
 	v, _ := ctx.Value(retryReads{}).(bool)
 	return v
 }
+
+// ErrReadNotRetried is matched, with errors.Is, by the error of a query
+// made with RetryReads that failed and was not retried because its
+// connection may hold session state that a new connection would not have
+// (see RetryReads). The error also unwraps to the driver's own error.
+// Where the connection broke, what its session held went with it (a
+// transaction begun with an exec, a SET, a lock): the caller must start
+// over, on a connection of its own.
+var ErrReadNotRetried = errors.New("resilsql: read not retried: the connection may hold session state " +
+	"(a transaction, a SET or a statement other than a plain read ran on it, through a *sql.Conn or *sql.Tx)")
 
 // IsFailure is the default Config.IsFailure. An error that carries a
 // SQLSTATE (a method SQLState() string, as the errors of pgx and lib/pq
@@ -207,9 +257,13 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 //		...
 //	})
 //
-// Calls made on it are not guarded. Any other value comes back unchanged.
+// Calls made on it are not guarded, and what they do is not seen: from
+// then on the connection counts as holding session state, and no read is
+// retried on it until database/sql resets it. Any other value comes back
+// unchanged.
 func Unwrap(driverConn any) any {
 	if c, ok := driverConn.(*conn); ok {
+		c.clean = false
 		return c.inner
 	}
 	return driverConn

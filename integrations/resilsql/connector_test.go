@@ -23,15 +23,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pgConnector is pgx's database/sql connector for dsn.
-func pgConnector(t *testing.T, dsn string) driver.Connector {
+// pgConnector is pgx's database/sql connector for dsn, with opts.
+func pgConnector(t *testing.T, dsn string, opts ...stdlib.OptionOpenDB) driver.Connector {
 	t.Helper()
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.ConnectTimeout = 2 * time.Second
-	return stdlib.GetConnector(*cfg)
+	return stdlib.GetConnector(*cfg, opts...)
 }
 
 // open returns a *sql.DB on base guarded by the database preset, its
@@ -318,7 +318,8 @@ func (c *flakyConn) ResetSession(ctx context.Context) error {
 }
 
 // Execs and statements in a transaction are never retried; queries are,
-// on a new connection, only when the caller asks with RetryReads.
+// on a new connection, only when the caller asks with RetryReads and the
+// connection holds no session state.
 func TestWhatIsRetried(t *testing.T) {
 	pg := testserver.PostgreSQL(t)
 	f := &flaky{Connector: pgConnector(t, pg.DSN)}
@@ -357,13 +358,47 @@ func TestWhatIsRetried(t *testing.T) {
 	if len(f.on) != 2 || f.on[0] == f.on[1] {
 		t.Errorf("the retried read did not run on a new connection")
 	}
+	refused := func(err error) error {
+		if err != nil && !errors.Is(err, ErrReadNotRetried) {
+			t.Errorf("err = %v, want one matching ErrReadNotRetried", err)
+		}
+		return err
+	}
 	try("query with RetryReads in a transaction", 1, true, func() error {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return nil // not what is measured: fail the count instead
 		}
 		defer tx.Rollback()
-		return tx.QueryRowContext(RetryReads(ctx), `SELECT 1`).Err()
+		return refused(tx.QueryRowContext(RetryReads(ctx), `SELECT 1`).Err())
+	})
+	try("query with RetryReads on a *sql.Conn, after an exec", 2, true, func() error {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		f.fail.Store(0)
+		if _, err := c.ExecContext(ctx, `SET application_name = 'x'`); err != nil {
+			return nil
+		}
+		f.fail.Store(1)
+		var one int // Scan, not Err, closes the rows, or Close would wait for them
+		return refused(c.QueryRowContext(RetryReads(ctx), `SELECT 1`).Scan(&one))
+	})
+	try("query with RetryReads on a *sql.Conn, after reads only", 3, false, func() error {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		f.fail.Store(0)
+		var one int
+		if err := c.QueryRowContext(RetryReads(ctx), `SELECT 1`).Scan(&one); err != nil {
+			return nil
+		}
+		f.fail.Store(1)
+		return c.QueryRowContext(RetryReads(ctx), `SELECT 1`).Scan(&one)
 	})
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM log`).Scan(&n); err != nil || n != 0 {
