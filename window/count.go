@@ -165,7 +165,7 @@ func (r *ring) slot(i uint64) uint64 {
 // its 2 bits within the word.
 func wordOf(s uint64) (word uint64, shift uint) {
 	word = s * recip31 >> 32
-	return word, uint(2 * (s - word*slotsPerWord))
+	return word, uint(2*(s-word*slotsPerWord)) & 63 // & 63: below 62 anyway, and it spares the shifts a range check
 }
 
 // Record adds one outcome to the window, pushing out the oldest once the
@@ -181,31 +181,43 @@ func (w *Count) Record(failure, slow bool) (n uint64) {
 	// its cut; it is above t only if a second Reset has begun since we
 	// took our ticket.
 	b := w.base[par].Load()
-	if t < b || !w.put(t, par, encode(failure, slow)) {
-		return 0
-	}
-	return t - b + 1
-}
-
-// put writes outcome v for ticket t, of a reset period of parity par. It
-// reports false if a Reset has discarded the outcome.
-func (w *Count) put(t, par, v uint64) bool {
+	v := encode(failure, slow)
 	i, shift := wordOf(w.slot(t))
-	p := &w.words[i]
 	// Fast path, and the steady state (a success replacing a success): the
 	// word is unlocked, carries our period's parity (it has been emptied
-	// since the last cut, if it needed to be), and our slot holds v. Then nothing needs to change and a load spares the cache
-	// line a read-modify-write. If the slot's v was written for an earlier
+	// since the last cut, if it needed to be), and our slot holds v. Then
+	// nothing needs to change and a load spares the cache line a
+	// read-modify-write. If the slot's v was written for an earlier
 	// ticket, this is as if ours had landed now; if for a later one (a
 	// writer a lap ahead), ours has left the window anyway. Either way a
 	// writer of an earlier ticket still to come will find our ticket taken
 	// and skip its write (see putSlow). A locked word sends us to putSlow:
 	// its holder may be about to overwrite our slot with an older outcome
 	// which only we, writing after it, can put right.
-	if p.Load()&(lockBit|parityBit|3<<shift) == par<<parityShift|v<<shift {
-		return true
+	//
+	// The test is put's, written out so that the steady state makes no
+	// call: Record then needs no stack frame to speak of.
+	if t >= b && i < uint64(len(w.words)) && w.words[i].Load()&(lockBit|parityBit|3<<shift) == par<<parityShift|v<<shift {
+		return t - b + 1
 	}
-	return w.putSlow(p, t, par, shift, v)
+	return w.record(t, par, b, v)
+}
+
+// record is the rest of Record, off its fast path.
+func (w *Count) record(t, par, b, v uint64) uint64 {
+	if t < b || !w.put(t, par, v) {
+		return 0
+	}
+	return t - b + 1
+}
+
+// put writes outcome v for ticket t, of a reset period of parity par, as
+// Record does once it has its ticket. It reports false if a Reset has
+// discarded the outcome.
+func (w *Count) put(t, par, v uint64) bool {
+	i, shift := wordOf(w.slot(t))
+	p := &w.words[i]
+	return p.Load()&(lockBit|parityBit|3<<shift) == par<<parityShift|v<<shift || w.putSlow(p, t, par, shift, v)
 }
 
 // putSlow writes outcome v for ticket t into word p under the word's lock.
