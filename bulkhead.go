@@ -77,9 +77,16 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 func (*Bulkhead) isStage() {}
 
 // Name returns the bulkhead's name.
-func (b *Bulkhead) Name() string { return b.full.Name }
+func (b *Bulkhead) Name() string {
+	if b.full == nil { // a zero Bulkhead
+		return ""
+	}
+	return b.full.Name
+}
 
-// InUse returns how many slots are taken.
+// InUse returns how many slots are taken, by calls running or, with a
+// Timeout that abandons calls inside the bulkhead (see TimeoutConfig.Abandon),
+// by abandoned calls still running.
 func (b *Bulkhead) InUse() int { return int(b.inUse.Load()) }
 
 // MaxConcurrent returns how many calls may run at once.
@@ -235,9 +242,12 @@ func bulkheadDo[T any](b *Bulkhead, ctx context.Context, n next[T]) (T, error) {
 // So every call running inside the bulkhead holds one of its slots, and
 // InUse counts abandoned calls still running.
 //
-// Each slotOwner is touched by one goroutine at a time: the caller's, or
-// the goroutine it lent the slots to, which hands them back through the
-// channel that carries its result.
+// The owners belong to the chain: the protected call itself gets a
+// context without them, so that another chain it calls, abandoning calls
+// of its own, cannot lend or take back this chain's slots. Within the
+// chain, each slotOwner is touched by one goroutine at a time: the
+// caller's, or the goroutine it lent the slots to, which hands them back
+// through the channel that carries its result.
 type slotOwner struct {
 	b      *Bulkhead
 	has    bool // holds a slot of b
@@ -252,8 +262,9 @@ func ownerFrom(ctx context.Context) *slotOwner {
 }
 
 // bulkheadDoLending is bulkheadDo for a bulkhead whose slot may have to
-// follow an abandoned call. It costs a context and a slotOwner per call,
-// beside the goroutine and channel the abandoning Timeout costs anyway.
+// follow an abandoned call. It costs two contexts, a closure and a
+// slotOwner per call, beside the goroutine and channel the abandoning
+// Timeout costs anyway.
 func bulkheadDoLending[T any](b *Bulkhead, ctx context.Context, n next[T]) (T, error) {
 	if err := b.Acquire(ctx); err != nil {
 		var zero T
@@ -265,6 +276,13 @@ func bulkheadDoLending[T any](b *Bulkhead, ctx context.Context, n next[T]) (T, e
 			b.Release()
 		}
 	}()
+	fn := n.fn
+	n.fn = func(ctx context.Context) (T, error) {
+		if ownerFrom(ctx) != nil {
+			ctx = context.WithValue(ctx, slotOwnerKey{}, (*slotOwner)(nil))
+		}
+		return fn(ctx)
+	}
 	return n.call(context.WithValue(ctx, slotOwnerKey{}, o))
 }
 

@@ -327,3 +327,53 @@ func TestBulkheadSlotAcrossRetriesOfAbandonedCalls(t *testing.T) {
 		}
 	})
 }
+
+// TestBulkheadSlotsStayInTheirChain: the protected call of a chain whose
+// bulkhead lends its slots may itself call other chains that abandon
+// calls, one after another or at once; those chains never lend, take back
+// or demand the outer bulkhead's slots, and every slot comes back.
+func TestBulkheadSlotsStayInTheirChain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		outer := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "outer", MaxConcurrent: 1}))
+		abandon := must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Minute, Abandon: true}))
+		innerAbandon := must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second, Abandon: true}))
+		inner := resilience.For[int](innerAbandon)
+
+		release := make(chan struct{})
+		stubborn := func(context.Context) (int, error) { <-release; return 1, nil }
+		var innerErrs []error
+		var mu sync.Mutex
+		_, err := resilience.For[int](outer, abandon).Do(context.Background(), func(ctx context.Context) (int, error) {
+			// One inner call abandoned, then two more at once.
+			if _, err := inner.Do(ctx, stubborn); !errors.Is(err, resilience.ErrTimeout) {
+				mu.Lock()
+				innerErrs = append(innerErrs, err)
+				mu.Unlock()
+			}
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Go(func() {
+					_, err := inner.Do(ctx, func(context.Context) (int, error) { return 1, nil })
+					if err != nil {
+						mu.Lock()
+						innerErrs = append(innerErrs, err)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			return 1, nil
+		})
+		if err != nil {
+			t.Errorf("outer call: %v", err)
+		}
+		if len(innerErrs) != 0 {
+			t.Errorf("inner chains, which have no bulkhead: errors %v", innerErrs)
+		}
+		close(release)
+		synctest.Wait()
+		if got := outer.InUse(); got != 0 {
+			t.Errorf("InUse() = %d after every call returned, want 0", got)
+		}
+	})
+}

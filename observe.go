@@ -68,6 +68,8 @@ const (
 	TimeoutFailed                         // returned an error of its own, in time
 	TimeoutExpired                        // cut short by the policy's deadline
 	TimeoutCanceled                       // ended by the caller's context
+
+	timeoutNotRun // the call never started: no observer hears of it
 )
 
 var timeoutResultNames = [...]string{"success", "error", "timeout", "canceled"}

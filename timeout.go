@@ -124,7 +124,7 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 	} else {
 		v, r, err = timeoutCooperative(ctx, t.cfg.Name, t.cfg.Duration, n)
 	}
-	if o := t.obs.Load(); o != nil && o.Done != nil {
+	if o := t.obs.Load(); o != nil && o.Done != nil && r != timeoutNotRun {
 		o.Done(r)
 	}
 	return v, err
@@ -166,15 +166,23 @@ func timeoutResult(ctx, tctx context.Context, err error) TimeoutResult {
 	if !ok {
 		return TimeoutFailed
 	}
-	// A retry inside stopped early because its next wait would pass the
-	// deadline: the call ran out of time before the deadline came.
-	if !time.Now().Before(deadline) || errors.Is(err, ErrRetryDeadline) {
+	// A retry inside stopped early because its next wait would pass our
+	// deadline (not a shorter one, set inside): the call ran out of time
+	// before the deadline came.
+	if !time.Now().Before(deadline) || stoppedBefore(err, deadline) {
 		if theirs, ok := ctx.Deadline(); ok && !theirs.After(deadline) {
 			return TimeoutCanceled // the caller's own deadline, not ours
 		}
 		return TimeoutExpired
 	}
 	return TimeoutFailed
+}
+
+// stoppedBefore reports whether err says that a retry stopped because its
+// next wait would have passed deadline.
+func stoppedBefore(err error, deadline time.Time) bool {
+	var re *RetryError
+	return errors.As(err, &re) && re.Cause == ErrRetryDeadline && re.deadline.Equal(deadline)
 }
 
 // result is what an abandoned-mode call hands back to its caller.
@@ -201,10 +209,7 @@ func timeoutAbandon[T any](ctx context.Context, cfg TimeoutConfig, n next[T]) (T
 	// and stay there if it is abandoned (see slotOwner).
 	mine := ownerFrom(ctx)
 	if err := mine.reclaim(ctx); err != nil {
-		if ctx.Err() != nil {
-			return zero, TimeoutCanceled, err
-		}
-		return zero, TimeoutFailed, err
+		return zero, timeoutNotRun, err // no slot for the call: it was never made
 	}
 	tctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel() // once we return, an abandoned call is told to stop
