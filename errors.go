@@ -141,6 +141,8 @@ type RetryError struct {
 	// Cause says why the policy stopped: ErrRetriesExhausted, ErrRetryDeadline,
 	// or the caller's context error when it ended during a backoff.
 	Cause error
+
+	deadline time.Time // with ErrRetryDeadline: the deadline the policy stopped before
 }
 
 // Reasons a retry policy stops, found in RetryError.Cause.
@@ -148,7 +150,8 @@ var (
 	// ErrRetriesExhausted: every retry allowed by MaxRetries was made.
 	ErrRetriesExhausted = errors.New("resilience: retries exhausted")
 	// ErrRetryDeadline: the next backoff would have ended after the
-	// context's deadline, so the policy did not wait for it.
+	// context's deadline, so the policy did not wait for it. The
+	// *RetryError that carries it matches context.DeadlineExceeded too.
 	ErrRetryDeadline = errors.New("resilience: next retry would pass the deadline")
 )
 
@@ -275,7 +278,15 @@ var (
 	errTimeoutNotMade  error = &notMadeError{"Timeout", "NewTimeout"}
 	errBulkheadNotMade error = &notMadeError{"Bulkhead", "NewBulkhead"}
 	errGuardNotMade    error = &notMadeError{"Guard", "Preset.Build or a preset"}
+	errFallbackNotMade error = &notMadeError{"Fallback", "NewFallback"}
 )
+
+// isNotMade reports whether err says that a stage was used as its zero
+// value: no retry will make it work.
+func isNotMade(err error) bool {
+	var e *notMadeError
+	return errors.As(err, &e)
+}
 
 // checker collects the ConfigErrors of one configuration.
 type checker struct {

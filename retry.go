@@ -47,8 +47,9 @@ type RetryConfig struct {
 	// DefaultRetryable. Whatever it says, errors marked with Permanent and
 	// rejections by this package's stages (ErrOpen, ErrBulkheadFull) are
 	// never retried, since retrying into a rejection only adds load where
-	// there is too much already, and nothing is retried once the caller's
-	// context has ended. It must be safe for concurrent use.
+	// there is too much already; nor is the error of a stage used as its
+	// zero value, nor anything once the caller's context has ended. It must
+	// be safe for concurrent use.
 	Retryable func(err error) bool
 
 	// OnRetry, if set, is called before each wait, with the attempt that
@@ -203,7 +204,7 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 	var b *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
 		// v and err are the result of attempt number attempt.
-		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || isRejection(err) || !r.cfg.Retryable(err) {
+		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || isRejection(err) || isNotMade(err) || !r.cfg.Retryable(err) {
 			if attempt == 1 {
 				return v, 1, err
 			}
@@ -220,7 +221,7 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline}
+			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline, deadline: deadline}
 		}
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})

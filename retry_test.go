@@ -525,3 +525,24 @@ func TestRetryNeverRetriesARejection(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryDeadlineBelongsToTheTimeoutThatSetIt: a retry that stops before
+// the deadline of an inner Timeout is that Timeout's time-out, not the
+// outer one's, whose limit was far off.
+func TestRetryDeadlineBelongsToTheTimeoutThatSetIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		outer := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "outer", Duration: 10 * time.Second}))
+		inner := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "inner", Duration: time.Second}))
+		retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5, InitialBackoff: 400 * time.Millisecond}))
+		var results []resilience.TimeoutResult
+		outer.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) { results = append(results, r) }})
+		_, err := resilience.For[int](outer, inner, retry).Do(context.Background(), fail)
+		var te *resilience.TimeoutError
+		if !errors.As(err, &te) || te.Name != "inner" {
+			t.Errorf("err = %v, want the inner Timeout's error", err)
+		}
+		if len(results) != 1 || results[0] != resilience.TimeoutFailed {
+			t.Errorf("outer Timeout observed %v, want [failed]: its limit was not reached", results)
+		}
+	})
+}
