@@ -103,9 +103,10 @@ type BreakerConfig struct {
 
 	// FailureThreshold opens the breaker after this many failures in a row.
 	// With a time-based window (WindowPeriod), the failures must also fall
-	// within one WindowPeriod: a failure that comes WindowPeriod or more
-	// after the first failure of the run starts a new run, so a failure
-	// long ago is forgotten. Default 5; Off turns the rule off.
+	// within one WindowPeriod of each other: the last FailureThreshold calls
+	// failed, the first of them less than WindowPeriod before the last, so
+	// a failure long ago is forgotten; it may then be at most 1000. Default
+	// 5; Off turns the rule off.
 	FailureThreshold int
 
 	// ErrorRateThreshold opens the breaker when the failure rate over the
@@ -188,12 +189,13 @@ const (
 	DefaultOpenTimeout        = 60 * time.Second
 	DefaultSuccessThreshold   = 2
 	maxWindowBuckets          = 1000
+	maxTimedFailureThreshold  = 1000 // a failureRun keeps that many times
 )
 
 // MaxWindowSize is the largest BreakerConfig.WindowSize, window.MaxCountSize
 // (16,777,216 calls, held in about 4.3 MB): a breaker that decides on more
 // calls than that reacts too late to be of use. A window of 1,000,000
-// calls is held in about 252 KB, two bits a call.
+// calls is held in 258,392 bytes, two bits a call.
 const MaxWindowSize = window.MaxCountSize
 
 // breakerSettings is a BreakerConfig with the defaults filled in.
@@ -223,6 +225,7 @@ type breakerSettings struct {
 func (c BreakerConfig) settings() (breakerSettings, error) {
 	ck := checker{typ: "BreakerConfig"}
 	ck.check(c.FailureThreshold >= 0 || c.FailureThreshold == Off, "FailureThreshold", c.FailureThreshold, "must not be negative, or Off")
+	ck.check(c.WindowPeriod == 0 || c.FailureThreshold <= maxTimedFailureThreshold, "FailureThreshold", c.FailureThreshold, "must be at most 1000 with a time-based window (WindowPeriod)")
 	ck.check(isRate(c.ErrorRateThreshold) || c.ErrorRateThreshold == Off, "ErrorRateThreshold", c.ErrorRateThreshold, "must be a rate from 0 to 1, or Off")
 	ck.check(c.FailureThreshold != Off || c.ErrorRateThreshold != Off || c.SlowCallThreshold > 0, "FailureThreshold", c.FailureThreshold,
 		"and ErrorRateThreshold are both Off, and there is no slow-call rule: nothing could open the breaker (use Disable to keep it closed)")
@@ -327,6 +330,7 @@ type Breaker struct {
 	// Closed; exactly one is set.
 	count *window.Count
 	timed *window.Time
+	run   failureRun // with a time-based window: the failures in a row
 
 	mu         sync.Mutex // held to change state; guards the fields below
 	timer      *time.Timer
@@ -368,10 +372,6 @@ type period struct {
 	// HalfOpen: probes in flight, and successful probes so far.
 	probes    atomic.Int32
 	successes atomic.Int32
-	// Closed, with a time-based window: when the run of failures in a row
-	// began. Failures take runMu to start a run or to extend it.
-	runMu    sync.Mutex
-	runStart time.Time
 }
 
 // NewBreaker returns a closed circuit breaker configured by cfg, or an error
@@ -390,6 +390,9 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	if err != nil { // unreachable: settings checked the window's arguments
 		return nil, err
 	}
+	if s.windowPeriod > 0 && cfg.FailureThreshold != Off {
+		b.run.times = make([]time.Time, s.failureThreshold)
+	}
 	b.cur.Store(&period{state: Closed, mode: automatic, count: b.count, timed: b.timed})
 	return b, nil
 }
@@ -400,10 +403,11 @@ func (*Breaker) isStage() {}
 // window emptied in place; the others keep it as it is, for ErrorRate.
 // b.mu is held.
 //
-// A call admitted in the period that is ending may record its outcome
-// between the emptying and the switch to the new period (it checked that
-// its period was current a moment before): its outcome then counts in the
-// new window, as one more recent call. The window's totals stay exact.
+// A call admitted in an earlier closed period that checked its period was
+// current, and was then preempted before recording, records into the
+// emptied window when it runs again, however long that was: one stray
+// outcome, counted as one more recent call. The window's totals stay
+// exact.
 func (b *Breaker) newPeriod(s State, m mode) *period {
 	p := &period{state: s, mode: m, count: b.count, timed: b.timed}
 	if s == Closed {
@@ -579,7 +583,8 @@ func (b *Breaker) reports() bool {
 // reported keeps a half-open breaker's probe slot forever. Done empties the
 // permit, so a second Done on it does nothing; a copy of a permit is a
 // second handle on the same call, and reporting through both counts the
-// call twice.
+// call twice. Done is not safe to call on one permit from two goroutines
+// at once.
 type Permit struct {
 	b     *Breaker
 	p     *period
@@ -789,8 +794,13 @@ func (b *Breaker) done(p *period, start time.Time, o Outcome) {
 		if p.mode != automatic {
 			return
 		}
-		if failure {
-			if b.failuresInARow(p, now) >= b.cfg.failureThreshold {
+		if b.timed != nil {
+			if b.run.record(p, now, failure, b.cfg.windowPeriod) {
+				b.transition(p, Open)
+				return
+			}
+		} else if failure {
+			if p.consecutive.Add(1) >= b.cfg.failureThreshold {
 				b.transition(p, Open)
 				return
 			}
@@ -817,23 +827,39 @@ func (b *Breaker) done(p *period, start time.Time, o Outcome) {
 	}
 }
 
-// failuresInARow counts a failure at now in the run of failures in a row
-// of period p, and returns the run's length. With a time-based window, a
-// run is no longer than the window's period: a failure that comes a period
-// or more after the run's first one starts a new run.
-func (b *Breaker) failuresInARow(p *period, now time.Time) int64 {
-	if b.cfg.windowPeriod == 0 {
-		return p.consecutive.Add(1)
+// failureRun is the run of failures in a row of a breaker with a
+// time-based window, where the run counts towards FailureThreshold only
+// within one WindowPeriod: the breaker opens when its last
+// FailureThreshold outcomes were failures, all within WindowPeriod of
+// each other. It keeps the times of the run's last FailureThreshold
+// failures, in a ring made once (nil when the rule is off).
+type failureRun struct {
+	mu    sync.Mutex
+	p     *period     // the period the run belongs to
+	times []time.Time // the run's last len(times) failures, oldest at next once full
+	next  int
+	n     int // failures in the run, up to len(times)
+}
+
+// record adds the outcome of a call that ended at now in period p, and
+// reports whether the run calls for opening.
+func (r *failureRun) record(p *period, now time.Time, failure bool, period time.Duration) bool {
+	if r.times == nil {
+		return false
 	}
-	p.runMu.Lock()
-	defer p.runMu.Unlock()
-	n := p.consecutive.Load()
-	if n == 0 || now.Sub(p.runStart) >= b.cfg.windowPeriod {
-		p.runStart, n = now, 0
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p != p {
+		r.p, r.n = p, 0
 	}
-	n++
-	p.consecutive.Store(n)
-	return n
+	if !failure {
+		r.n = 0
+		return false
+	}
+	r.times[r.next] = now
+	r.next = (r.next + 1) % len(r.times)
+	r.n = min(r.n+1, len(r.times))
+	return r.n == len(r.times) && now.Sub(r.times[r.next]) < period
 }
 
 // callResult is how an outcome is reported to observers: as done counts

@@ -1002,3 +1002,28 @@ func TestBreakerReusesItsWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakerFailuresInARowSlideWithATimeWindow: the rule looks at the
+// last FailureThreshold calls, wherever the run began: a burst of failures
+// opens the breaker as soon as it holds FailureThreshold of them within
+// the period, even when an old failure began the run.
+func TestBreakerFailuresInARowSlideWithATimeWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, p := newBreaker(t, resilience.BreakerConfig{FailureThreshold: 5, ErrorRateThreshold: resilience.Off, WindowPeriod: time.Minute})
+		p.Do(ctx, fail) // t=0
+		time.Sleep(59500 * time.Millisecond)
+		for i := 1; i <= 5; i++ {
+			p.Do(ctx, fail)
+			if want := i == 5; (b.State() == resilience.Open) != want {
+				t.Fatalf("after %d failures of a burst: state %v, want open only at the 5th", i, b.State())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	_, err := resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 1001, WindowPeriod: time.Minute})
+	var ce *resilience.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "BreakerConfig.FailureThreshold" {
+		t.Errorf("FailureThreshold 1001 with a time window: err = %v, want a ConfigError naming it", err)
+	}
+}
