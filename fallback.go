@@ -27,7 +27,9 @@ type FallbackConfig[T any] struct {
 // first in Compose. Inside a retry it would turn every failed attempt into
 // a success, and inside a breaker it would hide failures from it.
 //
-// A Fallback is safe for concurrent use. Make one with NewFallback.
+// A Fallback is safe for concurrent use. Make one with NewFallback: the
+// zero Fallback runs no call (Do returns an error matching
+// ErrInvalidConfig that says so).
 type Fallback[T any] struct {
 	cfg FallbackConfig[T]
 }
@@ -54,6 +56,10 @@ func (f *Fallback[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 }
 
 func (f *Fallback[T]) run(ctx context.Context, n next[T]) (T, error) {
+	if f.cfg.Func == nil { // set by NewFallback, always
+		var zero T
+		return zero, errFallbackNotMade
+	}
 	v, err := n.call(ctx)
 	if err == nil || ctx.Err() != nil || (f.cfg.Handle != nil && !f.cfg.Handle(err)) {
 		return v, err

@@ -3,6 +3,7 @@ package resilience_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -26,6 +27,7 @@ func TestZeroValuesNeverPanic(t *testing.T) {
 		{"Bulkhead", func() resilience.Stage { return &resilience.Bulkhead{} }, "NewBulkhead"},
 		{"Guard", func() resilience.Stage { return &resilience.Guard{} }, "Preset.Build"},
 	}
+	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5}))
 	for _, tc := range cases {
 		ways := map[string]func(s resilience.Stage, fn resilience.Func[int]) (int, error){
 			"Do": func(s resilience.Stage, fn resilience.Func[int]) (int, error) { return resilience.Do(ctx, s, fn) },
@@ -35,6 +37,17 @@ func TestZeroValuesNeverPanic(t *testing.T) {
 			"For among others": func(s resilience.Stage, fn resilience.Func[int]) (int, error) {
 				b := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1}))
 				return resilience.For[int](b, s).Do(ctx, fn)
+			},
+			"inside a retry": func(s resilience.Stage, fn resilience.Func[int]) (int, error) {
+				tries := 0
+				v, err := resilience.Compose(resilience.For[int](retry), resilience.PolicyFunc[int](func(ctx context.Context, next resilience.Func[int]) (int, error) {
+					tries++
+					return next(ctx)
+				}), resilience.For[int](s)).Do(ctx, fn)
+				if tries != 1 {
+					return v, fmt.Errorf("%d attempts, want 1: the error of a zero stage is retried: %w", tries, err)
+				}
+				return v, err
 			},
 		}
 		for way, run := range ways {
@@ -93,5 +106,22 @@ func TestZeroBulkheadMethods(t *testing.T) {
 	_ = err.Error() // a typed nil here would panic
 	if got := b.InUse(); got != 0 {
 		t.Errorf("InUse() = %d, want 0", got)
+	}
+	if got := b.Name(); got != "" {
+		t.Errorf("Name() = %q, want empty", got)
+	}
+}
+
+// TestZeroFallback: the zero Fallback runs no call and says why.
+func TestZeroFallback(t *testing.T) {
+	var f resilience.Fallback[int]
+	ran := false
+	_, err := f.Do(context.Background(), func(context.Context) (int, error) { ran = true; return 0, errBoom })
+	if ran || !errors.Is(err, resilience.ErrInvalidConfig) || !strings.Contains(err.Error(), "NewFallback") {
+		t.Errorf("zero Fallback: ran %v, err %v; want no call and an error naming NewFallback", ran, err)
+	}
+	_, err = resilience.Compose[int](&f).Do(context.Background(), ok)
+	if !errors.Is(err, resilience.ErrInvalidConfig) {
+		t.Errorf("zero Fallback in Compose: err %v, want an error matching ErrInvalidConfig", err)
 	}
 }

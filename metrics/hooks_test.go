@@ -77,3 +77,14 @@ func TestHooksMayUseMetricsDuringAScrape(t *testing.T) {
 	close(stop)
 	scrapers.Wait()
 }
+
+// TestInstrumentZeroStages: instrumenting a stage used as its zero value
+// is an error, not a panic.
+func TestInstrumentZeroStages(t *testing.T) {
+	m := must(metrics.New(prometheus.NewRegistry()))
+	for _, s := range []resilience.Stage{&resilience.Breaker{}, &resilience.Retry{}, &resilience.Timeout{}, &resilience.Bulkhead{}, &resilience.Guard{}} {
+		if err := m.Instrument(s); err == nil {
+			t.Errorf("Instrument(zero %T): no error", s)
+		}
+	}
+}

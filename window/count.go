@@ -304,8 +304,10 @@ func lock(p *atomic.Uint64) uint64 {
 // Record that was running during it has returned too, the window holds
 // exactly the outcomes after the cut (the last Size() of them), and the
 // totals equal their bits. A Record that overlaps Reset may fall on either
-// side of the cut. Counts taken during Reset report only outcomes after
-// the cut: those before it stop counting at once, not word by word.
+// side of the cut. Counts taken after the cut report only outcomes after
+// it: those before it stop counting at once, not word by word; a Counts
+// that began before the cut and ends during the sweep may, for that one
+// snapshot, pair the old total with partly emptied failure counts.
 func (w *Count) Reset() {
 	w.resetMu.Lock()
 	defer w.resetMu.Unlock()
