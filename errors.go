@@ -12,6 +12,14 @@ import (
 // Sentinel errors, for errors.Is. The policies return richer typed errors
 // (OpenError, TimeoutError, ...) that match these.
 var (
+	// ErrRejected matches every refusal by a stage of this package to run
+	// a call: a circuit breaker open or out of probes (ErrOpen), a bulkhead
+	// full (ErrBulkheadFull), and every stage that admits calls to come.
+	// The call did not run, so it is safe to try elsewhere, and it is never
+	// retried: retrying into a rejection only adds load where there is too
+	// much already.
+	ErrRejected = errors.New("resilience: call rejected")
+
 	// ErrOpen matches the rejection of a call by a circuit breaker that is
 	// open, or half-open with all its probes in flight.
 	ErrOpen = errors.New("resilience: circuit breaker is open")
@@ -30,7 +38,7 @@ var (
 )
 
 // OpenError is the error of a call rejected by a circuit breaker. It
-// matches ErrOpen.
+// matches ErrOpen and ErrRejected.
 //
 // An OpenError is built once per open period and shared by every call the
 // breaker rejects in that period, so rejecting costs no allocation; treat it
@@ -59,8 +67,8 @@ func (e *OpenError) Error() string {
 	}
 }
 
-// Is reports whether target is ErrOpen.
-func (e *OpenError) Is(target error) bool { return target == ErrOpen }
+// Is reports whether target is ErrOpen or ErrRejected.
+func (e *OpenError) Is(target error) bool { return target == ErrOpen || target == ErrRejected }
 
 // RetryAfter returns how long until the breaker lets a probe through, or 0
 // when that time has come, when the breaker is half-open, or when it is
@@ -73,7 +81,7 @@ func (e *OpenError) RetryAfter() time.Duration {
 }
 
 // BulkheadFullError is the error of a call rejected by a bulkhead. It
-// matches ErrBulkheadFull. Each bulkhead builds its own once; treat it as
+// matches ErrBulkheadFull and ErrRejected. Each bulkhead builds its own once; treat it as
 // read-only.
 type BulkheadFullError struct {
 	// Name is the bulkhead's name (BulkheadConfig.Name).
@@ -87,8 +95,10 @@ func (e *BulkheadFullError) Error() string {
 	return fmt.Sprintf("resilience: bulkhead %q is full (%d calls in flight)", e.Name, e.MaxConcurrent)
 }
 
-// Is reports whether target is ErrBulkheadFull.
-func (e *BulkheadFullError) Is(target error) bool { return target == ErrBulkheadFull }
+// Is reports whether target is ErrBulkheadFull or ErrRejected.
+func (e *BulkheadFullError) Is(target error) bool {
+	return target == ErrBulkheadFull || target == ErrRejected
+}
 
 // TimeoutError is the error of a call cut short by a timeout. It matches
 // ErrTimeout and context.DeadlineExceeded, and unwraps to the error the

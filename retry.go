@@ -45,7 +45,7 @@ type RetryConfig struct {
 
 	// Retryable reports whether an error is worth another attempt. Default
 	// DefaultRetryable. Whatever it says, errors marked with Permanent and
-	// rejections by this package's stages (ErrOpen, ErrBulkheadFull) are
+	// rejections by this package's stages (ErrRejected) are
 	// never retried, since retrying into a rejection only adds load where
 	// there is too much already; nor is the error of a stage used as its
 	// zero value, nor anything once the caller's context has ended. It must
@@ -82,8 +82,8 @@ const (
 )
 
 // DefaultRetryable is the retry predicate a Retry uses when its config has
-// none. It retries every error except rejections by a circuit breaker
-// (ErrOpen) or a bulkhead (ErrBulkheadFull), which a Retry never retries
+// none. It retries every error except rejections (ErrRejected: a circuit
+// breaker's ErrOpen, a bulkhead's ErrBulkheadFull), which a Retry never retries
 // whatever its predicate, and context.Canceled. A timeout (ErrTimeout,
 // context.DeadlineExceeded) of the attempt itself is retried: that is what
 // a per-attempt timeout inside a retry is for.
@@ -94,7 +94,7 @@ func DefaultRetryable(err error) bool {
 // isRejection reports whether err is a refusal by one of this package's
 // stages to run a call.
 func isRejection(err error) bool {
-	return errors.Is(err, ErrOpen) || errors.Is(err, ErrBulkheadFull)
+	return errors.Is(err, ErrRejected)
 }
 
 // Retry is a retry policy: it runs a call again when it fails with an
