@@ -397,7 +397,14 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	return b, nil
 }
 
-func (*Breaker) isStage() {}
+// Kind returns KindBreaker.
+func (*Breaker) Kind() string { return KindBreaker }
+
+// Run runs call under the breaker, as Do does: it is the breaker as a Stage for
+// code that has only an error to pass through.
+func (x *Breaker) Run(ctx context.Context, call func(context.Context) error) error {
+	return runUntyped(x, ctx, call)
+}
 
 // newPeriod builds a period in state s. A closed period starts with the
 // window emptied in place; the others keep it as it is, for ErrorRate.

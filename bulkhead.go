@@ -74,7 +74,14 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 	}, nil
 }
 
-func (*Bulkhead) isStage() {}
+// Kind returns KindBulkhead.
+func (*Bulkhead) Kind() string { return KindBulkhead }
+
+// Run runs call under the bulkhead, as Do does: it is the bulkhead as a Stage for
+// code that has only an error to pass through.
+func (x *Bulkhead) Run(ctx context.Context, call func(context.Context) error) error {
+	return runUntyped(x, ctx, call)
+}
 
 // Name returns the bulkhead's name.
 func (b *Bulkhead) Name() string {

@@ -49,15 +49,16 @@ func appendStage(links []any, s Stage) []any {
 	return append(links, s)
 }
 
-// Do runs fn through the stage s (a Guard, a Breaker, a Retry, a Timeout or
-// a Bulkhead), the result type taken from fn:
+// Do runs fn through the stage s (a Guard, a Breaker, a Retry, a Timeout, a
+// Bulkhead, or a Stage of your own), the result type taken from fn:
 //
 //	u, err := resilience.Do(ctx, guard, func(ctx context.Context) (*User, error) {
 //		return client.GetUser(ctx, req)
 //	})
 //
 // It costs what For[T](s).Do does, without building the chain, and
-// allocates nothing of its own. A nil s or fn is reported as an error.
+// allocates nothing of its own for this package's stages. A nil s or fn is
+// reported as an error.
 func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 	var c chain[T]
 	switch s := s.(type) {
@@ -83,6 +84,10 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 		}
 	case *Bulkhead:
 		if s != nil {
+			c.link = s
+		}
+	default:
+		if !isNil(s) {
 			c.link = s
 		}
 	}
@@ -131,8 +136,9 @@ func Compose[T any](policies ...Policy[T]) Policy[T] {
 // own link, the policy hands the call on to rest.Do, and a call through n
 // policies is n+1 calls deep, no more.
 //
-// A link is a Stage (*Breaker, *Retry, *Timeout, *Bulkhead), a
-// *Fallback[T], or any other Policy[T]; the empty list has a nil link. The
+// A link is one of this package's stages (*Breaker, *Retry, *Timeout,
+// *Bulkhead), a *Fallback[T], any other Policy[T], or a Stage from outside
+// the package; the empty list has a nil link. The
 // links are dispatched with a type switch to generic functions rather than
 // through an interface, and the rest of the chain travels as a small value
 // (next) rather than a closure: that is what keeps a call through a chain
@@ -194,9 +200,12 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		var zero T
 		return zero, l.err
 	case Policy[T]:
-		// A policy from outside the package needs a Func: the one place a
-		// chain allocates, a closure per call.
+		// A policy from outside the package needs a Func: a closure per
+		// call.
 		return l.Do(ctx, n.call)
+	case Stage:
+		// So does a stage from outside, and a place for the result.
+		return runStage(l, ctx, n)
 	default: // the empty chain
 		return fn(ctx)
 	}

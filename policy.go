@@ -49,14 +49,4 @@ func (f PolicyFunc[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 	return f(ctx, fn)
 }
 
-// Stage is a policy that does not depend on the result type: a *Breaker, a
-// *Bulkhead, a *Retry or a *Timeout. A stage holds the state and settings
-// about a dependency and may be shared by any number of chains, whatever
-// their result types; For turns stages into a Policy[T] for one result type.
-//
-// Stage is implemented by this package's types only.
-type Stage interface {
-	isStage()
-}
-
 var errNilFunc = errors.New("resilience: Do called with a nil Func")

@@ -1,6 +1,9 @@
 package resilience
 
-import "errors"
+import (
+	"context"
+	"errors"
+)
 
 // Preset is a tuned set of configs for one kind of dependency: a time limit
 // for the whole call, retries, and a circuit breaker. Package presets holds
@@ -99,7 +102,14 @@ type Guard struct {
 	links   *links
 }
 
-func (*Guard) isStage() {}
+// Kind returns KindGuard.
+func (*Guard) Kind() string { return KindGuard }
+
+// Run runs call under the guard, as Do does: it is the guard as a Stage for
+// code that has only an error to pass through.
+func (x *Guard) Run(ctx context.Context, call func(context.Context) error) error {
+	return runUntyped(x, ctx, call)
+}
 
 // Name returns the name of the guarded dependency.
 func (g *Guard) Name() string { return g.name }

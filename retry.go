@@ -154,7 +154,14 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	return &Retry{cfg: cfg}, nil
 }
 
-func (*Retry) isStage() {}
+// Kind returns KindRetry.
+func (*Retry) Kind() string { return KindRetry }
+
+// Run runs call under the retry, as Do does: it is the retry as a Stage for
+// code that has only an error to pass through.
+func (x *Retry) Run(ctx context.Context, call func(context.Context) error) error {
+	return runUntyped(x, ctx, call)
+}
 
 // Name returns the policy's name.
 func (r *Retry) Name() string { return r.cfg.Name }

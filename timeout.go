@@ -69,7 +69,14 @@ func NewTimeout(cfg TimeoutConfig) (*Timeout, error) {
 	return &Timeout{cfg: cfg}, nil
 }
 
-func (*Timeout) isStage() {}
+// Kind returns KindTimeout.
+func (*Timeout) Kind() string { return KindTimeout }
+
+// Run runs call under the timeout, as Do does: it is the timeout as a Stage for
+// code that has only an error to pass through.
+func (x *Timeout) Run(ctx context.Context, call func(context.Context) error) error {
+	return runUntyped(x, ctx, call)
+}
 
 // Name returns the policy's name.
 func (t *Timeout) Name() string { return t.cfg.Name }

@@ -1,0 +1,162 @@
+package resilience_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/resilience-go/resilience"
+)
+
+// counting is a stage written outside the package: it counts the calls it
+// runs, and refuses every call while closed is set.
+type counting struct {
+	name   string
+	calls  atomic.Int64
+	closed atomic.Bool
+}
+
+// errCountingClosed is counting's refusal: it matches ErrRejected.
+type errCountingClosed struct{}
+
+func (errCountingClosed) Error() string        { return "counting stage closed" }
+func (errCountingClosed) Is(target error) bool { return target == resilience.ErrRejected }
+
+func (c *counting) Name() string { return c.name }
+func (*counting) Kind() string   { return "counting" }
+func (c *counting) Run(ctx context.Context, call func(context.Context) error) error {
+	if c.closed.Load() {
+		return errCountingClosed{}
+	}
+	c.calls.Add(1)
+	return call(ctx)
+}
+
+// TestUserStage: a stage written outside the package sits in For and Do
+// like a built-in one, is shared by chains of every result type, passes
+// the result through, and its rejection is never retried.
+func TestUserStage(t *testing.T) {
+	ctx := context.Background()
+	c := &counting{name: "users"}
+	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, InitialBackoff: time.Millisecond}))
+	breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "users"}))
+
+	if v, err := resilience.Do(ctx, c, func(context.Context) (string, error) { return "ok", nil }); v != "ok" || err != nil {
+		t.Errorf("Do = %q, %v; want ok, nil", v, err)
+	}
+	ints := resilience.For[int](retry, c, breaker)
+	if v, err := ints.Do(ctx, func(context.Context) (int, error) { return 7, errBoom }); v != 7 || !errors.Is(err, errBoom) {
+		t.Errorf("For[int] = %v, %v; want 7 and the call's error", v, err)
+	}
+	if got := c.calls.Load(); got != 5 {
+		t.Errorf("%d calls through the stage, want 5 (1 by Do, 4 attempts)", got)
+	}
+	c.closed.Store(true)
+	_, err := ints.Do(ctx, ok)
+	if !errors.Is(err, resilience.ErrRejected) {
+		t.Errorf("closed stage: err = %v, want a match for ErrRejected", err)
+	}
+	if got := c.calls.Load(); got != 5 {
+		t.Errorf("a rejection was retried: %d calls", got)
+	}
+
+	var nilStage *counting
+	if _, err := resilience.Do(ctx, resilience.Stage(nilStage), ok); err == nil {
+		t.Error("Do with a typed nil stage of a user's type: no error")
+	}
+	if n := testing.AllocsPerRun(100, func() { resilience.Do(ctx, c, ok) }); n > 2 {
+		t.Errorf("a call through a user stage allocates %v times, want at most 2", n)
+	}
+}
+
+// TestStageRun: each built-in stage runs a call that returns only an error
+// through Run, as Do would.
+func TestStageRun(t *testing.T) {
+	ctx := context.Background()
+	for _, s := range conformanceStages() {
+		if _, user := s.(*counting); user {
+			continue // Run of a user's stage is the user's
+		}
+		t.Run(s.Kind(), func(t *testing.T) {
+			ran := 0
+			if err := s.Run(ctx, func(context.Context) error { ran++; return nil }); err != nil || ran != 1 {
+				t.Errorf("Run: ran %d times, err %v; want once, nil", ran, err)
+			}
+			if err := s.Run(ctx, nil); err == nil {
+				t.Error("Run with a nil call: no error")
+			}
+		})
+	}
+}
+
+// conformanceStages returns one of each kind of stage, fresh.
+func conformanceStages() []resilience.Stage {
+	return []resilience.Stage{
+		must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"})),
+		must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "bh", MaxConcurrent: 2})),
+		must(resilience.NewRetry(resilience.RetryConfig{Name: "r", MaxRetries: 2, InitialBackoff: time.Millisecond})),
+		must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "t", Duration: time.Minute})),
+		must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "ta", Duration: time.Minute, Abandon: true})),
+		must(resilience.Preset{Name: "g", Timeout: resilience.TimeoutConfig{Duration: time.Minute}}.Build()),
+		&counting{name: "c"},
+	}
+}
+
+// TestStageConformance holds every kind of stage, built-in or not, to the
+// same contract: a nil call is an error; the stage has its name and kind;
+// a panic in the call goes on up the stack and leaves the stage working;
+// a call whose context has ended returns the context's error and leaves
+// the stage as it was. goleak (TestMain) finds any goroutine left behind.
+// A new stage joins the table in conformanceStages.
+func TestStageConformance(t *testing.T) {
+	kinds := map[string]string{"b": "breaker", "bh": "bulkhead", "r": "retry", "t": "timeout", "ta": "timeout", "g": "guard", "c": "counting"}
+	for _, s := range conformanceStages() {
+		t.Run(fmt.Sprintf("%s/%s", s.Kind(), s.Name()), func(t *testing.T) {
+			ctx := context.Background()
+			if want := kinds[s.Name()]; s.Kind() != want {
+				t.Errorf("Kind() = %q, want %q", s.Kind(), want)
+			}
+			if _, err := resilience.Do[int](ctx, s, nil); err == nil {
+				t.Error("Do with a nil func: no error")
+			}
+			p := resilience.For[int](s)
+
+			func() {
+				defer func() {
+					if r := recover(); r != "call panicked" {
+						t.Errorf("recovered %v, want the call's panic", r)
+					}
+				}()
+				p.Do(ctx, func(context.Context) (int, error) { panic("call panicked") })
+				t.Error("the panic did not reach the caller")
+			}()
+			for i := range 3 { // more calls than a bulkhead has slots: each was given back
+				if v, err := p.Do(ctx, ok); v != 1 || err != nil {
+					t.Fatalf("call %d after a panic: %v, %v; want 1, nil", i, v, err)
+				}
+			}
+
+			b, isBreaker := s.(*resilience.Breaker)
+			var rate float64
+			if isBreaker {
+				rate = b.ErrorRate()
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			for range 25 { // enough to open a breaker, were they failures
+				if _, err := p.Do(cctx, func(ctx context.Context) (int, error) { return 0, ctx.Err() }); !errors.Is(err, context.Canceled) {
+					t.Fatalf("ended context: err = %v, want context.Canceled", err)
+				}
+			}
+			if isBreaker && (b.State() != resilience.Closed || b.ErrorRate() != rate) {
+				t.Errorf("breaker after cancelled calls: %v, error rate %v; want closed, %v as before them", b.State(), b.ErrorRate(), rate)
+			}
+			if v, err := p.Do(ctx, ok); v != 1 || err != nil {
+				t.Errorf("after calls with an ended context: %v, %v; want 1, nil: the stage's state changed", v, err)
+			}
+		})
+	}
+}
