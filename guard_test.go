@@ -3,6 +3,7 @@ package resilience_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -171,5 +172,77 @@ func TestForFlattensGuards(t *testing.T) {
 	held.Do(context.Background(), func(context.Context) (int, error) { inUse = bulkhead.InUse(); return 0, nil })
 	if inUse != 1 {
 		t.Errorf("bulkhead after a guard in For: InUse during the call = %d, want 1", inUse)
+	}
+}
+
+// TestNewGuardRunsItsStagesInOrder: a guard of any shape runs a call
+// through its stages in the order given, a per-attempt timeout inside the
+// retries, a bulkhead and a stage of the user's own among them.
+func TestNewGuardRunsItsStagesInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log []string
+		total := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "total", Duration: 30 * time.Second}))
+		retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "r", MaxRetries: 2}))
+		attempt := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "attempt", Duration: time.Second}))
+		bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "bh", MaxConcurrent: 1}))
+		breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"}))
+		user := &counting{name: "c"}
+		g := must(resilience.NewGuard(resilience.GuardConfig{
+			Name:   "users",
+			Stages: []resilience.Stage{total, retry, bulkhead, breaker, user, attempt},
+		}))
+		if g.Timeout() != total || g.Retry() != retry || g.Breaker() != breaker {
+			t.Error("Timeout, Retry and Breaker are not the guard's outermost of each")
+		}
+		if got := len(g.Stages()); got != 6 {
+			t.Errorf("%d stages, want 6", got)
+		}
+		// A hung attempt is cut by the per-attempt limit and retried within
+		// the total.
+		n := 0
+		start := time.Now()
+		v, err := resilience.Do(context.Background(), g, func(ctx context.Context) (int, error) {
+			n++
+			log = append(log, fmt.Sprintf("attempt %d in use %d", n, bulkhead.InUse()))
+			if n < 3 {
+				<-ctx.Done()
+				return 0, ctx.Err()
+			}
+			return 7, nil
+		})
+		if v != 7 || err != nil {
+			t.Fatalf("Do = %v, %v; want 7, nil", v, err)
+		}
+		// 1s, 100ms backoff, 1s, 200ms backoff, then the third succeeds.
+		if got := time.Since(start); got != 2300*time.Millisecond {
+			t.Errorf("took %v, want 2.3s: two attempts cut at 1s each", got)
+		}
+		if got := user.calls.Load(); got != 3 {
+			t.Errorf("the user's stage ran %d calls, want 3", got)
+		}
+		want := "attempt 1 in use 1, attempt 2 in use 1, attempt 3 in use 1"
+		if got := strings.Join(log, ", "); got != want {
+			t.Errorf("log %q, want %q", got, want)
+		}
+	})
+}
+
+func TestNewGuardReportsBadStages(t *testing.T) {
+	var nilBreaker *resilience.Breaker
+	for _, tc := range []struct {
+		name   string
+		stages []resilience.Stage
+		field  string
+	}{
+		{"none", nil, "GuardConfig.Stages"},
+		{"nil", []resilience.Stage{nil}, "GuardConfig.Stages[0]"},
+		{"typed nil", []resilience.Stage{must(resilience.NewRetry(resilience.RetryConfig{})), nilBreaker}, "GuardConfig.Stages[1]"},
+		{"zero guard", []resilience.Stage{&resilience.Guard{}}, "GuardConfig.Stages[0]"},
+	} {
+		_, err := resilience.NewGuard(resilience.GuardConfig{Stages: tc.stages})
+		var ce *resilience.ConfigError
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%s: err = %v, want a ConfigError naming %s", tc.name, err, tc.field)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"strconv"
 )
 
 // Preset is a tuned set of configs for one kind of dependency: a time limit
@@ -36,41 +37,103 @@ type Preset struct {
 }
 
 // Build makes the policies of p, ready to guard calls to one dependency, or
-// returns an error naming every invalid field of every config.
+// returns an error naming every invalid field of every config. The guard
+// runs a call as Timeout → Retry → Breaker → call (see Guard).
 func (p Preset) Build() (*Guard, error) {
-	g := &Guard{name: p.Name}
-	var errs []error
-	var err error
-
+	var (
+		stages []Stage
+		errs   []error
+	)
 	p.Timeout.Name = or(p.Timeout.Name, p.Name)
-	if g.timeout, err = NewTimeout(p.Timeout); err != nil {
+	if t, err := NewTimeout(p.Timeout); err != nil {
 		errs = append(errs, err)
+	} else {
+		stages = append(stages, t)
 	}
 	if p.Retry != nil {
 		rc := *p.Retry
 		rc.Name = or(rc.Name, p.Name)
-		if g.retry, err = NewRetry(rc); err != nil {
+		if r, err := NewRetry(rc); err != nil {
 			errs = append(errs, err)
+		} else {
+			stages = append(stages, r)
 		}
 	}
 	p.Breaker.Name = or(p.Breaker.Name, p.Name)
-	if g.breaker, err = NewBreaker(p.Breaker); err != nil {
+	if b, err := NewBreaker(p.Breaker); err != nil {
 		errs = append(errs, err)
+	} else {
+		stages = append(stages, b)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	return NewGuard(GuardConfig{Name: p.Name, Stages: stages})
+}
 
-	ls := []any{g.timeout}
-	if g.retry != nil {
-		ls = append(ls, g.retry)
+// GuardConfig configures a Guard: the stages that protect calls to one
+// dependency, in the order a call runs through them, the first outermost.
+type GuardConfig struct {
+	// Name names the guarded dependency.
+	Name string
+
+	// Stages are the guard's stages, the first outermost: any of this
+	// package's (a total Timeout, a Retry, a per-attempt Timeout inside it,
+	// a Bulkhead, a Breaker, ...) and stages of your own. A Guard among
+	// them stands for its own stages. At least one; none may be nil.
+	Stages []Stage
+}
+
+// NewGuard returns a guard running calls through cfg.Stages in order, or
+// an error naming every invalid entry:
+//
+//	g, err := resilience.NewGuard(resilience.GuardConfig{
+//		Name:   "users",
+//		Stages: []resilience.Stage{total, retry, bulkhead, breaker, perAttempt},
+//	})
+func NewGuard(cfg GuardConfig) (*Guard, error) {
+	ck := checker{typ: "GuardConfig"}
+	ck.check(len(cfg.Stages) > 0, "Stages", len(cfg.Stages), "must hold at least one stage")
+	for i, s := range cfg.Stages {
+		field := "Stages[" + strconv.Itoa(i) + "]"
+		if isNil(s) {
+			ck.check(false, field, "nil", "is nil")
+		} else if g, ok := s.(*Guard); ok && g.links == nil {
+			ck.check(false, field, "Guard{}", "is a zero Guard: make it with NewGuard")
+		}
 	}
-	g.links = newLinks(append(ls, g.breaker))
+	if err := ck.err(); err != nil {
+		return nil, err
+	}
+	g := &Guard{name: cfg.Name}
+	var ls []any
+	for _, s := range cfg.Stages {
+		ls = appendStage(ls, s)
+	}
+	for _, l := range ls {
+		g.stages = append(g.stages, l.(Stage))
+		switch l := l.(type) {
+		case *Timeout:
+			if g.timeout == nil {
+				g.timeout = l
+			}
+		case *Retry:
+			if g.retry == nil {
+				g.retry = l
+			}
+		case *Breaker:
+			if g.breaker == nil {
+				g.breaker = l
+			}
+		}
+	}
+	g.links = newLinks(ls)
 	return g, nil
 }
 
-// Guard is the set of policies that protects calls to one dependency, built
-// from a Preset. It runs a call as
+// Guard is the set of stages that protects calls to one dependency: any
+// ordered list of them, made with NewGuard, or the shape a Preset builds,
+// which runs a call as
 //
 //	Timeout → Retry → Breaker → call
 //
@@ -91,11 +154,12 @@ func (p Preset) Build() (*Guard, error) {
 //	u, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) { ... })
 //	n, err := resilience.Do(ctx, users, func(ctx context.Context) (int, error) { ... })
 //
-// A Guard is safe for concurrent use. Make one with Preset.Build or a
-// function of package presets: the zero Guard runs no call (Do returns an
-// error matching ErrInvalidConfig that says so).
+// A Guard is safe for concurrent use. Make one with NewGuard, Preset.Build
+// or a function of package presets: the zero Guard runs no call (Do returns
+// an error matching ErrInvalidConfig that says so).
 type Guard struct {
 	name    string
+	stages  []Stage // in order, nested guards flattened
 	timeout *Timeout
 	retry   *Retry
 	breaker *Breaker
@@ -114,12 +178,18 @@ func (x *Guard) Run(ctx context.Context, call func(context.Context) error) error
 // Name returns the name of the guarded dependency.
 func (g *Guard) Name() string { return g.name }
 
-// Timeout returns the guard's time limit.
+// Stages returns the guard's stages in the order a call runs through them,
+// a Guard among them as its own stages. The slice is a copy.
+func (g *Guard) Stages() []Stage { return append([]Stage(nil), g.stages...) }
+
+// Timeout returns the guard's outermost Timeout, its time limit for the
+// whole call; nil if it has none.
 func (g *Guard) Timeout() *Timeout { return g.timeout }
 
-// Retry returns the guard's retry policy, or nil if it never retries.
+// Retry returns the guard's outermost retry policy, or nil if it never
+// retries.
 func (g *Guard) Retry() *Retry { return g.retry }
 
-// Breaker returns the guard's circuit breaker: read its state, force it
-// open, or share it with other chains.
+// Breaker returns the guard's outermost circuit breaker, nil if it has
+// none: read its state, force it open, or share it with other chains.
 func (g *Guard) Breaker() *Breaker { return g.breaker }

@@ -88,3 +88,31 @@ func TestInstrumentZeroStages(t *testing.T) {
 		}
 	}
 }
+
+// plain is a stage of a kind metrics has no series for.
+type plain struct{}
+
+func (plain) Name() string { return "plain" }
+func (plain) Kind() string { return "plain" }
+func (plain) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+
+// TestInstrumentGuardOfAnyShape: Instrument takes a guard of any shape,
+// instruments the stages it has series for and leaves the others out.
+func TestInstrumentGuardOfAnyShape(t *testing.T) {
+	m := must(metrics.New(prometheus.NewRegistry()))
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "any"}))
+	bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "any", MaxConcurrent: 1}))
+	g := must(resilience.NewGuard(resilience.GuardConfig{Name: "any", Stages: []resilience.Stage{bh, plain{}, b}}))
+	if err := m.Instrument(g); err != nil {
+		t.Fatalf("Instrument: %v", err)
+	}
+	resilience.Do(context.Background(), g, ok)
+	if got := closedSuccesses(t, m, "any"); got != 1 {
+		t.Errorf("closed successes of the guard's breaker: %v, want 1", got)
+	}
+	if err := m.Instrument(plain{}); err == nil {
+		t.Error("Instrument of a stage of an unknown kind, alone: no error")
+	}
+}

@@ -244,9 +244,10 @@ var (
 	timeoutResults = []resilience.TimeoutResult{resilience.TimeoutSucceeded, resilience.TimeoutFailed, resilience.TimeoutExpired, resilience.TimeoutCanceled}
 )
 
-// Instrument attaches metrics to each stage: a *resilience.Guard (its
-// timeout, retry and breaker), a *resilience.Breaker, a *resilience.Retry,
-// a *resilience.Timeout or a *resilience.Bulkhead.
+// Instrument attaches metrics to each stage: a *resilience.Breaker, a
+// *resilience.Retry, a *resilience.Timeout, a *resilience.Bulkhead, or a
+// *resilience.Guard (each of those among its stages; stages of other kinds
+// in a guard have no series and are left out).
 //
 // Each stage must have a name, unique among the stages of its kind on
 // this Metrics: two breakers named alike would fight over one series.
@@ -258,9 +259,15 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	var flat []resilience.Stage
 	for _, s := range stages {
 		if g, ok := s.(*resilience.Guard); ok && g != nil {
-			flat = append(flat, g.Timeout(), g.Breaker())
-			if r := g.Retry(); r != nil {
-				flat = append(flat, r)
+			if g.Stages() == nil {
+				flat = append(flat, s) // a zero Guard: check says so
+				continue
+			}
+			for _, gs := range g.Stages() {
+				switch gs.(type) {
+				case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead:
+					flat = append(flat, gs)
+				} // a stage of a kind metrics has no series for is left out
 			}
 			continue
 		}
@@ -327,7 +334,10 @@ func (m *Metrics) check(s resilience.Stage) error {
 	case *resilience.Bulkhead:
 		return checkName(s, "bulkhead", "BulkheadConfig", m.bulkheads[nameOf(s)])
 	case *resilience.Guard:
-		return errors.New("nil *resilience.Guard")
+		if s == nil {
+			return errors.New("nil *resilience.Guard")
+		}
+		return errors.New("a zero resilience.Guard: make it with NewGuard, Preset.Build or a preset")
 	case nil:
 		return errors.New("nil stage")
 	}
