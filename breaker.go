@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"errors"
 	"math"
 	"strconv"
 	"sync"
@@ -38,49 +37,6 @@ func (s State) String() string {
 		return "half-open"
 	}
 	return "State(" + strconv.Itoa(int(s)) + ")"
-}
-
-// Outcome is how a breaker counts the end of a call.
-type Outcome int8
-
-// The outcomes a Classify function can report.
-const (
-	// Success counts towards closing the breaker.
-	Success Outcome = iota
-	// Failure counts towards opening it.
-	Failure
-	// Ignored counts as neither: the call is forgotten, as if it had never
-	// been let through (its permit is returned all the same).
-	Ignored
-)
-
-// String returns "success", "failure" or "ignored".
-func (o Outcome) String() string {
-	switch o {
-	case Success:
-		return "success"
-	case Failure:
-		return "failure"
-	case Ignored:
-		return "ignored"
-	}
-	return "Outcome(" + strconv.Itoa(int(o)) + ")"
-}
-
-// DefaultClassify is the classification a breaker uses when its config has
-// none: no error is a Success; a context.Canceled error while ctx, the
-// context the call was made with, is done is Ignored, since a caller who
-// gave up says nothing about the dependency; every other error is a
-// Failure, a deadline exceeded included.
-func DefaultClassify(ctx context.Context, err error) Outcome {
-	switch {
-	case err == nil:
-		return Success
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		return Ignored
-	default:
-		return Failure
-	}
 }
 
 // StateChange describes one transition of a circuit breaker, as passed to
@@ -677,7 +633,10 @@ func (b *Breaker) admit(p *period) error {
 
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
 	if b.cfg.classify != nil {
-		return b.cfg.classify(ctx, err)
+		if o := b.cfg.classify(ctx, err); o != PermanentFailure {
+			return o
+		}
+		return Failure // to a breaker, a failure is a failure
 	}
 	if err == nil {
 		return Success

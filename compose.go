@@ -196,6 +196,8 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		return bulkheadDo(l, ctx, n)
 	case *Fallback[T]:
 		return l.run(ctx, n)
+	case *classifier:
+		return classifyDo(l, ctx, n)
 	case notMade:
 		var zero T
 		return zero, l.err

@@ -8,9 +8,11 @@ type FallbackConfig[T any] struct {
 	Name string
 
 	// Handle reports whether a failed call's error calls for the fallback.
-	// Default: every error. Whatever it says, a call whose caller's context
-	// has ended returns its own error: there is nobody to serve a stand-in
-	// to. It must be safe for concurrent use.
+	// Default: every error but an answer (see Answer). Whatever it says, a
+	// call whose caller's context has ended returns its own error: there is
+	// nobody to serve a stand-in to; and an answer, or an error a Guard's
+	// Classify marked as ignored, is returned as it is. It must be safe for
+	// concurrent use.
 	Handle func(err error) bool
 
 	// Func computes what to return instead, from the context and the
@@ -61,7 +63,7 @@ func (f *Fallback[T]) run(ctx context.Context, n next[T]) (T, error) {
 		return zero, errFallbackNotMade
 	}
 	v, err := n.call(ctx)
-	if err == nil || ctx.Err() != nil || (f.cfg.Handle != nil && !f.cfg.Handle(err)) {
+	if err == nil || ctx.Err() != nil || markOf(err) != Failure || (f.cfg.Handle != nil && !f.cfg.Handle(err)) {
 		return v, err
 	}
 	return f.cfg.Func(ctx, err)

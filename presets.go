@@ -34,6 +34,15 @@ type Preset struct {
 
 	// Breaker configures the circuit breaker each attempt goes through.
 	Breaker BreakerConfig
+
+	// Classify, if set, says how the end of each attempt counts, for every
+	// stage of the guard at once (see GuardConfig.Classify). Default: the
+	// stages' own defaults, under which every error but the caller's
+	// cancellation is a Failure, retried and counted by the breaker; so a
+	// "not found" from the dependency would be retried and would open the
+	// breaker. The integrations (resilgrpc, resilhttp, resilsql,
+	// resilredis) classify their client's errors themselves.
+	Classify func(ctx context.Context, err error) Outcome
 }
 
 // Build makes the policies of p, ready to guard calls to one dependency, or
@@ -68,7 +77,7 @@ func (p Preset) Build() (*Guard, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return NewGuard(GuardConfig{Name: p.Name, Stages: stages})
+	return NewGuard(GuardConfig{Name: p.Name, Stages: stages, Classify: p.Classify})
 }
 
 // GuardConfig configures a Guard: the stages that protect calls to one
@@ -82,6 +91,17 @@ type GuardConfig struct {
 	// a Bulkhead, a Breaker, ...) and stages of your own. A Guard among
 	// them stands for its own stages. At least one; none may be nil.
 	Stages []Stage
+
+	// Classify, if set, says how the end of each call through the guard
+	// counts, for every stage of the guard at once: the error of a call it
+	// classifies Success is marked as an answer (see Answer: breakers count
+	// it as a success, retries and fallbacks leave it alone), Ignored is
+	// neither counted nor retried, PermanentFailure is counted but not
+	// retried (see Permanent), and Failure is left as it is, counted and
+	// retried. The caller gets the error, marks and all; errors.Is and
+	// errors.As see through them. It receives the context of the attempt
+	// and its error, never nil; it must be safe for concurrent use.
+	Classify func(ctx context.Context, err error) Outcome
 }
 
 // NewGuard returns a guard running calls through cfg.Stages in order, or
@@ -111,6 +131,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		ls = appendStage(ls, s)
 	}
 	for _, l := range ls {
+		if _, inner := l.(*classifier); inner {
+			continue // a nested guard's: it classifies its own part
+		}
 		g.stages = append(g.stages, l.(Stage))
 		switch l := l.(type) {
 		case *Timeout:
@@ -126,6 +149,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 				g.breaker = l
 			}
 		}
+	}
+	if cfg.Classify != nil {
+		ls = append(ls, &classifier{classify: cfg.Classify})
 	}
 	g.links = newLinks(ls)
 	return g, nil

@@ -44,8 +44,9 @@ type RetryConfig struct {
 	Jitter bool
 
 	// Retryable reports whether an error is worth another attempt. Default
-	// DefaultRetryable. Whatever it says, errors marked with Permanent and
-	// rejections by this package's stages (ErrRejected) are
+	// DefaultRetryable. Whatever it says, errors marked with Permanent or
+	// Answer (or classified so by a Guard's Classify) and rejections by
+	// this package's stages (ErrRejected) are
 	// never retried, since retrying into a rejection only adds load where
 	// there is too much already; nor is the error of a stage used as its
 	// zero value, nor anything once the caller's context has ended. It must
@@ -211,7 +212,7 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 	var b *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
 		// v and err are the result of attempt number attempt.
-		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || isRejection(err) || isNotMade(err) || !r.cfg.Retryable(err) {
+		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || markOf(err) != Failure || isRejection(err) || isNotMade(err) || !r.cfg.Retryable(err) {
 			if attempt == 1 {
 				return v, 1, err
 			}
