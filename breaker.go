@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"sync"
@@ -866,4 +867,104 @@ func or[T comparable](v, def T) T {
 		return def
 	}
 	return v
+}
+
+// OpenError is the error of a call rejected by a circuit breaker. It
+// matches ErrOpen and ErrRejected.
+//
+// An OpenError is built once per open period and shared by every call the
+// breaker rejects in that period, so rejecting costs no allocation; treat it
+// as read-only.
+type OpenError struct {
+	// Name is the breaker's name (BreakerConfig.Name).
+	Name string
+	// State is Open, or HalfOpen when the breaker is probing and all its
+	// probe permits are taken.
+	State State
+	// Until is when an open breaker will let a probe through. It is the zero
+	// time for a half-open breaker and for one forced open (ForceOpen),
+	// which stays open until Reset.
+	Until time.Time
+}
+
+// Error describes the error.
+func (e *OpenError) Error() string {
+	switch {
+	case e.State == HalfOpen:
+		return fmt.Sprintf("resilience: circuit breaker %q is half-open and all its probes are in flight", e.Name)
+	case e.Until.IsZero():
+		return fmt.Sprintf("resilience: circuit breaker %q is forced open", e.Name)
+	default:
+		return fmt.Sprintf("resilience: circuit breaker %q is open; next probe in %v", e.Name, e.RetryAfter())
+	}
+}
+
+// Is reports whether target is ErrOpen or ErrRejected.
+func (e *OpenError) Is(target error) bool { return target == ErrOpen || target == ErrRejected }
+
+// RetryAfter returns how long until the breaker lets a probe through, or 0
+// when that time has come, when the breaker is half-open, or when it is
+// forced open.
+func (e *OpenError) RetryAfter() time.Duration {
+	if e.Until.IsZero() {
+		return 0
+	}
+	return max(time.Until(e.Until), 0)
+}
+
+// CallResult is how a call through a circuit breaker ended, as reported to
+// BreakerObserver.Call.
+type CallResult uint8
+
+const (
+	CallSucceeded CallResult = iota // ran and counted as a success
+	CallFailed                      // ran and counted as a failure (a panic included)
+	CallIgnored                     // ran and counted as neither
+	CallRejected                    // not run: the breaker was open, or out of probes
+)
+
+var callResultNames = [...]string{"success", "failure", "ignored", "rejected"}
+
+// String returns "success", "failure", "ignored" or "rejected".
+func (r CallResult) String() string {
+	if int(r) < len(callResultNames) {
+		return callResultNames[r]
+	}
+	return "CallResult(" + strconv.Itoa(int(r)) + ")"
+}
+
+// BreakerObserver receives the events of a circuit breaker.
+type BreakerObserver struct {
+	// Call is called as each call ends, or is rejected, with the state the
+	// breaker was in when the call arrived. It is on the path of every
+	// call: keep it short.
+	Call func(state State, result CallResult)
+
+	// StateChange is called after each transition, with the same promises
+	// as BreakerConfig.OnStateChange: one at a time, in order, and before
+	// OnStateChange.
+	StateChange func(StateChange)
+}
+
+// Observe adds o to the observers of b.
+func (b *Breaker) Observe(o BreakerObserver) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.obs.Load(); old != nil {
+		o = BreakerObserver{Call: join2(old.Call, o.Call), StateChange: join1(old.StateChange, o.StateChange)}
+	}
+	b.obs.Store(&o)
+}
+
+// observeCall reports a call to b's observers, if any.
+func (b *Breaker) observeCall(s State, r CallResult) {
+	if o := b.obs.Load(); o != nil {
+		o.call(s, r)
+	}
+}
+
+func (o *BreakerObserver) call(s State, r CallResult) {
+	if o.Call != nil {
+		o.Call(s, r)
+	}
 }

@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,4 +339,44 @@ func (o *slotOwner) release() {
 			o.b.Release()
 		}
 	}
+}
+
+// BulkheadFullError is the error of a call rejected by a bulkhead. It
+// matches ErrBulkheadFull and ErrRejected. Each bulkhead builds its own once; treat it as
+// read-only.
+type BulkheadFullError struct {
+	// Name is the bulkhead's name (BulkheadConfig.Name).
+	Name string
+	// MaxConcurrent is the bulkhead's limit.
+	MaxConcurrent int
+}
+
+// Error describes the error.
+func (e *BulkheadFullError) Error() string {
+	return fmt.Sprintf("resilience: bulkhead %q is full (%d calls in flight)", e.Name, e.MaxConcurrent)
+}
+
+// Is reports whether target is ErrBulkheadFull or ErrRejected.
+func (e *BulkheadFullError) Is(target error) bool {
+	return target == ErrBulkheadFull || target == ErrRejected
+}
+
+// BulkheadObserver receives the events of a bulkhead. How many slots are
+// in use is a read of InUse, at any time, and needs no event.
+type BulkheadObserver struct {
+	// Rejected is called each time Acquire, or a call through the
+	// bulkhead, is turned away because no slot came free in time.
+	// TryAcquire's failures are not reported: the caller asked only
+	// whether a slot was free.
+	Rejected func()
+}
+
+// Observe adds o to the observers of b.
+func (b *Bulkhead) Observe(o BulkheadObserver) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.obs.Load(); old != nil {
+		o = BulkheadObserver{Rejected: join0(old.Rejected, o.Rejected)}
+	}
+	b.obs.Store(&o)
 }

@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -300,4 +301,139 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// RetryError is the error of a call the retry policy gave up on. It says
+// how many attempts were made and unwraps to the last attempt's error (and,
+// when the caller's context ended during a backoff, to the context's error
+// too).
+type RetryError struct {
+	// Name is the retry policy's name (RetryConfig.Name).
+	Name string
+	// Attempts is the number of times the call ran.
+	Attempts int
+	// Err is the error of the last attempt.
+	Err error
+	// Cause says why the policy stopped: ErrRetriesExhausted, ErrRetryDeadline,
+	// or the caller's context error when it ended during a backoff.
+	Cause error
+
+	deadline time.Time // with ErrRetryDeadline: the deadline the policy stopped before
+}
+
+// Reasons a retry policy stops, found in RetryError.Cause.
+var (
+	// ErrRetriesExhausted: every retry allowed by MaxRetries was made.
+	ErrRetriesExhausted = errors.New("resilience: retries exhausted")
+	// ErrRetryDeadline: the next backoff would have ended after the
+	// context's deadline, so the policy did not wait for it. The
+	// *RetryError that carries it matches context.DeadlineExceeded too.
+	ErrRetryDeadline = errors.New("resilience: next retry would pass the deadline")
+)
+
+// Error describes the error.
+func (e *RetryError) Error() string {
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	var why string
+	switch {
+	case e.Cause == ErrRetriesExhausted:
+		why = "gave up"
+	case e.Cause == ErrRetryDeadline:
+		why = "stopped before the deadline"
+	case e.Cause != nil:
+		why = "stopped (" + e.Cause.Error() + ")"
+	default:
+		why = "stopped"
+	}
+	prefix := "resilience: retry"
+	if e.Name != "" {
+		prefix = fmt.Sprintf("resilience: retry %q", e.Name)
+	}
+	return fmt.Sprintf("%s %s after %d %s: %v", prefix, why, e.Attempts, attempts, e.Err)
+}
+
+// Is reports whether target is context.DeadlineExceeded for a policy that
+// stopped before the deadline (Cause ErrRetryDeadline): the call ran out
+// of time as surely as if it had waited for the deadline.
+func (e *RetryError) Is(target error) bool {
+	return target == context.DeadlineExceeded && e.Cause == ErrRetryDeadline
+}
+
+// Unwrap returns the last attempt's error and the cause, so that errors.Is
+// finds either: errors.Is(err, ErrRetriesExhausted), or
+// errors.Is(err, context.Canceled) when the caller gave up during a backoff.
+func (e *RetryError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
+}
+
+// Permanent marks err as not worth retrying: the retry policy returns it at
+// once whatever its predicate says. errors.Is and errors.As see through the
+// mark, and its message is err's. Errors marked with backoff/v4's
+// backoff.Permanent are recognised too; Permanent(nil) is nil.
+func Permanent(err error) error { return backoff.Permanent(err) }
+
+// IsPermanent reports whether err, or any error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *backoff.PermanentError
+	return errors.As(err, &p)
+}
+
+// RetryAfter attaches a server's hint to err: the retry policy waits d
+// before the next attempt instead of its own backoff (capped by
+// MaxBackoff). Any error in the chain with a method
+//
+//	RetryAfter() time.Duration
+//
+// is taken as a hint in the same way. RetryAfter(nil, d) is nil.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, after: d}
+}
+
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+func (e *retryAfterError) RetryAfter() time.Duration { return e.after }
+
+// retryAfterHint returns the first Retry-After hint in err's chain.
+func retryAfterHint(err error) (time.Duration, bool) {
+	var h interface{ RetryAfter() time.Duration }
+	if errors.As(err, &h) {
+		return h.RetryAfter(), true
+	}
+	return 0, false
+}
+
+// RetryObserver receives the events of a retry policy.
+type RetryObserver struct {
+	// Done is called as each call through the policy returns, with the
+	// number of attempts made, from 1, and the final error, nil on success.
+	// A call that panics is not reported. For each retry, see
+	// RetryConfig.OnRetry.
+	Done func(attempts int, err error)
+}
+
+// Observe adds o to the observers of r.
+func (r *Retry) Observe(o RetryObserver) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.obs.Load(); old != nil {
+		o = RetryObserver{Done: join2(old.Done, o.Done)}
+	}
+	r.obs.Store(&o)
 }

@@ -3,6 +3,8 @@ package resilience
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -283,4 +285,82 @@ func (r result[T]) finish(ctx, tctx context.Context, cfg TimeoutConfig) (T, Time
 		return zero, res, &TimeoutError{Name: cfg.Name, Limit: cfg.Duration, Err: r.err}
 	}
 	return r.v, res, r.err
+}
+
+// TimeoutError is the error of a call cut short by a timeout. It matches
+// ErrTimeout and context.DeadlineExceeded, and unwraps to the error the
+// call itself returned, if any.
+type TimeoutError struct {
+	// Name is the timeout policy's name (TimeoutConfig.Name); empty for
+	// WithTimeout and WithTimeoutResult.
+	Name string
+	// Limit is the time limit that was exceeded.
+	Limit time.Duration
+	// Err is what the call returned once its context ended; nil when the
+	// call was abandoned at the deadline (TimeoutConfig.Abandon).
+	Err error
+}
+
+// Error describes the error.
+func (e *TimeoutError) Error() string {
+	msg := "resilience: timed out after " + e.Limit.String()
+	if e.Name != "" {
+		msg = fmt.Sprintf("resilience: timeout %q: timed out after %v", e.Name, e.Limit)
+	}
+	if e.Err != nil && e.Err != context.DeadlineExceeded {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is reports whether target is ErrTimeout or context.DeadlineExceeded.
+func (e *TimeoutError) Is(target error) bool {
+	return target == ErrTimeout || target == context.DeadlineExceeded
+}
+
+// Unwrap returns the error the call returned.
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// Timeout reports true, as net.Error and context.DeadlineExceeded do.
+func (e *TimeoutError) Timeout() bool { return true }
+
+// TimeoutResult is how a call under a Timeout ended, as reported to
+// TimeoutObserver.Done.
+type TimeoutResult uint8
+
+const (
+	TimeoutSucceeded TimeoutResult = iota // returned without error
+	TimeoutFailed                         // returned an error of its own, in time
+	TimeoutExpired                        // cut short by the policy's deadline
+	TimeoutCanceled                       // ended by the caller's context
+
+	timeoutNotRun // the call never started: no observer hears of it
+)
+
+var timeoutResultNames = [...]string{"success", "error", "timeout", "canceled"}
+
+// String returns "success", "error", "timeout" or "canceled".
+func (r TimeoutResult) String() string {
+	if int(r) < len(timeoutResultNames) {
+		return timeoutResultNames[r]
+	}
+	return "TimeoutResult(" + strconv.Itoa(int(r)) + ")"
+}
+
+// TimeoutObserver receives the events of a timeout policy.
+type TimeoutObserver struct {
+	// Done is called as each call through the policy returns. A call that
+	// panics is not reported.
+	Done func(TimeoutResult)
+}
+
+// Observe adds o to the observers of t. Calls made with the WithTimeout
+// helpers have no policy, and no observers.
+func (t *Timeout) Observe(o TimeoutObserver) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old := t.obs.Load(); old != nil {
+		o = TimeoutObserver{Done: join1(old.Done, o.Done)}
+	}
+	t.obs.Store(&o)
 }
