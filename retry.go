@@ -168,6 +168,10 @@ func (x *Retry) Run(ctx context.Context, call func(context.Context) error) error
 // Name returns the policy's name.
 func (r *Retry) Name() string { return r.cfg.Name }
 
+// MaxRetries returns how many times the policy tries a failed call again:
+// 0 for a policy that never retries.
+func (r *Retry) MaxRetries() int { return r.cfg.MaxRetries }
+
 // WithRetry runs fn under a retry policy configured by cfg. It is shorthand
 // for building the policy with NewRetry and running fn through it; a
 // configuration error is returned without running fn. Code on a hot path
