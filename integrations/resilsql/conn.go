@@ -147,7 +147,7 @@ func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.Na
 		failed = err != nil && cn.c.isFailure(err) && ctx.Err() == nil
 		return rows, err
 	})
-	if err != nil && failed && asked && !retried && cn.c.guard.Retry() != nil && !errors.Is(err, resilience.ErrTimeout) {
+	if err != nil && failed && asked && !retried && retries(cn.c.guard) && !errors.Is(err, resilience.ErrTimeout) {
 		err = fmt.Errorf("%w: %w", ErrReadNotRetried, err)
 	}
 	return rows, err

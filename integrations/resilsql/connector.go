@@ -60,14 +60,17 @@ type Config struct {
 //     otherwise fails with an error matching ErrReadNotRetried.
 //
 // A query made with RetryReads counts as a plain read, which leaves the
-// session clean, only if it begins with SELECT, WITH, VALUES, TABLE or
-// SHOW (after comments) and names none of a few functions and words that
+// session clean, only if it is one statement (nothing but comments after a
+// semicolon), begins with SELECT, WITH, VALUES, TABLE or SHOW (after
+// comments) and names none of a few functions and words that
 // change the session: set_config, nextval, setval, the advisory lock
 // functions (pg_advisory_*, pg_try_advisory_*), dblink, MySQL's GET_LOCK
-// and RELEASE_LOCK, SQL Server's sp_getapplock, INTO, TEMP, TEMPORARY, or
-// MySQL's := assignment. This is no parser: it errs toward treating a read
-// as changing the session, which costs a retry, never a session. Words in
-// string literals and identifiers count too.
+// and RELEASE_LOCK, SQL Server's sp_getapplock, setseed, LAST_INSERT_ID,
+// INTO, TEMP, TEMPORARY, or MySQL's := assignment. This is no parser:
+// where unsure, it takes a read for a session change, which costs a retry
+// (words and semicolons in string literals and identifiers count too).
+// It cannot see a function of your own that changes the session from
+// inside a SELECT: do not mark such a query with RetryReads.
 //
 // Committing and rolling back a transaction are not guarded: the
 // transaction is already under way, and a breaker that refused to end it
@@ -202,7 +205,7 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 	}
 	var v T
 	var err error
-	if retried && c.guard.Retry() != nil {
+	if retried && retries(c.guard) {
 		v, err = resilience.Do(ctx, c.guard, call)
 	} else {
 		v, err = resilience.Do(ctx, c.guard.Timeout(), func(ctx context.Context) (T, error) {
@@ -267,4 +270,10 @@ func Unwrap(driverConn any) any {
 		return c.inner
 	}
 	return driverConn
+}
+
+// retries reports whether g retries failed calls at all.
+func retries(g *resilience.Guard) bool {
+	r := g.Retry()
+	return r != nil && r.MaxRetries() > 0
 }

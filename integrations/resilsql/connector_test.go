@@ -443,3 +443,30 @@ func TestConnectingIsGuarded(t *testing.T) {
 		t.Errorf("ping with the breaker open: %v after %d attempts, want ErrOpen after none", err, base.n.Load())
 	}
 }
+
+// A guard whose retry never retries refuses nothing: a read it would not
+// have retried anyway comes back with the driver's error alone.
+func TestNoRetriesRefusesNothing(t *testing.T) {
+	pg := testserver.PostgreSQL(t)
+	f := &flaky{Connector: pgConnector(t, pg.DSN)}
+	db, _ := open(t, f, func(p *resilience.Preset) {
+		p.Retry = &resilience.RetryConfig{MaxRetries: 0}
+	})
+	db.SetMaxOpenConns(1)
+	ctx := t.Context()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `SET application_name = 'x'`); err != nil {
+		t.Fatal(err)
+	}
+	f.fail.Store(1)
+	var one int
+	err = c.QueryRowContext(RetryReads(ctx), `SELECT 1`).Scan(&one)
+	f.fail.Store(0)
+	if err == nil || errors.Is(err, ErrReadNotRetried) {
+		t.Errorf("err = %v, want the driver's error, not ErrReadNotRetried: a retry of 0 retries would never have retried it", err)
+	}
+}

@@ -3,16 +3,20 @@ package resilsql
 import "strings"
 
 // plainRead reports whether query, made with RetryReads, may be taken at
-// its word as a read that leaves nothing on the session: it begins with
-// SELECT, WITH, VALUES, TABLE or SHOW, and names nothing in sessionWords
-// or sessionPrefixes, nor MySQL's := assignment. Comments are skipped;
-// words inside string literals and quoted identifiers are not, so that it
-// errs toward "not a plain read", which costs a retry, never a session.
+// its word as a read that leaves nothing on the session: it is one
+// statement (nothing but comments after a semicolon), begins with SELECT,
+// WITH, VALUES, TABLE or SHOW, and names nothing in sessionWords or
+// sessionPrefixes, nor MySQL's := assignment. Comments are skipped; words
+// and semicolons inside string literals and quoted identifiers are not,
+// so that where it is unsure it says "not a plain read", which costs a
+// retry. What it cannot see is a function of the user's own that changes
+// the session from inside a SELECT: such a query must not be marked with
+// RetryReads.
 func plainRead(query string) bool {
 	if strings.Contains(query, ":=") {
 		return false
 	}
-	first := true
+	first, ended := true, false // ended: a semicolon has been seen
 	for i := 0; i < len(query); {
 		c := query[i]
 		switch {
@@ -24,7 +28,13 @@ func plainRead(query string) bool {
 			}
 		case c == '/' && i+1 < len(query) && query[i+1] == '*':
 			i = skipBlockComment(query, i)
+		case c == ';':
+			ended = true
+			i++
 		case isWordByte(c):
+			if ended {
+				return false // a second statement
+			}
 			j := i + 1
 			for j < len(query) && isWordByte(query[j]) {
 				j++
@@ -86,6 +96,7 @@ func firstWordOfRead(w string) bool {
 var sessionWords = [...]string{
 	"set_config", "nextval", "setval", "into", "temp", "temporary",
 	"get_lock", "release_lock", "release_all_locks", "sp_getapplock", "sp_releaseapplock",
+	"setseed", "last_insert_id",
 }
 
 // sessionPrefixes begin the names of families of such functions:
