@@ -114,6 +114,10 @@ func (e *statusError) Error() string { return "resilhttp: server answered " + e.
 
 // RoundTrip sends req through the guard. See Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.guard == nil {
+		closeBody(req)
+		return nil, errZeroTransport
+	}
 	parent := req.Context()
 	ctx, cancel := outcome.Limit(parent, t.guard)
 
@@ -293,4 +297,14 @@ func (b *cancelOnCloseRW) Close() error {
 	err := b.ReadWriteCloser.Close()
 	b.cancel()
 	return err
+}
+
+// errZeroTransport is what a Transport not made by NewTransport answers.
+var errZeroTransport = errors.New("resilhttp: a zero Transport cannot send requests: make it with NewTransport")
+
+// closeBody closes req's body, as a RoundTripper must even when it fails.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
 }

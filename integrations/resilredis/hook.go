@@ -76,6 +76,10 @@ func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
 // ProcessHook guards one command.
 func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.policy == nil {
+			cmd.SetErr(errZeroHook)
+			return errZeroHook
+		}
 		if ctx.Value(guarded{}) == h {
 			return next(ctx, cmd) // part of a guarded call: see guarded
 		}
@@ -95,6 +99,12 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // it failed before reaching the server.
 func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.policy == nil {
+			for _, cmd := range cmds {
+				cmd.SetErr(errZeroHook)
+			}
+			return errZeroHook
+		}
 		if ctx.Value(guarded{}) == h {
 			return next(ctx, cmds)
 		}
@@ -194,3 +204,6 @@ func init() {
 		readOnly[name] = struct{}{}
 	}
 }
+
+// errZeroHook is what a Hook not made by NewHook answers.
+var errZeroHook = errors.New("resilredis: a zero Hook cannot run commands: make it with NewHook")

@@ -106,6 +106,9 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 // Connect opens a connection through the guard, retried as its retry
 // policy allows.
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if c.guard == nil {
+		return nil, errZeroConnector
+	}
 	inner, err := run(ctx, c, true, c.base.Connect)
 	if err != nil {
 		return nil, err
@@ -114,7 +117,20 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 // Driver returns the base connector's driver.
-func (c *Connector) Driver() driver.Driver { return c.base.Driver() }
+func (c *Connector) Driver() driver.Driver {
+	if c.base == nil {
+		return zeroDriver{}
+	}
+	return c.base.Driver()
+}
+
+// errZeroConnector is what a Connector not made by NewConnector answers.
+var errZeroConnector = errors.New("resilsql: a zero Connector cannot connect: make it with NewConnector")
+
+// zeroDriver is the Driver of a zero Connector: it opens nothing.
+type zeroDriver struct{}
+
+func (zeroDriver) Open(string) (driver.Conn, error) { return nil, errZeroConnector }
 
 // Guard returns the guard the connector runs calls through.
 func (c *Connector) Guard() *resilience.Guard { return c.guard }
