@@ -1,0 +1,104 @@
+package resilhttp_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/resilhttp"
+	"github.com/resilience-go/resilience/presets"
+)
+
+// A client guarded by the external-HTTP preset, against a server on
+// 127.0.0.1 that answers its first request with a 503: the transport
+// counts the 503 as a failure, drains it and retries, and the caller sees
+// only the answer that worked.
+func ExampleNewTransport() {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "hello")
+	}))
+	defer srv.Close() // also closes the idle connections of srv.Client()
+
+	cfg := presets.ExternalHTTPConfig()
+	cfg.Name = "greeter"
+	cfg.Retry.InitialBackoff = time.Millisecond // the preset waits 100ms before the first retry
+	guard, err := cfg.Build()
+	if err != nil {
+		panic(err)
+	}
+	transport, err := resilhttp.NewTransport(resilhttp.TransportConfig{
+		Base:  srv.Client().Transport, // default: http.DefaultTransport
+		Guard: guard,
+	})
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: transport}
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close() // the guard's time limit runs until the body is closed
+	fmt.Println(resp.StatusCode, string(body), err, "after", requests.Load(), "requests")
+	// Output: 200 hello <nil> after 2 requests
+}
+
+// A server on 127.0.0.1 that runs one handler at a time: while a request
+// holds the only slot, the next is answered at once with 503 and a
+// Retry-After header, and its handler never runs.
+func ExampleShed() {
+	bulkhead, err := resilience.NewBulkhead(resilience.BulkheadConfig{Name: "api", MaxConcurrent: 1})
+	if err != nil {
+		panic(err)
+	}
+	shed, err := resilhttp.Shed(bulkhead, 2*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(shed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	})))
+	defer srv.Close()
+	client := srv.Client()
+
+	first := make(chan string)
+	go func() {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			first <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		first <- fmt.Sprint(resp.StatusCode, " ", string(body))
+	}()
+	<-entered // the first request holds the slot
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, "Retry-After:", resp.Header.Get("Retry-After"))
+
+	close(release)
+	fmt.Println(<-first)
+	// Output:
+	// 503 Retry-After: 2
+	// 200 done
+}
