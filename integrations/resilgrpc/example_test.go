@@ -1,0 +1,90 @@
+package resilgrpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/resilgrpc"
+	"github.com/resilience-go/resilience/presets"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+)
+
+// A client guarded by the gRPC preset through the unary interceptor,
+// against gRPC's own health service on 127.0.0.1, whose server sheds load
+// with a bulkhead and, to show a retry, fails its first call with
+// Unavailable. Unavailable is retried; NotFound is the server's answer,
+// neither retried nor counted against the breaker; a call the open breaker
+// rejects comes back as a *PolicyError with code Unavailable.
+func ExampleUnaryClientInterceptor() {
+	// The server: at most 100 calls at once, and a first call that fails.
+	bulkhead, err := resilience.NewBulkhead(resilience.BulkheadConfig{Name: "health", MaxConcurrent: 100})
+	if err != nil {
+		panic(err)
+	}
+	shed, err := resilgrpc.UnaryServerInterceptor(bulkhead)
+	if err != nil {
+		panic(err)
+	}
+	var calls atomic.Int32
+	restarting := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if calls.Add(1) == 1 {
+			return nil, status.Error(codes.Unavailable, "restarting")
+		}
+		return handler(ctx, req)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(shed, restarting))
+	healthpb.RegisterHealthServer(srv, health.NewServer()) // reports "" as SERVING
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	// The client: one guard for the backend.
+	cfg := presets.GRPCConfig()
+	cfg.Name = "health"
+	cfg.Retry.InitialBackoff = time.Millisecond // the preset waits 100ms before the first retry
+	guard, err := cfg.Build()
+	if err != nil {
+		panic(err)
+	}
+	unary, err := resilgrpc.UnaryClientInterceptor(guard)
+	if err != nil {
+		panic(err)
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(unary))
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	ctx := context.Background()
+
+	resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+	fmt.Println(resp.GetStatus(), err, "after", calls.Load(), "calls to the server")
+
+	_, err = client.Check(ctx, &healthpb.HealthCheckRequest{Service: "nobody"})
+	fmt.Println(status.Code(err), "after", calls.Load(), "calls; breaker", guard.Breaker().State())
+
+	guard.Breaker().ForceOpen()
+	_, err = client.Check(ctx, &healthpb.HealthCheckRequest{})
+	var pe *resilgrpc.PolicyError
+	fmt.Println(status.Code(err), errors.As(err, &pe), errors.Is(err, resilience.ErrOpen), "after", calls.Load(), "calls")
+	// Output:
+	// SERVING <nil> after 2 calls to the server
+	// NotFound after 3 calls; breaker closed
+	// Unavailable true true after 3 calls
+}
