@@ -75,13 +75,25 @@ func classify(ctx context.Context, err error) error {
 // and errors.Is matches it against resilience.ErrOpen, ErrTimeout or
 // ErrBulkheadFull.
 type PolicyError struct {
+	// Code is the gRPC code the caller sees: codes.Unavailable for a
+	// rejection by the breaker or the bulkhead, which clients may retry
+	// elsewhere or later, and codes.DeadlineExceeded for the time limit.
 	Code codes.Code
-	Err  error
+	// Err is the error the policies returned: a *resilience.OpenError, a
+	// *resilience.TimeoutError or a *resilience.BulkheadFullError, possibly
+	// inside the *resilience.RetryError of a retry that stopped on it.
+	Err error
 }
 
+// Error formats the error as a gRPC status error does,
+// "rpc error: code = Unavailable desc = ...", with Err's text as the
+// description.
 func (e *PolicyError) Error() string {
 	return "rpc error: code = " + e.Code.String() + " desc = " + e.Err.Error()
 }
+
+// Unwrap returns Err, so that errors.Is and errors.As reach the policies'
+// error and the sentinels it matches.
 func (e *PolicyError) Unwrap() error { return e.Err }
 
 // GRPCStatus returns the error as a gRPC status.
