@@ -1,0 +1,44 @@
+package resilredis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/resilredis"
+	"github.com/resilience-go/resilience/presets"
+)
+
+// Every command and pipeline of a go-redis client through the Redis
+// preset. This example needs a Redis server on 127.0.0.1:6379, so it has
+// no Output line: go test compiles it but does not run it. The package's
+// tests run the same wiring against a redis-server they start themselves.
+func ExampleNewHook() {
+	guard := presets.Redis() // one guard per Redis server or cluster
+	hook, err := resilredis.NewHook(resilredis.Config{Guard: guard})
+	if err != nil {
+		panic(err)
+	}
+	rdb := redis.NewClient(&redis.Options{
+		Addr:                  "127.0.0.1:6379",
+		MaxRetries:            -1,   // the guard retries, with backoff and its breaker: go-redis must not
+		ContextTimeoutEnabled: true, // so that the guard's time limit reaches the socket
+	})
+	defer rdb.Close()
+	rdb.AddHook(hook)
+
+	ctx := context.Background()
+	session, err := rdb.Get(ctx, "session:42").Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		fmt.Println("no session") // an answer: neither retried nor counted against the breaker
+	case errors.Is(err, resilience.ErrOpen):
+		fmt.Println("Redis is down; not asking it") // rejected at once by the open breaker
+	case err != nil:
+		fmt.Println("failed:", err) // after the preset's 2 retries, for a read
+	default:
+		fmt.Println("session", session)
+	}
+}
