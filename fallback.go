@@ -4,7 +4,10 @@ import "context"
 
 // FallbackConfig configures a fallback policy for calls returning T.
 type FallbackConfig[T any] struct {
-	// Name identifies the policy in metrics.
+	// Name names the policy, for the code that builds it. Nothing reads it
+	// yet: a Fallback has no Name method, the errors it returns are the
+	// call's or Func's own, and package metrics has no series for
+	// fallbacks (count them in Func if you need to).
 	Name string
 
 	// Handle reports whether a failed call's error calls for the fallback.
