@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,12 +16,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/resilience-go/resilience"
-	"github.com/resilience-go/resilience/metrics"
 	"github.com/resilience-go/resilience/presets"
 )
 
@@ -179,19 +173,6 @@ func readmeBulkhead(ctx context.Context, img []byte) error {
 	return nil
 }
 
-func readmeMetrics(registry *prometheus.Registry, mux *http.ServeMux) error {
-	m, err := metrics.New(registry) // your registry: nothing goes to the global one unless you pass it
-	if err != nil {
-		return err
-	}
-	users := presets.GRPC()
-	if err := m.Instrument(users); err != nil { // one line per dependency
-		return err
-	}
-	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-	return nil
-}
-
 func Example_readme() {
 	ctx := context.Background()
 	readmeQuickStart(ctx)
@@ -203,8 +184,6 @@ func Example_readme() {
 	users.Breaker().ForceOpen()
 	readmeFallback(ctx, users)
 	readmeBulkhead(ctx, []byte("png"))
-	registry := prometheus.NewRegistry()
-	fmt.Println(readmeMetrics(registry, http.NewServeMux()), testutil.CollectAndCount(registry, "resilience_circuit_breaker_state"))
 	// Output:
 	// ada <nil>
 	// sessions closed
@@ -215,7 +194,6 @@ func Example_readme() {
 	// ada <nil>
 	// ada (cached) <nil>
 	// 1 0
-	// <nil> 3
 }
 
 func TestREADMETimeoutSnippet(t *testing.T) {
@@ -239,9 +217,9 @@ func TestREADMESnippets(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The snippets of the core are in this package's tests; those of the
-	// integrations, in the integrations module's.
+	// metrics and the integrations, in their modules' tests.
 	var sources strings.Builder
-	for _, dir := range []string{".", "integrations"} {
+	for _, dir := range []string{".", "metrics", "integrations"} {
 		files, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)

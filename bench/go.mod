@@ -1,8 +1,6 @@
 module github.com/resilience-go/resilience/bench
 
-go 1.26.0
-
-replace github.com/resilience-go/resilience => ../
+go 1.25.0
 
 require (
 	github.com/afex/hystrix-go v0.0.0-20180502004556-fa1af6a1f4f5
@@ -10,7 +8,7 @@ require (
 	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/eapache/go-resiliency v1.7.0
 	github.com/failsafe-go/failsafe-go v0.9.8
-	github.com/resilience-go/resilience v0.0.0-00010101000000-000000000000
+	github.com/resilience-go/resilience v0.2.0
 	github.com/sony/gobreaker/v2 v2.4.0
 )
 

@@ -2,12 +2,10 @@ module github.com/resilience-go/resilience/integrations
 
 go 1.26.0
 
-replace github.com/resilience-go/resilience => ../
-
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/resilience-go/resilience v0.0.0-00010101000000-000000000000
+	github.com/resilience-go/resilience v0.2.0
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.85.0
 )
