@@ -97,6 +97,9 @@ func TestRetriedReadsKeepTheirSession(t *testing.T) {
 		then func(ctx context.Context, q querier) error
 		// retried: the read must succeed, on a new connection.
 		retried bool
+		// simple: pgx sends queries with the simple protocol, which takes
+		// several statements in one query.
+		simple bool
 	}{{
 		name: "BEGIN by Exec",
 		state: func(ctx context.Context, t *testing.T, db *sql.DB) (querier, error) {
@@ -146,6 +149,16 @@ func TestRetriedReadsKeepTheirSession(t *testing.T) {
 		},
 		read: `SELECT v FROM x`,
 		want: "s2",
+	}, {
+		name: "SET search_path after a SELECT, in one query marked RetryReads",
+		state: func(ctx context.Context, t *testing.T, db *sql.DB) (querier, error) {
+			c := conn(ctx, t, db)
+			var one int
+			return c, c.QueryRowContext(RetryReads(ctx), `SELECT 1; SET search_path = s2`).Scan(&one)
+		},
+		read:   `SELECT v FROM x`,
+		want:   "s2",
+		simple: true,
 	}, {
 		name: "SET ROLE",
 		state: func(ctx context.Context, t *testing.T, db *sql.DB) (querier, error) {
@@ -217,7 +230,11 @@ func TestRetriedReadsKeepTheirSession(t *testing.T) {
 			defer cancel()
 			// No ping when the pool hands out a connection, so that the cut
 			// is found by the read itself.
-			base := &counting{Connector: pgConnector(t, "postgres://postgres@"+proxy.Addr()+"/postgres?sslmode=disable",
+			dsn := "postgres://postgres@" + proxy.Addr() + "/postgres?sslmode=disable"
+			if tc.simple {
+				dsn += "&default_query_exec_mode=simple_protocol"
+			}
+			base := &counting{Connector: pgConnector(t, dsn,
 				stdlib.OptionShouldPing(func(context.Context, stdlib.ShouldPingParams) bool { return false }))}
 			db, _ := open(t, base, func(p *resilience.Preset) {
 				p.Timeout.Duration = 5 * time.Second
