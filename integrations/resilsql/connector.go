@@ -60,17 +60,24 @@ type Config struct {
 //     otherwise fails with an error matching ErrReadNotRetried.
 //
 // A query made with RetryReads counts as a plain read, which leaves the
-// session clean, only if it is one statement (nothing but comments after a
-// semicolon), begins with SELECT, WITH, VALUES, TABLE or SHOW (after
-// comments) and names none of a few functions and words that
-// change the session: set_config, nextval, setval, the advisory lock
-// functions (pg_advisory_*, pg_try_advisory_*), dblink, MySQL's GET_LOCK
-// and RELEASE_LOCK, SQL Server's sp_getapplock, setseed, LAST_INSERT_ID,
-// INTO, TEMP, TEMPORARY, or MySQL's := assignment. This is no parser:
-// where unsure, it takes a read for a session change, which costs a retry
-// (words and semicolons in string literals and identifiers count too).
-// It cannot see a function of your own that changes the session from
-// inside a SELECT: do not mark such a query with RetryReads.
+// session clean, only if it is one statement, begins with SELECT, WITH,
+// VALUES, TABLE or SHOW (after comments) and names none of a few
+// functions and words that change the session: set_config, nextval,
+// setval, setseed, the advisory lock functions (pg_advisory_*,
+// pg_try_advisory_*), dblink, MySQL's GET_LOCK, RELEASE_LOCK and
+// LAST_INSERT_ID, SQL Server's sp_getapplock, INTO, TEMP, TEMPORARY, or
+// MySQL's := assignment. This is a scan of words, not a parser, and what
+// it guarantees is this: a query that names one of those words outside a
+// comment, or has anything but spaces and comments after a semicolon, is
+// never taken for a plain read, whatever the SQL dialect. Words count in
+// string literals and quoted identifiers too, and the scan skips as
+// comments only what every dialect reads as one: before the first quote
+// (' " ` [ or a dollar quote), a -- followed by a space, to the end of the
+// line, and a /* other than MySQL's executable /*! and MariaDB's /*M!, to
+// the first */. Where it is wrong, it takes a plain read for a session
+// change, which costs a retry. It cannot see a session change made by a
+// function it does not know (one of your own, or a built-in not in the
+// list) called from a SELECT: do not mark such a query with RetryReads.
 //
 // Committing and rolling back a transaction are not guarded: the
 // transaction is already under way, and a breaker that refused to end it

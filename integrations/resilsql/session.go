@@ -4,42 +4,51 @@ import "strings"
 
 // plainRead reports whether query, made with RetryReads, may be taken at
 // its word as a read that leaves nothing on the session: it is one
-// statement (nothing but comments after a semicolon), begins with SELECT,
-// WITH, VALUES, TABLE or SHOW, and names nothing in sessionWords or
-// sessionPrefixes, nor MySQL's := assignment. Comments are skipped; words
-// and semicolons inside string literals and quoted identifiers are not,
-// so that where it is unsure it says "not a plain read", which costs a
-// retry. What it cannot see is a function of the user's own that changes
-// the session from inside a SELECT: such a query must not be marked with
-// RetryReads.
+// statement, begins with SELECT, WITH, VALUES, TABLE or SHOW, and names
+// nothing in sessionWords or sessionPrefixes, nor MySQL's := assignment.
+//
+// It is a scan of words, not a parser, built so that whatever a dialect
+// makes of the text, the scan sees at least what the server runs: it may
+// take a plain read for a session change (a retry lost), never a query
+// that names one of its words, or has a second statement, for a plain
+// read. So words count wherever they are, in string literals and quoted
+// identifiers too, and the scan skips only what every dialect takes for
+// a comment: before the first quote of any kind (' " ` [ or a dollar
+// quote), a -- followed by a space, up to the end of the line, and a
+// /* other than MySQL's /*! and /*M!, up to the first */. After a
+// semicolon only spaces, semicolons and such comments may follow.
+//
+// What it cannot see is a session change made by a function not in its
+// lists (one of the user's own, or a built-in it does not know) called
+// from a plain SELECT: such a query must not be marked with RetryReads.
 func plainRead(query string) bool {
 	if strings.Contains(query, ":=") {
 		return false
 	}
-	first, ended := true, false // ended: a semicolon has been seen
+	first := true   // no word seen yet
+	ended := false  // a semicolon has been seen
+	quoted := false // a quote has been seen: no comment is skipped from then on
 	for i := 0; i < len(query); {
 		c := query[i]
 		switch {
-		case c == '-' && i+1 < len(query) && query[i+1] == '-':
-			if n := strings.IndexByte(query[i:], '\n'); n >= 0 {
-				i += n + 1
-			} else {
-				i = len(query)
-			}
-		case c == '/' && i+1 < len(query) && query[i+1] == '*':
+		case !quoted && lineComment(query, i):
+			i = endOfLine(query, i)
+		case !quoted && blockComment(query, i):
 			i = skipBlockComment(query, i)
-		case c == ';':
-			ended = true
+		case isSpace(c) || c == ';':
+			ended = ended || c == ';'
 			i++
+		case ended:
+			return false // a second statement
 		case isWordByte(c):
-			if ended {
-				return false // a second statement
-			}
 			j := i + 1
 			for j < len(query) && isWordByte(query[j]) {
 				j++
 			}
 			w := query[i:j]
+			if strings.IndexByte(w, '$') >= 0 && !placeholder(w) {
+				quoted = true // a dollar quote, or what may be one
+			}
 			if first && !firstWordOfRead(w) {
 				return false
 			}
@@ -49,32 +58,63 @@ func plainRead(query string) bool {
 			}
 			i = j
 		default:
+			if c == '\'' || c == '"' || c == '`' || c == '[' {
+				quoted = true
+			}
 			i++
 		}
 	}
 	return !first
 }
 
-// skipBlockComment returns the index just past the comment opening at i;
-// PostgreSQL's block comments nest.
+// lineComment reports whether a comment to the end of the line opens at
+// i: a -- followed by a space or the end of q, as MySQL requires.
+func lineComment(q string, i int) bool {
+	return strings.HasPrefix(q[i:], "--") && (i+2 == len(q) || isSpace(q[i+2]))
+}
+
+// endOfLine returns the index just past the line comment opening at i.
+// The comment ends at the first newline or carriage return, where
+// PostgreSQL ends it.
+func endOfLine(q string, i int) int {
+	if n := strings.IndexAny(q[i:], "\n\r"); n >= 0 {
+		return i + n + 1
+	}
+	return len(q)
+}
+
+// blockComment reports whether a block comment opens at i: a /* but
+// MySQL's /*! and MariaDB's /*M!, whose text the server runs.
+func blockComment(q string, i int) bool {
+	return strings.HasPrefix(q[i:], "/*") && !strings.HasPrefix(q[i+2:], "!") && !strings.HasPrefix(q[i+2:], "M!")
+}
+
+// skipBlockComment returns the index just past the block comment opening
+// at i, which ends at the first */: PostgreSQL's comments nest and
+// MySQL's do not, and ending where MySQL does leaves the rest of a
+// PostgreSQL comment to be scanned as words.
 func skipBlockComment(q string, i int) int {
-	depth := 0
-	for i < len(q) {
-		switch {
-		case q[i] == '/' && i+1 < len(q) && q[i+1] == '*':
-			depth++
-			i += 2
-		case q[i] == '*' && i+1 < len(q) && q[i+1] == '/':
-			depth--
-			i += 2
-			if depth == 0 {
-				return i
-			}
-		default:
-			i++
+	if n := strings.Index(q[i+2:], "*/"); n >= 0 {
+		return i + 2 + n + 2
+	}
+	return len(q)
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// placeholder reports whether w is a PostgreSQL parameter, $ and digits.
+func placeholder(w string) bool {
+	if len(w) < 2 || w[0] != '$' {
+		return false
+	}
+	for i := 1; i < len(w); i++ {
+		if w[i] < '0' || w[i] > '9' {
+			return false
 		}
 	}
-	return i
+	return true
 }
 
 func isWordByte(c byte) bool {

@@ -285,7 +285,6 @@ func TestPlainRead(t *testing.T) {
 		{`SELECT v FROM x WHERE id = $1`, true},
 		{`select 1`, true},
 		{"-- name: GetUser :one\nSELECT name FROM users WHERE id = $1", true},
-		{`/* outer /* nested */ still a comment: SET */ SELECT 1`, true},
 		{`(SELECT 1) UNION (SELECT 2)`, true},
 		{`WITH t AS (SELECT 1) SELECT * FROM t`, true},
 		{`VALUES (1), (2)`, true},
@@ -323,6 +322,30 @@ func TestPlainRead(t *testing.T) {
 		{`SELECT GET_LOCK('name', 10)`, false},
 		{`SELECT @n := @n + 1`, false},
 		{`SELECT temp FROM readings`, false}, // a column named temp: a retry lost, nothing else
+
+		// Comment openers inside quotes hide nothing that follows.
+		{`SELECT 'x--'; SET search_path = s2`, false},
+		{`SELECT '/*', pg_advisory_lock(1), '*/'`, false},
+		{`SELECT "a--b", nextval('s') FROM t`, false},
+		{"SELECT `a/*b`, GET_LOCK('a', 1), `*/`", false},
+		{`SELECT [a--b], sp_getapplock('r', 'Shared') FROM t`, false},
+		{`SELECT $$--$$, set_config('role', 'r', false)`, false},
+		{`SELECT $q$/*$q$, setseed(0.5), $q$*/$q$`, false},
+		{`SELECT 'a' -- a comment after a string is scanned as words`, true},
+		{`SELECT 'a'; -- once a quote is seen, nothing may follow a semicolon`, false}, // a retry lost
+		// Comments as MySQL reads them: /*! and /*M! run their text, -- needs a
+		// space after it, and block comments do not nest.
+		{`SELECT 1 /*! , GET_LOCK('a', 1) */`, false},
+		{`SELECT 1; /*!50000 SET @a = 1 */`, false},
+		{`SELECT 1 /*M! , GET_LOCK('a', 1) */`, false},
+		{`SELECT 1--1, GET_LOCK('a', 1)`, false},
+		{`SELECT 1 /* /* */, GET_LOCK('a', 1) /* */`, false},
+		{`/* outer /* nested */ SET */ SELECT 1`, false}, // a retry lost in PostgreSQL
+		// A carriage return ends a PostgreSQL line comment.
+		{"SELECT 1 -- x\r; SET search_path = s2", false},
+		// After a semicolon, only spaces and comments.
+		{`SELECT 1; (`, false},
+		{"SELECT 1;\t;\n/* done */", true},
 	} {
 		if got := plainRead(tc.query); got != tc.want {
 			t.Errorf("plainRead(%q) = %v, want %v", tc.query, got, tc.want)
