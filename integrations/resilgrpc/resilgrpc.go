@@ -87,17 +87,25 @@ type PolicyError struct {
 
 // Error formats the error as a gRPC status error does,
 // "rpc error: code = Unavailable desc = ...", with Err's text as the
-// description.
+// description; a nil Err, as in the zero PolicyError, gives an empty one.
 func (e *PolicyError) Error() string {
-	return "rpc error: code = " + e.Code.String() + " desc = " + e.Err.Error()
+	return "rpc error: code = " + e.Code.String() + " desc = " + e.desc()
+}
+
+func (e *PolicyError) desc() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
 }
 
 // Unwrap returns Err, so that errors.Is and errors.As reach the policies'
 // error and the sentinels it matches.
 func (e *PolicyError) Unwrap() error { return e.Err }
 
-// GRPCStatus returns the error as a gRPC status.
-func (e *PolicyError) GRPCStatus() *status.Status { return status.New(e.Code, e.Err.Error()) }
+// GRPCStatus returns the error as a gRPC status: Code, with Error's
+// description as its message.
+func (e *PolicyError) GRPCStatus() *status.Status { return status.New(e.Code, e.desc()) }
 
 // result is what the caller gets: the call's own error when the policies
 // ran it to the end, or theirs as a *PolicyError.
@@ -110,6 +118,18 @@ func result(err, answered error) error {
 		return &PolicyError{Code: codes.Unavailable, Err: err}
 	}
 	return err
+}
+
+// checkBulkhead refuses a nil bulkhead, and one not made by
+// NewBulkhead, which has no slots and would refuse every call.
+func checkBulkhead(fn string, b *resilience.Bulkhead) error {
+	if b == nil {
+		return errors.New("resilgrpc: " + fn + ": the bulkhead is nil")
+	}
+	if b.MaxConcurrent() <= 0 {
+		return errors.New("resilgrpc: " + fn + ": the bulkhead has no slots: make it with resilience.NewBulkhead")
+	}
+	return nil
 }
 
 func checkGuard(g *resilience.Guard) error {
@@ -144,10 +164,11 @@ func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, e
 // UnaryServerInterceptor returns an interceptor that runs each call's
 // handler in the bulkhead b: a call that gets no slot within the
 // bulkhead's MaxWait is answered at once with codes.Unavailable, which
-// clients retry with backoff. It returns an error if b is nil.
+// clients retry with backoff. It returns an error if b is nil or was not
+// made by resilience.NewBulkhead.
 func UnaryServerInterceptor(b *resilience.Bulkhead) (grpc.UnaryServerInterceptor, error) {
-	if b == nil {
-		return nil, errors.New("resilgrpc: UnaryServerInterceptor: the bulkhead is nil")
+	if err := checkBulkhead("UnaryServerInterceptor", b); err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if err := b.Acquire(ctx); err != nil {
@@ -161,8 +182,8 @@ func UnaryServerInterceptor(b *resilience.Bulkhead) (grpc.UnaryServerInterceptor
 // StreamServerInterceptor is UnaryServerInterceptor for streams: a stream
 // holds its slot until its handler returns.
 func StreamServerInterceptor(b *resilience.Bulkhead) (grpc.StreamServerInterceptor, error) {
-	if b == nil {
-		return nil, errors.New("resilgrpc: StreamServerInterceptor: the bulkhead is nil")
+	if err := checkBulkhead("StreamServerInterceptor", b); err != nil {
+		return nil, err
 	}
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := b.Acquire(ss.Context()); err != nil {
