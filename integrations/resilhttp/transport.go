@@ -70,7 +70,9 @@ func IsFailureStatus(resp *http.Response) bool {
 // caller's context ends, everything stops at once: the request in flight,
 // the wait before a retry, and reading the body.
 //
-// A Transport is safe for concurrent use.
+// A Transport is safe for concurrent use. Make one with NewTransport: the
+// zero Transport sends nothing, and answers every request with an error
+// that says so.
 type Transport struct {
 	base      http.RoundTripper
 	guard     *resilience.Guard

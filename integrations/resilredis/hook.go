@@ -50,7 +50,8 @@ type Config struct {
 // command's context unless Options.ContextTimeoutEnabled is true: set it,
 // or the guard's time limit waits for the client's own ReadTimeout.
 //
-// A Hook is safe for concurrent use.
+// A Hook is safe for concurrent use. Make one with NewHook: the zero Hook
+// runs no command, and sets on each an error that says so.
 type Hook struct {
 	policy      resilience.Policy[struct{}]
 	retryWrites bool

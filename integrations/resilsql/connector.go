@@ -83,7 +83,8 @@ type Config struct {
 // transaction is already under way, and a breaker that refused to end it
 // would leave it holding its locks.
 //
-// A Connector is safe for concurrent use.
+// A Connector is safe for concurrent use. Make one with NewConnector: the
+// zero Connector opens no connection, and returns an error that says so.
 type Connector struct {
 	base      driver.Connector
 	guard     *resilience.Guard
