@@ -217,7 +217,7 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 	var b *backoff.ExponentialBackOff
 	for attempt := 1; ; attempt++ {
 		// v and err are the result of attempt number attempt.
-		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || markOf(err) != Failure || isRejection(err) || isNotMade(err) || !r.cfg.Retryable(err) {
+		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || markOf(err) != Failure || isRejection(err) || isNotMade(err) || !r.cfg.Retryable(err) || IsAtMostOnce(ctx) {
 			if attempt == 1 {
 				return v, 1, err
 			}
@@ -441,3 +441,21 @@ func (r *Retry) Observe(o RetryObserver) {
 	}
 	r.obs.Store(&o)
 }
+
+// AtMostOnce returns a copy of ctx for a call that must not be made twice,
+// such as an HTTP POST without an idempotency key: no Retry repeats it,
+// whatever failed, its own time limit included, and every stage that would
+// send a call again (a retry, a hedge) makes only the first attempt. The
+// other stages run as usual: a breaker still counts the failure.
+func AtMostOnce(ctx context.Context) context.Context {
+	return context.WithValue(ctx, atMostOnceKey{}, true)
+}
+
+// IsAtMostOnce reports whether ctx was made by AtMostOnce, or derives from
+// such a context: whether a stage of your own may send the call again.
+func IsAtMostOnce(ctx context.Context) bool {
+	once, _ := ctx.Value(atMostOnceKey{}).(bool)
+	return once
+}
+
+type atMostOnceKey struct{}

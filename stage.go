@@ -83,3 +83,55 @@ func runUntyped(s Stage, ctx context.Context, call func(context.Context) error) 
 	_, err := Do(ctx, s, untyped(call))
 	return err
 }
+
+// Observable is a stage that counts how the calls it ran ended, and keeps
+// gauges, for exporters to read: package metrics exports any Observable
+// stage, whatever its kind, with no code of its own for that kind. A
+// stage of your own implements it to have series:
+//
+//	func (l *limiter) Stats() resilience.Stats {
+//		return resilience.Stats{
+//			Calls: []resilience.Count{
+//				{Result: "admitted", N: l.admitted.Load()},
+//				{Result: "rejected", N: l.rejected.Load()},
+//			},
+//			Gauges: []resilience.Gauge{{Name: "tokens", Help: "Tokens left.", Value: l.tokens()}},
+//		}
+//	}
+//
+// gives resilience_<kind>_calls_total{name,result} and
+// resilience_<kind>_tokens{name}.
+type Observable interface {
+	Stage
+
+	// Stats returns the stage's counts and gauges as they are now. It is
+	// called at every scrape, from any goroutine: read atomics, take no
+	// lock a call holds. Every call returns the same results and gauges,
+	// in the same order; only the numbers change.
+	Stats() Stats
+}
+
+// Stats is what an Observable stage reports.
+type Stats struct {
+	// Calls counts calls by how they ended, since the stage was made:
+	// each count only grows. Results are short lowercase words
+	// ("success", "rejected"), each once.
+	Calls []Count
+
+	// Gauges are values that go up and down: a limit, a level, tokens.
+	// Names are short lowercase words, each once.
+	Gauges []Gauge
+}
+
+// Count is the number of calls that ended one way.
+type Count struct {
+	Result string
+	N      uint64
+}
+
+// Gauge is a value a stage keeps, with a line saying what it is.
+type Gauge struct {
+	Name  string
+	Help  string
+	Value float64
+}

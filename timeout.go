@@ -144,7 +144,9 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, d)
 	v, err := n.call(tctx)
-	cancel()
+	if err != nil || !holdFrom(ctx).keep(cancel) {
+		cancel()
+	}
 	r := timeoutResult(ctx, tctx, err)
 	if r == TimeoutExpired {
 		var zero T
@@ -363,4 +365,63 @@ func (t *Timeout) Observe(o TimeoutObserver) {
 		o = TimeoutObserver{Done: join1(old.Done, o.Done)}
 	}
 	t.obs.Store(&o)
+}
+
+// Hold returns a copy of ctx under which a call's Timeout stages keep the
+// context of a call that succeeded open after it returns, its deadline
+// still running, until release is called: for a call whose result is read
+// after it returns (an HTTP response's body, SQL rows, a stream), which
+// the context's end would cut off. Every time limit a call ran under then
+// bounds the reading of its result too, as http.Client.Timeout bounds
+// reading the body. A call that failed has its context ended at once, as
+// without Hold.
+//
+// Call release once the result is read or dropped; it is safe to call more
+// than once, and from any goroutine. A Timeout in abandon mode does not
+// hold (TimeoutConfig.Abandon). The integrations use Hold; code of your
+// own needs it only for such results.
+func Hold(ctx context.Context) (held context.Context, release func()) {
+	h := &holder{}
+	return context.WithValue(ctx, holdKey{}, h), h.release
+}
+
+type holdKey struct{}
+
+// holder keeps the cancel functions of the time limits a held call
+// succeeded under, until release.
+type holder struct {
+	mu       sync.Mutex
+	cancels  []context.CancelFunc
+	released bool
+}
+
+// holdFrom returns ctx's holder, or nil.
+func holdFrom(ctx context.Context) *holder {
+	h, _ := ctx.Value(holdKey{}).(*holder)
+	return h
+}
+
+// keep takes cancel, to be called on release, and reports whether it did;
+// a nil holder, or one already released, takes nothing.
+func (h *holder) keep(cancel context.CancelFunc) bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return false
+	}
+	h.cancels = append(h.cancels, cancel)
+	return true
+}
+
+func (h *holder) release() {
+	h.mu.Lock()
+	cancels := h.cancels
+	h.cancels, h.released = nil, true
+	h.mu.Unlock()
+	for _, c := range cancels {
+		c()
+	}
 }

@@ -61,6 +61,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -93,7 +94,10 @@ type Metrics struct {
 	inUse         *prometheus.Desc
 	maxConcurrent *prometheus.Desc
 
-	mu        sync.Mutex // guards the maps
+	reg prometheus.Registerer // where the collectors of other kinds go
+
+	mu        sync.Mutex             // guards the maps
+	kinds     map[string]*kindSeries // stages of other kinds, by kind
 	breakers  map[string]*breakerSeries
 	bulkheads map[string]*resilience.Bulkhead
 	retries   map[string]*resilience.Retry
@@ -111,6 +115,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, errors.New("metrics: New: nil prometheus.Registerer (pass prometheus.DefaultRegisterer to use the global registry)")
 	}
 	m := newMetrics()
+	m.reg = reg
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
@@ -157,6 +162,7 @@ func newMetrics() *Metrics {
 			"Calls running in bulkheads.", []string{"name"}, nil),
 		maxConcurrent: prometheus.NewDesc("resilience_bulkhead_max_concurrent",
 			"Calls bulkheads let run at once.", []string{"name"}, nil),
+		kinds:     map[string]*kindSeries{},
 		breakers:  map[string]*breakerSeries{},
 		bulkheads: map[string]*resilience.Bulkhead{},
 		retries:   map[string]*resilience.Retry{},
@@ -265,9 +271,9 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 			}
 			for _, gs := range g.Stages() {
 				switch gs.(type) {
-				case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead:
+				case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead, resilience.Observable:
 					flat = append(flat, gs)
-				} // a stage of a kind metrics has no series for is left out
+				} // a stage that reports nothing is left out
 			}
 			continue
 		}
@@ -279,9 +285,9 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	for _, s := range flat {
 		err := m.check(s)
 		if err == nil {
-			k := key{fmt.Sprintf("%T", s), s.(interface{ Name() string }).Name()}
+			k := key{s.Kind(), s.Name()}
 			if other, ok := batch[k]; ok && other != s {
-				err = fmt.Errorf("two stages of type %s named %q: give each its own name", k.kind, k.name)
+				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
 			}
 			batch[k] = s
 		}
@@ -290,6 +296,9 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := m.registerKinds(flat); err != nil {
 		return err
 	}
 	for _, s := range flat {
@@ -313,9 +322,47 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 				m.bulkheads[s.Name()] = s
 				m.instrumentBulkhead(s)
 			}
+		case resilience.Observable:
+			ks := m.kinds[s.Kind()]
+			ks.mu.Lock()
+			ks.stages[s.Name()] = s
+			ks.mu.Unlock()
 		}
 	}
 	return nil
+}
+
+// registerKinds registers a collector for each kind of Observable stage in
+// stages that has none yet, or none at all if one fails. m.mu is held.
+func (m *Metrics) registerKinds(stages []resilience.Stage) error {
+	var added []*kindSeries
+	for _, s := range stages {
+		o, ok := s.(resilience.Observable)
+		if !ok || m.kinds[o.Kind()] != nil || builtin(s) {
+			continue
+		}
+		ks := newKindSeries(o)
+		if err := m.reg.Register(ks); err != nil {
+			for _, a := range added {
+				m.reg.Unregister(a)
+				delete(m.kinds, a.kind)
+			}
+			return fmt.Errorf("metrics: Instrument: registering the series of kind %q: %w", o.Kind(), err)
+		}
+		m.kinds[o.Kind()] = ks
+		added = append(added, ks)
+	}
+	return nil
+}
+
+// builtin reports whether s is one of the four stages with series of
+// their own.
+func builtin(s resilience.Stage) bool {
+	switch s.(type) {
+	case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead:
+		return true
+	}
+	return false
 }
 
 // check reports why s cannot be instrumented, if it cannot. m.mu is held.
@@ -341,7 +388,13 @@ func (m *Metrics) check(s resilience.Stage) error {
 	case nil:
 		return errors.New("nil stage")
 	}
-	return fmt.Errorf("unknown stage type %T", s)
+	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
+		return fmt.Errorf("nil %T", s)
+	}
+	if o, ok := s.(resilience.Observable); ok {
+		return m.checkObservable(o)
+	}
+	return fmt.Errorf("stage %q of kind %q (%T) has nothing to report: implement resilience.Observable to give it series", s.Name(), s.Kind(), s)
 }
 
 // named is a stage with a name: all of them.

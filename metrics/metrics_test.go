@@ -294,7 +294,7 @@ func TestInstrumentChecksEveryStage(t *testing.T) {
 	var nilBreaker *resilience.Breaker
 
 	err := m.Instrument(named, twin, anonymous, nilBreaker, nil)
-	for _, want := range []string{`two stages of type *resilience.Breaker named "db"`, "has no name: set BreakerConfig.Name", "nil breaker", "nil stage"} {
+	for _, want := range []string{`two stages of kind breaker named "db"`, "has no name: set BreakerConfig.Name", "nil breaker", "nil stage"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not say %q", err, want)
 		}

@@ -1,0 +1,174 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/metrics"
+)
+
+// limiter is a stage of a kind metrics knows nothing of: it admits a
+// call while it has a token, and reports through resilience.Observable.
+type limiter struct {
+	name     string
+	tokens   atomic.Int64
+	admitted atomic.Uint64
+	rejected atomic.Uint64
+}
+
+var errNoToken = errors.Join(resilience.ErrRejected, errors.New("limiter: no token"))
+
+func (l *limiter) Name() string { return l.name }
+func (*limiter) Kind() string   { return "limiter" }
+func (l *limiter) Run(ctx context.Context, call func(context.Context) error) error {
+	if l.tokens.Add(-1) < 0 {
+		l.tokens.Add(1)
+		l.rejected.Add(1)
+		return errNoToken
+	}
+	l.admitted.Add(1)
+	return call(ctx)
+}
+
+func (l *limiter) Stats() resilience.Stats {
+	return resilience.Stats{
+		Calls: []resilience.Count{
+			{Result: "admitted", N: l.admitted.Load()},
+			{Result: "rejected", N: l.rejected.Load()},
+		},
+		Gauges: []resilience.Gauge{{Name: "tokens", Help: "Tokens left.", Value: float64(l.tokens.Load())}},
+	}
+}
+
+func newLimiter(name string, tokens int64) *limiter {
+	l := &limiter{name: name}
+	l.tokens.Store(tokens)
+	return l
+}
+
+// TestObservableStageHasSeries: a stage of any kind that implements
+// Observable gets resilience_<kind>_calls_total and its gauges, at zero
+// from the start, alone or inside a guard, next to the built-in series.
+func TestObservableStageHasSeries(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := must(metrics.New(reg))
+	alone := newLimiter("alone", 1)
+	inner := newLimiter("inner", 2)
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "g"}))
+	g := must(resilience.NewGuard(resilience.GuardConfig{Name: "g", Stages: []resilience.Stage{inner, plain{}, b}}))
+	if err := m.Instrument(alone, g); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP resilience_limiter_calls_total Calls through limiter stages, by how they ended.
+# TYPE resilience_limiter_calls_total counter
+resilience_limiter_calls_total{name="alone",result="admitted"} 0
+resilience_limiter_calls_total{name="alone",result="rejected"} 0
+resilience_limiter_calls_total{name="inner",result="admitted"} 0
+resilience_limiter_calls_total{name="inner",result="rejected"} 0
+# HELP resilience_limiter_tokens Tokens left.
+# TYPE resilience_limiter_tokens gauge
+resilience_limiter_tokens{name="alone"} 1
+resilience_limiter_tokens{name="inner"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "resilience_limiter_calls_total", "resilience_limiter_tokens"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		resilience.Do(context.Background(), g, ok)
+	}
+	resilience.Do(context.Background(), alone, ok)
+	want = `
+# HELP resilience_limiter_calls_total Calls through limiter stages, by how they ended.
+# TYPE resilience_limiter_calls_total counter
+resilience_limiter_calls_total{name="alone",result="admitted"} 1
+resilience_limiter_calls_total{name="alone",result="rejected"} 0
+resilience_limiter_calls_total{name="inner",result="admitted"} 2
+resilience_limiter_calls_total{name="inner",result="rejected"} 1
+# HELP resilience_limiter_tokens Tokens left.
+# TYPE resilience_limiter_tokens gauge
+resilience_limiter_tokens{name="alone"} 0
+resilience_limiter_tokens{name="inner"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "resilience_limiter_calls_total", "resilience_limiter_tokens"); err != nil {
+		t.Fatal(err)
+	}
+	// The breaker after the limiter saw the two admitted calls.
+	if got := closedSuccesses(t, m, "g"); got != 2 {
+		t.Errorf("breaker successes %v, want 2", got)
+	}
+}
+
+// badStats reports what its fields say.
+type badStats struct {
+	kind, name string
+	stats      resilience.Stats
+}
+
+func (s *badStats) Name() string            { return s.name }
+func (s *badStats) Kind() string            { return s.kind }
+func (s *badStats) Stats() resilience.Stats { return s.stats }
+func (s *badStats) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+
+// TestInstrumentChecksObservableStages: what would make bad or clashing
+// series is an error that says what is wrong, and nothing is registered.
+func TestInstrumentChecksObservableStages(t *testing.T) {
+	good := resilience.Stats{Calls: []resilience.Count{{Result: "ok"}}}
+	var nilLimiter *limiter
+	for _, tc := range []struct {
+		name   string
+		stages []resilience.Stage
+		want   string
+	}{
+		{"plain alone", []resilience.Stage{plain{}}, `stage "plain" of kind "plain" (metrics_test.plain) has nothing to report: implement resilience.Observable`},
+		{"typed nil", []resilience.Stage{nilLimiter}, "nil *metrics_test.limiter"},
+		{"kind not a word", []resilience.Stage{&badStats{"Rate-Limit", "x", good}}, `its kind names its series`},
+		{"no name", []resilience.Stage{&badStats{"x", "", good}}, `has no name`},
+		{"bad result", []resilience.Stage{&badStats{"x", "x", resilience.Stats{Calls: []resilience.Count{{Result: "Not OK"}}}}}, `result "Not OK"`},
+		{"result twice", []resilience.Stage{&badStats{"x", "x", resilience.Stats{Calls: []resilience.Count{{Result: "ok"}, {Result: "ok"}}}}}, `result "ok": each`},
+		{"gauge calls_total", []resilience.Stage{&badStats{"x", "x", resilience.Stats{Gauges: []resilience.Gauge{{Name: "calls_total"}}}}}, `gauge "calls_total"`},
+		{"nothing", []resilience.Stage{&badStats{"x", "x", resilience.Stats{}}}, "reports no count and no gauge"},
+		{"same kind and name", []resilience.Stage{newLimiter("l", 1), newLimiter("l", 1)}, `two stages of kind limiter named "l"`},
+		{"clash with a built-in series", []resilience.Stage{&badStats{"timeout", "x", resilience.Stats{Gauges: []resilience.Gauge{{Name: "operations_total"}}}}}, `registering the series of kind "timeout"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewPedanticRegistry()
+			m := must(metrics.New(reg))
+			err := m.Instrument(tc.stages...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if !strings.HasPrefix(mf.GetName(), "resilience_circuit") && len(mf.GetMetric()) > 0 {
+					t.Errorf("after a failed Instrument, %s has series", mf.GetName())
+				}
+			}
+		})
+	}
+
+	// Stages of one kind must report alike.
+	m := must(metrics.New(prometheus.NewRegistry()))
+	if err := m.Instrument(newLimiter("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	other := &badStats{"limiter", "b", good}
+	if err := m.Instrument(other); err == nil || !strings.Contains(err.Error(), "every stage of a kind must report the same") {
+		t.Errorf("a limiter reporting other results: %v", err)
+	}
+	if err := m.Instrument(newLimiter("a", 1)); err == nil || !strings.Contains(err.Error(), `another stage of kind "limiter" named "a"`) {
+		t.Errorf("a second limiter named a: %v", err)
+	}
+}
