@@ -10,9 +10,9 @@ import (
 	"github.com/resilience-go/resilience"
 )
 
-// A held call's context stays open after a successful return, its
-// deadlines still running, until release; a failed call's ends at once.
-func TestHoldKeepsASucceededCallsContextOpen(t *testing.T) {
+// A held call's contexts stay open after it returns, their deadlines
+// still running, until release.
+func TestHoldKeepsTheContextsOpen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		total := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "total", Duration: 10 * time.Second}))
 		attempt := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "attempt", Duration: 3 * time.Second}))
@@ -32,8 +32,8 @@ func TestHoldKeepsASucceededCallsContextOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ctxs[0].Err() == nil {
-			t.Error("the failed attempt's context is still open")
+		if ctxs[0].Err() != nil {
+			t.Error("the failed attempt's context ended before release")
 		}
 		if got.Err() != nil {
 			t.Fatalf("the successful attempt's context ended on return: %v", got.Err())
@@ -62,6 +62,21 @@ func TestHoldKeepsASucceededCallsContextOpen(t *testing.T) {
 		}
 		release2() // twice is fine
 		release()
+
+		// So does a call that failed, until release.
+		held, release3 := resilience.Hold(context.Background())
+		var failed context.Context
+		resilience.Do(held, total, func(ctx context.Context) (int, error) {
+			failed = ctx
+			return 0, errors.New("fails")
+		})
+		if failed.Err() != nil {
+			t.Fatal("a failed call's context ended before release")
+		}
+		release3()
+		if !errors.Is(failed.Err(), context.Canceled) {
+			t.Fatalf("after release, the failed call's Err() = %v, want Canceled", failed.Err())
+		}
 	})
 }
 

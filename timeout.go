@@ -144,7 +144,7 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, d)
 	v, err := n.call(tctx)
-	if err != nil || !holdFrom(ctx).keep(cancel) {
+	if !holdFrom(ctx).keep(cancel) {
 		cancel()
 	}
 	r := timeoutResult(ctx, tctx, err)
@@ -367,19 +367,18 @@ func (t *Timeout) Observe(o TimeoutObserver) {
 	t.obs.Store(&o)
 }
 
-// Hold returns a copy of ctx under which a call's Timeout stages keep the
-// context of a call that succeeded open after it returns, its deadline
-// still running, until release is called: for a call whose result is read
-// after it returns (an HTTP response's body, SQL rows, a stream), which
-// the context's end would cut off. Every time limit a call ran under then
-// bounds the reading of its result too, as http.Client.Timeout bounds
-// reading the body. A call that failed has its context ended at once, as
-// without Hold.
+// Hold returns a copy of ctx under which a call's Timeout stages leave its
+// contexts open after it returns, their deadlines still running, until
+// release is called: for a call whose result is read after it returns (an
+// HTTP response's body, SQL rows, a stream), which the end of its context
+// would cut off. Every time limit a call ran under then bounds the reading
+// of its result too, as http.Client.Timeout bounds reading the body.
 //
-// Call release once the result is read or dropped; it is safe to call more
-// than once, and from any goroutine. A Timeout in abandon mode does not
-// hold (TimeoutConfig.Abandon). The integrations use Hold; code of your
-// own needs it only for such results.
+// Call release once the result is read or dropped, and at once if there
+// is none (the call failed); it is safe to call more than once, and from
+// any goroutine. A Timeout in abandon mode does not hold
+// (TimeoutConfig.Abandon). The integrations use Hold; code of your own
+// needs it only for such results.
 func Hold(ctx context.Context) (held context.Context, release func()) {
 	h := &holder{}
 	return context.WithValue(ctx, holdKey{}, h), h.release
@@ -387,8 +386,8 @@ func Hold(ctx context.Context) (held context.Context, release func()) {
 
 type holdKey struct{}
 
-// holder keeps the cancel functions of the time limits a held call
-// succeeded under, until release.
+// holder keeps the cancel functions of the time limits a held call ran
+// under, until release.
 type holder struct {
 	mu       sync.Mutex
 	cancels  []context.CancelFunc

@@ -78,3 +78,67 @@ func Cooperative(pkg string, g *resilience.Guard) error {
 	}
 	return nil
 }
+
+// Check returns an error, prefixed by pkg and naming field, if g cannot
+// guard an integration's calls: it is nil, the zero Guard, or one of its
+// time limits abandons calls (see Cooperative). A guard of any shape will
+// do otherwise: per-attempt time limits, bulkheads, stages of the user's
+// own, with or without a breaker or a retry.
+func Check(pkg, field string, g *resilience.Guard) error {
+	if g == nil {
+		return errors.New(pkg + ": " + field + " is nil: build a guard with resilience.NewGuard or a preset")
+	}
+	if len(g.Stages()) == 0 {
+		return errors.New(pkg + ": " + field + " is a zero resilience.Guard: build it with resilience.NewGuard or a preset")
+	}
+	for _, s := range g.Stages() {
+		if t, ok := s.(*resilience.Timeout); ok && t.Abandons() {
+			return errors.New(pkg + ": " + field + ": the time limit " + quote(t.Name()) + " abandons calls (TimeoutConfig.Abandon); " +
+				"an abandoned call would go on using what the caller already has back: use the default, cooperative mode")
+		}
+	}
+	return nil
+}
+
+func quote(name string) string {
+	if name == "" {
+		return "(unnamed)"
+	}
+	return `"` + name + `"`
+}
+
+// Run runs call through every stage of g, in order, as every integration
+// does: its time limits (their observers count each time-out), retries,
+// bulkheads, breakers and the user's own stages. once marks a call that
+// must not be sent twice (a write, a request that is not idempotent): no
+// stage repeats it (see resilience.AtMostOnce).
+func Run[T any](ctx context.Context, g *resilience.Guard, once bool, call resilience.Func[T]) (T, error) {
+	if once {
+		ctx = resilience.AtMostOnce(ctx)
+	}
+	return resilience.Do(ctx, g, call)
+}
+
+// RunHeld is Run for a call whose result is read after it returns (an
+// HTTP body, SQL rows, a stream): the contexts of g's time limits stay
+// open until release is called, so that they bound the reading too (see
+// resilience.Hold). Call release once the result is read or dropped; it
+// is safe to call more than once. RunHeld has already called it when the
+// call failed and nothing is handed back: a caller that keeps a result
+// of a failed call (an HTTP response with a 5xx status) must use
+// RunHeldAlways.
+func RunHeld[T any](ctx context.Context, g *resilience.Guard, once bool, call resilience.Func[T]) (v T, release func(), err error) {
+	v, release, err = RunHeldAlways(ctx, g, once, call)
+	if err != nil {
+		release()
+	}
+	return v, release, err
+}
+
+// RunHeldAlways is RunHeld that leaves release to the caller on every
+// path, errors included.
+func RunHeldAlways[T any](ctx context.Context, g *resilience.Guard, once bool, call resilience.Func[T]) (T, func(), error) {
+	held, release := resilience.Hold(ctx)
+	v, err := Run(held, g, once, call)
+	return v, release, err
+}
