@@ -46,6 +46,18 @@ func TestPresetBuildNamesItsPolicies(t *testing.T) {
 	if g := must(p.Build()); g.Retry() != nil {
 		t.Errorf("Retry() = %v for a preset without retries, want nil", g.Retry())
 	}
+
+	// A per-attempt limit goes innermost, named after the dependency
+	// unless it has a name of its own.
+	p.AttemptTimeout = &resilience.TimeoutConfig{Duration: time.Millisecond}
+	ss := must(p.Build()).Stages()
+	if at, ok := ss[len(ss)-1].(*resilience.Timeout); !ok || at.Name() != "dep.attempt" || at.Duration() != time.Millisecond {
+		t.Errorf("innermost stage %v, want the 1ms Timeout dep.attempt", ss[len(ss)-1])
+	}
+	p.AttemptTimeout.Name = "mine"
+	if ss := must(p.Build()).Stages(); ss[len(ss)-1].Name() != "mine" {
+		t.Errorf("the attempt limit's own name was replaced: %q", ss[len(ss)-1].Name())
+	}
 }
 
 func TestPresetBuildReportsEveryBadConfig(t *testing.T) {
@@ -53,11 +65,12 @@ func TestPresetBuildReportsEveryBadConfig(t *testing.T) {
 	p.Timeout.Duration = 0
 	p.Retry.BackoffMultiplier = 0.5
 	p.Breaker.ErrorRateThreshold = 2
+	p.AttemptTimeout = &resilience.TimeoutConfig{Duration: -time.Second}
 	g, err := p.Build()
 	if g != nil || !errors.Is(err, resilience.ErrInvalidConfig) {
 		t.Fatalf("Build = %v, %v; want nil and ErrInvalidConfig", g, err)
 	}
-	for _, field := range []string{"TimeoutConfig.Duration", "RetryConfig.BackoffMultiplier", "BreakerConfig.ErrorRateThreshold"} {
+	for _, field := range []string{"TimeoutConfig.Duration", "RetryConfig.BackoffMultiplier", "BreakerConfig.ErrorRateThreshold", "Preset.AttemptTimeout.Duration -1s"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error %q does not name %s", err, field)
 		}

@@ -6,7 +6,8 @@ import (
 )
 
 // Preset is a tuned set of configs for one kind of dependency: a time limit
-// for the whole call, retries, and a circuit breaker. Package presets holds
+// for the whole call, retries, a circuit breaker, and a time limit for each
+// attempt. Package presets holds
 // one for each common kind (gRPC, databases, Redis, external HTTP, Kafka,
 // object storage); start from one of those, change what your measurements
 // say, and Build it:
@@ -34,6 +35,13 @@ type Preset struct {
 	// Breaker configures the circuit breaker each attempt goes through.
 	Breaker BreakerConfig
 
+	// AttemptTimeout, if set, limits each attempt, inside the breaker: an
+	// attempt that hangs is cut short, counted as a failure by the
+	// breaker, and retried while Timeout leaves time for it. Its Name
+	// defaults to Name + ".attempt", so that its series differ from the
+	// total's. Nil: an attempt may take all the time the total leaves.
+	AttemptTimeout *TimeoutConfig
+
 	// Classify, if set, says how the end of each attempt counts, for every
 	// stage of the guard at once (see GuardConfig.Classify). Default: the
 	// stages' own defaults, under which every error but the caller's
@@ -46,7 +54,8 @@ type Preset struct {
 
 // Build makes the policies of p, ready to guard calls to one dependency, or
 // returns an error naming every invalid field of every config. The guard
-// runs a call as Timeout → Retry → Breaker → call (see Guard).
+// runs a call as Timeout → Retry → Breaker → AttemptTimeout → call (see
+// Guard), leaving out the Retry and the AttemptTimeout when they are nil.
 func (p Preset) Build() (*Guard, error) {
 	var (
 		stages []Stage
@@ -72,6 +81,21 @@ func (p Preset) Build() (*Guard, error) {
 		errs = append(errs, err)
 	} else {
 		stages = append(stages, b)
+	}
+	if p.AttemptTimeout != nil {
+		ac := *p.AttemptTimeout
+		if ac.Name == "" && p.Name != "" {
+			ac.Name = p.Name + ".attempt"
+		}
+		ck := checker{typ: "Preset.AttemptTimeout"}
+		ck.check(ac.Duration > 0, "Duration", ac.Duration, "must be positive")
+		if err := ck.err(); err != nil {
+			errs = append(errs, err)
+		} else if t, err := NewTimeout(ac); err != nil {
+			errs = append(errs, err)
+		} else {
+			stages = append(stages, t)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -17,19 +17,26 @@
 //
 // The values:
 //
-//	preset          timeout  breaker                    retry
-//	gRPC            30s      5 failures, 60s cooldown   3 retries
-//	database        10s      10 failures, 30s cooldown  none
-//	Redis           5s       3 failures, 15s cooldown   2 retries
-//	external HTTP   60s      5 failures, 120s cooldown  5 retries
-//	Kafka           5s       5 failures, 30s cooldown   3 retries
-//	object storage  120s     5 failures, 60s cooldown   5 retries
+//	preset          timeout  breaker                    retry      per attempt
+//	gRPC            30s      5 failures, 60s cooldown   3 retries  10s
+//	database        10s      10 failures, 30s cooldown  none       none
+//	Redis           5s       3 failures, 15s cooldown   2 retries  2s
+//	external HTTP   60s      5 failures, 120s cooldown  5 retries  20s
+//	Kafka           5s       5 failures, 30s cooldown   3 retries  2s
+//	object storage  120s     5 failures, 60s cooldown   5 retries  none
 //
 // and, for all of them, a breaker that also opens at an error rate of 50%
 // over the last 100 calls (once 20 are in) and closes after 2 successful
 // probes, and retries that wait 100ms, doubling up to 10s, each wait
 // jittered by ±30%. The timeout bounds the whole call, retries included;
-// see resilience.Guard for the order the policies run in, and why.
+// the per-attempt limit, inside the breaker, cuts an attempt that hangs so
+// that the breaker counts it and a retry gets the rest of the time. See
+// resilience.Guard for the order the policies run in, and why, and
+// docs/DECISIONS.md for each per-attempt value.
+//
+// The object storage preset has no per-attempt limit: a transfer's time
+// grows with the object's size, and a fixed cut would fail every large
+// object on every attempt, sending it again each time.
 //
 // The database preset never retries: a write that timed out may have been
 // committed, and running it again may do it twice. Retry idempotent reads
@@ -54,8 +61,8 @@ const (
 )
 
 // config builds a preset from the values that differ between presets;
-// retries < 0 means no retry policy at all.
-func config(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int) resilience.Preset {
+// retries < 0 means no retry policy at all, attempt 0 no per-attempt limit.
+func config(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int, attempt time.Duration) resilience.Preset {
 	p := resilience.Preset{
 		Name:    name,
 		Timeout: resilience.TimeoutConfig{Duration: timeout},
@@ -67,6 +74,9 @@ func config(name string, timeout time.Duration, failures int, cooldown time.Dura
 			WindowSize:         WindowSize,
 			MinCalls:           MinCalls,
 		},
+	}
+	if attempt > 0 {
+		p.AttemptTimeout = &resilience.TimeoutConfig{Duration: attempt}
 	}
 	if retries >= 0 {
 		p.Retry = &resilience.RetryConfig{
@@ -84,37 +94,44 @@ const noRetry = -1
 
 // GRPCConfig returns the preset for calls to internal gRPC services: 30s
 // for the whole call, a breaker that opens after 5 failures in a row and
-// probes after 60s, and 3 retries.
-func GRPCConfig() resilience.Preset { return config("grpc", 30*time.Second, 5, 60*time.Second, 3) }
+// probes after 60s, 3 retries, and 10s for each attempt.
+func GRPCConfig() resilience.Preset {
+	return config("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)
+}
 
 // DatabaseConfig returns the preset for database queries: 10s, a breaker
 // that opens after 10 failures in a row and probes after 30s, and no
 // retries, since writes are not idempotent.
 func DatabaseConfig() resilience.Preset {
-	return config("database", 10*time.Second, 10, 30*time.Second, noRetry)
+	return config("database", 10*time.Second, 10, 30*time.Second, noRetry, 0)
 }
 
 // RedisConfig returns the preset for Redis and other caches: 5s, a breaker
-// that opens after 3 failures in a row and probes after 15s, and 2
-// retries.
-func RedisConfig() resilience.Preset { return config("redis", 5*time.Second, 3, 15*time.Second, 2) }
+// that opens after 3 failures in a row and probes after 15s, 2 retries,
+// and 2s for each attempt.
+func RedisConfig() resilience.Preset {
+	return config("redis", 5*time.Second, 3, 15*time.Second, 2, 2*time.Second)
+}
 
 // ExternalHTTPConfig returns the preset for third-party HTTP APIs: 60s, a
-// breaker that opens after 5 failures in a row and probes after 120s, and 5
-// retries.
+// breaker that opens after 5 failures in a row and probes after 120s, 5
+// retries, and 20s for each attempt.
 func ExternalHTTPConfig() resilience.Preset {
-	return config("external-http", 60*time.Second, 5, 120*time.Second, 5)
+	return config("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)
 }
 
 // KafkaConfig returns the preset for Kafka producers: 5s, a breaker that
-// opens after 5 failures in a row and probes after 30s, and 3 retries.
-func KafkaConfig() resilience.Preset { return config("kafka", 5*time.Second, 5, 30*time.Second, 3) }
+// opens after 5 failures in a row and probes after 30s, 3 retries, and 2s
+// for each attempt.
+func KafkaConfig() resilience.Preset {
+	return config("kafka", 5*time.Second, 5, 30*time.Second, 3, 2*time.Second)
+}
 
 // ObjectStorageConfig returns the preset for S3 and other object stores:
 // 120s, a breaker that opens after 5 failures in a row and probes after
-// 60s, and 5 retries.
+// 60s, 5 retries, and no per-attempt limit (see the package doc).
 func ObjectStorageConfig() resilience.Preset {
-	return config("object-storage", 120*time.Second, 5, 60*time.Second, 5)
+	return config("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)
 }
 
 // GRPC returns a new Guard with the GRPCConfig settings.

@@ -21,7 +21,7 @@ var errDown = errors.New("dependency down")
 
 // want builds the preset the seed's table describes, spelled out in full so
 // that a changed default or a typo in presets.go shows up here.
-func want(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int) resilience.Preset {
+func want(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int, attempt time.Duration) resilience.Preset {
 	p := resilience.Preset{
 		Name:    name,
 		Timeout: resilience.TimeoutConfig{Duration: timeout},
@@ -33,6 +33,9 @@ func want(name string, timeout time.Duration, failures int, cooldown time.Durati
 			WindowSize:         100,
 			MinCalls:           20,
 		},
+	}
+	if attempt > 0 {
+		p.AttemptTimeout = &resilience.TimeoutConfig{Duration: attempt}
 	}
 	if retries > 0 {
 		p.Retry = &resilience.RetryConfig{
@@ -52,12 +55,12 @@ var table = []struct {
 	guard  func() *resilience.Guard
 	want   resilience.Preset
 }{
-	{"gRPC", presets.GRPCConfig, presets.GRPC, want("grpc", 30*time.Second, 5, 60*time.Second, 3)},
-	{"database", presets.DatabaseConfig, presets.Database, want("database", 10*time.Second, 10, 30*time.Second, 0)},
-	{"Redis", presets.RedisConfig, presets.Redis, want("redis", 5*time.Second, 3, 15*time.Second, 2)},
-	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, want("external-http", 60*time.Second, 5, 120*time.Second, 5)},
-	{"Kafka", presets.KafkaConfig, presets.Kafka, want("kafka", 5*time.Second, 5, 30*time.Second, 3)},
-	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, want("object-storage", 120*time.Second, 5, 60*time.Second, 5)},
+	{"gRPC", presets.GRPCConfig, presets.GRPC, want("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)},
+	{"database", presets.DatabaseConfig, presets.Database, want("database", 10*time.Second, 10, 30*time.Second, 0, 0)},
+	{"Redis", presets.RedisConfig, presets.Redis, want("redis", 5*time.Second, 3, 15*time.Second, 2, 2*time.Second)},
+	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, want("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)},
+	{"Kafka", presets.KafkaConfig, presets.Kafka, want("kafka", 5*time.Second, 5, 30*time.Second, 3, 2*time.Second)},
+	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, want("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)},
 }
 
 // TestPresetValues checks every preset against the table of the seed.
@@ -72,6 +75,29 @@ func TestPresetValues(t *testing.T) {
 		}
 		if (g.Retry() == nil) != (tc.want.Retry == nil) {
 			t.Errorf("%s: Retry() = %v", tc.name, g.Retry())
+		}
+		// The order: Timeout → Retry → Breaker → AttemptTimeout.
+		wantStages := []string{"timeout " + tc.want.Name}
+		if tc.want.Retry != nil {
+			wantStages = append(wantStages, "retry "+tc.want.Name)
+		}
+		wantStages = append(wantStages, "breaker "+tc.want.Name)
+		if a := tc.want.AttemptTimeout; a != nil {
+			wantStages = append(wantStages, "timeout "+tc.want.Name+".attempt")
+			var last *resilience.Timeout
+			if ss := g.Stages(); len(ss) > 0 {
+				last, _ = ss[len(ss)-1].(*resilience.Timeout)
+			}
+			if last == nil || last.Duration() != a.Duration {
+				t.Errorf("%s: the innermost stage is not a %v Timeout", tc.name, a.Duration)
+			}
+		}
+		var gotStages []string
+		for _, st := range g.Stages() {
+			gotStages = append(gotStages, st.Kind()+" "+st.Name())
+		}
+		if diff := cmp.Diff(wantStages, gotStages); diff != "" {
+			t.Errorf("%s: stages (-want +got):\n%s", tc.name, diff)
 		}
 	}
 }
@@ -154,21 +180,71 @@ func TestDatabaseNeverRetries(t *testing.T) {
 }
 
 // TestTimeoutCoversRetries: the gRPC preset's 30s bounds a call and all its
-// retries; a dependency that hangs gets one attempt, cut at 30s.
+// retries; a dependency that hangs gets attempts of 10s each, the first two
+// cut by the per-attempt limit, the third by the total, at 30s exactly.
 func TestTimeoutCoversRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		grpc := presets.GRPC()
-		calls := 0
+		var ends []time.Duration
 		start := time.Now()
 		_, err := resilience.Do(context.Background(), grpc, func(ctx context.Context) (int, error) {
-			calls++
+			began := time.Now()
 			<-ctx.Done()
+			ends = append(ends, time.Since(began))
 			return 0, ctx.Err()
 		})
-		if !errors.Is(err, resilience.ErrTimeout) || calls != 1 || time.Since(start) != 30*time.Second {
-			t.Errorf("err = %v after %d calls and %v; want a timeout after 1 call and 30s", err, calls, time.Since(start))
+		var te *resilience.TimeoutError
+		if !errors.As(err, &te) || te.Name != "grpc" || time.Since(start) != 30*time.Second {
+			t.Errorf("err = %v after %v; want the total's timeout after 30s", err, time.Since(start))
+		}
+		if len(ends) != 3 || ends[0] != 10*time.Second || ends[1] != 10*time.Second || ends[2] >= 10*time.Second {
+			t.Errorf("attempts lasted %v; want 10s, 10s and what the total left", ends)
 		}
 	})
+}
+
+// TestAttemptTimeoutRetriesAHungAttempt: in each preset with a per-attempt
+// limit, an attempt that hangs is cut at that limit, counted by the
+// breaker, and retried within the total, which succeeds.
+func TestAttemptTimeoutRetriesAHungAttempt(t *testing.T) {
+	for _, tc := range table {
+		if tc.want.AttemptTimeout == nil {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := tc.guard()
+				failures := 0
+				g.Breaker().Observe(resilience.BreakerObserver{Call: func(_ resilience.State, r resilience.CallResult) {
+					if r == resilience.CallFailed {
+						failures++
+					}
+				}})
+				var attempts []time.Duration
+				start := time.Now()
+				v, err := resilience.Do(context.Background(), g, func(ctx context.Context) (string, error) {
+					began := time.Now()
+					if len(attempts) == 0 {
+						<-ctx.Done()
+						attempts = append(attempts, time.Since(began))
+						return "", ctx.Err()
+					}
+					attempts = append(attempts, time.Since(began))
+					return "answer", nil
+				})
+				limit := tc.want.AttemptTimeout.Duration
+				if err != nil || v != "answer" || len(attempts) != 2 || attempts[0] != limit {
+					t.Fatalf("got %q, %v after attempts %v; want the answer, the first attempt cut at %v", v, err, attempts, limit)
+				}
+				if took := time.Since(start); took >= tc.want.Timeout.Duration || took < limit {
+					t.Errorf("the call took %v, want between %v and the total %v", took, limit, tc.want.Timeout.Duration)
+				}
+				if failures != 1 {
+					t.Errorf("the breaker counted %d failures, want the hung attempt's 1", failures)
+				}
+			})
+		})
+	}
 }
 
 // TestSharedBreakerAcrossResultTypes: two chains for one backend, of
