@@ -45,6 +45,12 @@
 //	resilience_bulkhead_max_concurrent{name="N"}           gauge
 //	resilience_bulkhead_rejections_total{name="N"}         counter
 //
+// A stage of any other kind, of this library's or your own, that
+// implements resilience.Observable gives, for kind K and name N,
+//
+//	resilience_K_calls_total{name="N",result}   counter, one series per result it reports
+//	resilience_K_G{name="N"}                    gauge, for each gauge G it reports
+//
 // Every series is created, at zero, when its policy is instrumented, so
 // that rates and alerts work from the first scrape.
 //
@@ -251,9 +257,10 @@ var (
 )
 
 // Instrument attaches metrics to each stage: a *resilience.Breaker, a
-// *resilience.Retry, a *resilience.Timeout, a *resilience.Bulkhead, or a
-// *resilience.Guard (each of those among its stages; stages of other kinds
-// in a guard have no series and are left out).
+// *resilience.Retry, a *resilience.Timeout, a *resilience.Bulkhead, a
+// stage of any kind that implements resilience.Observable, or a
+// *resilience.Guard (each of those among its stages; a stage in a guard
+// that reports nothing is left out).
 //
 // Each stage must have a name, unique among the stages of its kind on
 // this Metrics: two breakers named alike would fight over one series.

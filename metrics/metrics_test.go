@@ -393,7 +393,7 @@ func TestGuardSeries(t *testing.T) {
 		"resilience_circuit_breaker_state_transitions_total": 5,
 		"resilience_circuit_breaker_calls_total":             8,
 		"resilience_circuit_breaker_open_duration_seconds":   1, // one histogram
-		"resilience_timeout_operations_total":                4,
+		"resilience_timeout_operations_total":                8, // the total and the per-attempt limit
 		"resilience_retry_attempts":                          2, // two histograms
 	} {
 		if got := testutil.CollectAndCount(m, name); got != want {

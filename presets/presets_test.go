@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var errDown = errors.New("dependency down")
 
-// want builds the preset the seed's table describes, spelled out in full so
+// want builds the preset the presets table describes, spelled out in full so
 // that a changed default or a typo in presets.go shows up here.
 func want(name string, timeout time.Duration, failures int, cooldown time.Duration, retries int, attempt time.Duration) resilience.Preset {
 	p := resilience.Preset{
@@ -63,7 +63,7 @@ var table = []struct {
 	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, want("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)},
 }
 
-// TestPresetValues checks every preset against the table of the seed.
+// TestPresetValues checks every preset against the presets table.
 func TestPresetValues(t *testing.T) {
 	for _, tc := range table {
 		if diff := cmp.Diff(tc.want, tc.config(), cmpopts.IgnoreFields(resilience.BreakerConfig{}, "Classify", "OnStateChange"), cmpopts.IgnoreFields(resilience.RetryConfig{}, "Retryable", "OnRetry")); diff != "" {
