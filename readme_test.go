@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -173,6 +174,48 @@ func readmeBulkhead(ctx context.Context, img []byte) error {
 	return nil
 }
 
+func readmeGuard(ctx context.Context, timeout *resilience.Timeout, retry *resilience.Retry, bulkhead *resilience.Bulkhead, breaker *resilience.Breaker) error {
+	perAttempt, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: "users.attempt", Duration: time.Second})
+	if err != nil {
+		return err
+	}
+	users, err := resilience.NewGuard(resilience.GuardConfig{
+		Name:   "users",
+		Stages: []resilience.Stage{timeout, retry, bulkhead, breaker, perAttempt}, // the first is outermost
+	})
+	if err != nil {
+		return err
+	}
+	user, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) {
+		return client.GetUser(ctx, &GetUserRequest{ID: 42})
+	})
+	if errors.Is(err, resilience.ErrRejected) {
+		return err // an open breaker or a full bulkhead: the call was not made
+	}
+	fmt.Println(user.Name, err, len(users.Stages()))
+	return nil
+}
+
+type logged struct{ name string }
+
+func (l logged) Name() string { return l.name }
+func (logged) Kind() string   { return "logged" }
+func (l logged) Run(ctx context.Context, call func(context.Context) error) error {
+	err := call(ctx)
+	if err != nil {
+		log.Printf("%s: %v", l.name, err)
+	}
+	return err
+}
+
+func readmeOwnStage(ctx context.Context) error {
+	count, err := resilience.Do(ctx, logged{name: "users"}, func(ctx context.Context) (int, error) {
+		return client.CountUsers(ctx)
+	})
+	fmt.Println(count, err)
+	return nil
+}
+
 func Example_readme() {
 	ctx := context.Background()
 	readmeQuickStart(ctx)
@@ -184,6 +227,16 @@ func Example_readme() {
 	users.Breaker().ForceOpen()
 	readmeFallback(ctx, users)
 	readmeBulkhead(ctx, []byte("png"))
+	readmeGuard(ctx,
+		must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "users", Duration: 2 * time.Second})),
+		must(resilience.NewRetry(resilience.RetryConfig{Name: "users", MaxRetries: 3})),
+		must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "users", MaxConcurrent: 10})),
+		must(resilience.NewBreaker(resilience.BreakerConfig{Name: "users"})))
+	defer log.SetOutput(log.Writer())
+	defer log.SetFlags(log.Flags())
+	log.SetOutput(os.Stdout)
+	log.SetFlags(0)
+	readmeOwnStage(ctx)
 	// Output:
 	// ada <nil>
 	// sessions closed
@@ -194,6 +247,9 @@ func Example_readme() {
 	// ada <nil>
 	// ada (cached) <nil>
 	// 1 0
+	// ada <nil> 5
+	// users: unavailable
+	// 0 unavailable
 }
 
 func TestREADMETimeoutSnippet(t *testing.T) {
