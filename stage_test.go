@@ -92,16 +92,89 @@ func TestStageRun(t *testing.T) {
 	}
 }
 
-// conformanceStages returns one of each kind of stage, fresh.
+// conformanceStages returns one of each kind of stage, fresh: a new stage
+// joins the conformance tests with one line here, with the kind it must
+// report.
 func conformanceStages() []resilience.Stage {
-	return []resilience.Stage{
-		must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"})),
-		must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "bh", MaxConcurrent: 2})),
-		must(resilience.NewRetry(resilience.RetryConfig{Name: "r", MaxRetries: 2, InitialBackoff: time.Millisecond})),
-		must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "t", Duration: time.Minute})),
-		must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "ta", Duration: time.Minute, Abandon: true})),
-		must(resilience.Preset{Name: "g", Timeout: resilience.TimeoutConfig{Duration: time.Minute}}.Build()),
-		&counting{name: "c"},
+	var stages []resilience.Stage
+	for _, c := range conformanceTable() {
+		stages = append(stages, c.stage)
+	}
+	return stages
+}
+
+type conformance struct {
+	kind  string
+	stage resilience.Stage
+	// observe, if set, adds an observer to the stage and returns how many
+	// calls it has seen; reject, if set, makes the stage refuse calls
+	// until the function it returns is called.
+	observe func(resilience.Stage) func() int
+	reject  func(resilience.Stage) func()
+}
+
+func observeBreaker(b *resilience.Breaker) func() int {
+	var n atomic.Int64
+	b.Observe(resilience.BreakerObserver{Call: func(resilience.State, resilience.CallResult) { n.Add(1) }})
+	return func() int { return int(n.Load()) }
+}
+
+func rejectBreaker(b *resilience.Breaker) func() {
+	b.ForceOpen()
+	return b.Reset
+}
+
+func conformanceTable() []conformance {
+	timeoutObserver := func(s resilience.Stage) func() int {
+		var n atomic.Int64
+		s.(*resilience.Timeout).Observe(resilience.TimeoutObserver{Done: func(resilience.TimeoutResult) { n.Add(1) }})
+		return func() int { return int(n.Load()) }
+	}
+	guardBreaker := func(s resilience.Stage) *resilience.Breaker { return s.(*resilience.Guard).Breaker() }
+	return []conformance{
+		{"breaker", must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"})),
+			func(s resilience.Stage) func() int { return observeBreaker(s.(*resilience.Breaker)) },
+			func(s resilience.Stage) func() { return rejectBreaker(s.(*resilience.Breaker)) }},
+		{"bulkhead", must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "bh", MaxConcurrent: 2})), nil,
+			func(s resilience.Stage) func() {
+				b := s.(*resilience.Bulkhead)
+				if !b.TryAcquire() || !b.TryAcquire() {
+					panic("bulkhead: no slot free")
+				}
+				return func() { b.Release(); b.Release() }
+			}},
+		{"retry", must(resilience.NewRetry(resilience.RetryConfig{Name: "r", MaxRetries: 2, InitialBackoff: time.Millisecond})),
+			func(s resilience.Stage) func() int {
+				var n atomic.Int64
+				s.(*resilience.Retry).Observe(resilience.RetryObserver{Done: func(int, error) { n.Add(1) }})
+				return func() int { return int(n.Load()) }
+			}, nil},
+		{"timeout", must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "t", Duration: time.Minute})), timeoutObserver, nil},
+		{"timeout", must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "ta", Duration: time.Minute, Abandon: true})), timeoutObserver, nil},
+		{"guard", must(resilience.Preset{Name: "g", Timeout: resilience.TimeoutConfig{Duration: time.Minute}}.Build()),
+			func(s resilience.Stage) func() int { return observeBreaker(guardBreaker(s)) },
+			func(s resilience.Stage) func() { return rejectBreaker(guardBreaker(s)) }},
+		{"guard", must(resilience.NewGuard(resilience.GuardConfig{Name: "ga", Stages: []resilience.Stage{
+			must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "ga", Duration: time.Minute})),
+			must(resilience.NewRetry(resilience.RetryConfig{Name: "ga", MaxRetries: 2, InitialBackoff: time.Millisecond})),
+			must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "ga", MaxConcurrent: 2})),
+			must(resilience.NewBreaker(resilience.BreakerConfig{Name: "ga"})),
+			must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "ga.attempt", Duration: time.Second})),
+			&counting{name: "ga"},
+		}})),
+			func(s resilience.Stage) func() int { return observeBreaker(guardBreaker(s)) },
+			func(s resilience.Stage) func() { return rejectBreaker(guardBreaker(s)) }},
+		{"counting", &counting{name: "c"},
+			func(s resilience.Stage) func() int {
+				c := s.(*counting)
+				before := c.calls.Load()
+				return func() int { return int(c.calls.Load() - before) }
+			},
+			func(s resilience.Stage) func() {
+				c := s.(*counting)
+				c.closed.Store(true)
+				return func() { c.closed.Store(false) }
+			}},
 	}
 }
 
@@ -110,19 +183,26 @@ func conformanceStages() []resilience.Stage {
 // a panic in the call goes on up the stack and leaves the stage working;
 // a call whose context has ended returns the context's error and leaves
 // the stage as it was. goleak (TestMain) finds any goroutine left behind.
-// A new stage joins the table in conformanceStages.
+// A new stage joins the table in conformanceTable.
 func TestStageConformance(t *testing.T) {
-	kinds := map[string]string{"b": "breaker", "bh": "bulkhead", "r": "retry", "t": "timeout", "ta": "timeout", "g": "guard", "c": "counting"}
-	for _, s := range conformanceStages() {
+	for _, c := range conformanceTable() {
+		s := c.stage
 		t.Run(fmt.Sprintf("%s/%s", s.Kind(), s.Name()), func(t *testing.T) {
 			ctx := context.Background()
-			if want := kinds[s.Name()]; s.Kind() != want {
-				t.Errorf("Kind() = %q, want %q", s.Kind(), want)
+			if s.Kind() != c.kind {
+				t.Errorf("Kind() = %q, want %q", s.Kind(), c.kind)
+			}
+			if s.Name() == "" {
+				t.Error("Name() is empty")
 			}
 			if _, err := resilience.Do[int](ctx, s, nil); err == nil {
 				t.Error("Do with a nil func: no error")
 			}
 			p := resilience.For[int](s)
+			seen := func() int { return -1 }
+			if c.observe != nil {
+				seen = c.observe(s)
+			}
 
 			func() {
 				defer func() {
@@ -156,6 +236,25 @@ func TestStageConformance(t *testing.T) {
 			}
 			if v, err := p.Do(ctx, ok); v != 1 || err != nil {
 				t.Errorf("after calls with an ended context: %v, %v; want 1, nil: the stage's state changed", v, err)
+			}
+			if c.observe != nil {
+				// The 3 calls after the panic, the 25 cancelled ones and the
+				// last; the observers that report panics saw one more.
+				if n := seen(); n != 29 && n != 30 {
+					t.Errorf("the observer saw %d calls, want 29 (or 30, with the panic)", n)
+				}
+			}
+			if c.reject != nil {
+				undo := c.reject(s)
+				calls := 0
+				_, err := p.Do(ctx, func(context.Context) (int, error) { calls++; return 1, nil })
+				undo()
+				if !errors.Is(err, resilience.ErrRejected) || calls != 0 {
+					t.Errorf("refused call: err %v after %d calls; want an error matching ErrRejected, no call", err, calls)
+				}
+				if v, err := p.Do(ctx, ok); v != 1 || err != nil {
+					t.Errorf("after the refusal: %v, %v; want 1, nil", v, err)
+				}
 			}
 		})
 	}
