@@ -895,8 +895,20 @@ func (e *OpenError) Error() string {
 	case e.Until.IsZero():
 		return fmt.Sprintf("resilience: circuit breaker %q is forced open", e.Name)
 	default:
-		return fmt.Sprintf("resilience: circuit breaker %q is open; next probe in %v", e.Name, e.RetryAfter())
+		return fmt.Sprintf("resilience: circuit breaker %q is open; next probe in %v", e.Name, approx(e.RetryAfter()))
 	}
+}
+
+// approx rounds d for a message: to a tenth of a second from a second up,
+// to a millisecond below. RetryAfter has the exact figure.
+func approx(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond)
+	}
+	return d
 }
 
 // Is reports whether target is ErrOpen or ErrRejected.

@@ -172,7 +172,22 @@ func TestBreakerOpenErrorAndTimeoutToTheNanosecond(t *testing.T) {
 			t.Errorf("error text %q, want %q", got, want)
 		}
 
-		time.Sleep(11*time.Second - time.Nanosecond)
+		// The message rounds what is left; RetryAfter keeps it exact.
+		for _, tc := range []struct {
+			after time.Duration
+			want  string
+		}{
+			{89_360_288 * time.Nanosecond, "10.9s"}, // 10.910639712s left
+			{10*time.Second + 400*time.Millisecond + 123_456*time.Nanosecond, "511ms"}, // 510.516256ms left
+			{510_416_377 * time.Nanosecond, "99.879µs"},
+		} {
+			time.Sleep(tc.after)
+			_, err := p.Do(ctx, ok)
+			if want := `resilience: circuit breaker "users" is open; next probe in ` + tc.want; err.Error() != want {
+				t.Errorf("error text %q, want %q", err.Error(), want)
+			}
+		}
+		time.Sleep(time.Until(opened.Add(15*time.Second)) - time.Nanosecond)
 		if got := b.State(); got != resilience.Open {
 			t.Fatalf("1ns before the open timeout: state %v, want open", got)
 		}
