@@ -6,6 +6,15 @@
 //	unary, err := resilgrpc.UnaryClientInterceptor(presets.GRPC())
 //	...
 //	conn, err := grpc.NewClient(target, grpc.WithChainUnaryInterceptor(unary), ...)
+//
+// Any guard will do: a preset, or stages of your choice in the order you
+// want, with or without a breaker or a retry. A time limit for each
+// attempt goes inside the retry, under the total one:
+//
+//	guard, err := resilience.NewGuard(resilience.GuardConfig{
+//		Name:   "users",
+//		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
+//	})
 package resilgrpc
 
 import (
@@ -68,20 +77,26 @@ func classify(ctx context.Context, err error) error {
 	}
 }
 
-// PolicyError is the error of a call that the policies ended: rejected by
-// the open breaker (codes.Unavailable), cut by the time limit
-// (codes.DeadlineExceeded), or refused by a full bulkhead
-// (codes.Unavailable). status.Code and status.FromError read its code,
-// and errors.Is matches it against resilience.ErrOpen, ErrTimeout or
-// ErrBulkheadFull.
+// PolicyError is the error of a call that the policies ended: cut by a
+// time limit (codes.DeadlineExceeded), or refused by a stage that admits
+// calls, such as an open breaker or a full bulkhead (codes.Unavailable).
+// status.Code and status.FromError read its code, and errors.Is matches
+// it against resilience.ErrTimeout, or resilience.ErrRejected and the
+// stage's own sentinel (ErrOpen, ErrBulkheadFull). An open breaker's
+// error, reached with errors.As, is a *resilience.OpenError, whose
+// RetryAfter says when the breaker will let a probe through.
 type PolicyError struct {
-	// Code is the gRPC code the caller sees: codes.Unavailable for a
-	// rejection by the breaker or the bulkhead, which clients may retry
-	// elsewhere or later, and codes.DeadlineExceeded for the time limit.
+	// Code is the gRPC code the caller sees: codes.DeadlineExceeded for a
+	// time limit, and codes.Unavailable for every rejection (ErrRejected:
+	// a breaker, a bulkhead, a limiter of your own), which says that the
+	// call did not run and may be tried elsewhere or later. A full
+	// bulkhead gets Unavailable too rather than ResourceExhausted, which
+	// clients often read as a quota that will not come back soon.
 	Code codes.Code
-	// Err is the error the policies returned: a *resilience.OpenError, a
-	// *resilience.TimeoutError or a *resilience.BulkheadFullError, possibly
-	// inside the *resilience.RetryError of a retry that stopped on it.
+	// Err is the error the policies returned: a *resilience.TimeoutError,
+	// or a rejection such as a *resilience.OpenError or a
+	// *resilience.BulkheadFullError, possibly inside the
+	// *resilience.RetryError of a retry that stopped on it.
 	Err error
 }
 
@@ -114,7 +129,7 @@ func result(err, answered error) error {
 	switch {
 	case errors.Is(err, resilience.ErrTimeout):
 		return &PolicyError{Code: codes.DeadlineExceeded, Err: err}
-	case errors.Is(err, resilience.ErrOpen), errors.Is(err, resilience.ErrBulkheadFull):
+	case errors.Is(err, resilience.ErrRejected):
 		return &PolicyError{Code: codes.Unavailable, Err: err}
 	}
 	return err
@@ -132,27 +147,30 @@ func checkBulkhead(fn string, b *resilience.Bulkhead) error {
 	return nil
 }
 
-func checkGuard(g *resilience.Guard) error {
-	if g == nil || g.Breaker() == nil {
-		return errors.New("resilgrpc: the guard is nil: build one with a preset, such as presets.GRPC()")
-	}
-	return outcome.Cooperative("resilgrpc", g)
+// checkGuard refuses a nil or zero guard, and one with a time limit that
+// abandons calls; any other guard will do.
+func checkGuard(fn string, g *resilience.Guard) error {
+	return outcome.Check("resilgrpc", fn+": the guard", g)
 }
 
 // UnaryClientInterceptor returns an interceptor that runs unary calls
-// through g: its time limit, its retries and its breaker, with the codes
-// classified as IsFailure and IsRetryable say. A call the policies end
-// returns a *PolicyError; otherwise the call's own error comes back as it
-// was. It returns an error if g is nil or abandons calls at its time
-// limit (TimeoutConfig.Abandon).
+// through every stage of g, in order: its time limits, retries, breakers,
+// bulkheads and stages of your own, with the codes classified as
+// IsFailure and IsRetryable say. A time limit inside the retry bounds
+// each attempt, and an attempt it cuts (DeadlineExceeded) is tried again
+// within the total limit. A call that must not be sent twice is made with
+// resilience.AtMostOnce(ctx): no stage repeats it, whatever failed.
+//
+// A call the policies end returns a *PolicyError; otherwise the call's own
+// error comes back as it was. It returns an error if g is nil, the zero
+// Guard, or has a time limit that abandons calls (TimeoutConfig.Abandon).
 func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, error) {
-	if err := checkGuard(g); err != nil {
+	if err := checkGuard("UnaryClientInterceptor", g); err != nil {
 		return nil, err
 	}
-	policy := resilience.For[struct{}](g)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		var answered error
-		_, err := policy.Do(ctx, func(ctx context.Context) (struct{}, error) {
+		_, err := outcome.Run(ctx, g, false, func(ctx context.Context) (struct{}, error) {
 			err := invoker(ctx, method, req, reply, cc, opts...)
 			answered = err
 			return struct{}{}, classify(ctx, err)
@@ -163,8 +181,8 @@ func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, e
 
 // UnaryServerInterceptor returns an interceptor that runs each call's
 // handler in the bulkhead b: a call that gets no slot within the
-// bulkhead's MaxWait is answered at once with codes.Unavailable, which
-// clients retry with backoff. It returns an error if b is nil or was not
+// bulkhead's MaxWait is answered at once with codes.Unavailable, as every
+// rejection is (see PolicyError), which clients retry with backoff. It returns an error if b is nil or was not
 // made by resilience.NewBulkhead.
 func UnaryServerInterceptor(b *resilience.Bulkhead) (grpc.UnaryServerInterceptor, error) {
 	if err := checkBulkhead("UnaryServerInterceptor", b); err != nil {
@@ -195,7 +213,7 @@ func StreamServerInterceptor(b *resilience.Bulkhead) (grpc.StreamServerIntercept
 }
 
 func shedError(err error) error {
-	if errors.Is(err, resilience.ErrBulkheadFull) {
+	if errors.Is(err, resilience.ErrRejected) {
 		return &PolicyError{Code: codes.Unavailable, Err: err}
 	}
 	return status.FromContextError(err).Err()

@@ -20,8 +20,11 @@ import (
 const maxReplay = 64
 
 // StreamClientInterceptor returns an interceptor that guards streams with
-// g's breaker and retries. It returns an error if g is nil or abandons
-// calls at its time limit.
+// g's breaker and retries: the first *resilience.Breaker and the first
+// *resilience.Retry among its stages, either of which may be missing. It
+// returns an error if g is nil, the zero Guard, or has a time limit that
+// abandons calls. Any other guard will do; its other stages guard unary
+// calls only (see below).
 //
 // A stream is one call for the breaker: it succeeds when its first message
 // arrives (or the server ends it cleanly without one) and fails as
@@ -50,10 +53,18 @@ const maxReplay = 64
 // or retried.
 //
 // Opening the stream and waiting for its first message are each retried
-// up to the policy's limit. The guard's time limit does not apply to
-// streams, which often live long: bound a stream with its context.
+// up to the policy's limit.
+//
+// The guard's other stages (its time limits, bulkheads and stages of your
+// own) and its Classify do not apply to streams. A stage holds what it gives a call (a
+// permit, a slot, a context) until the call returns, while a stream's
+// outcome is known only once its first message arrives, after the
+// interceptor has handed the stream to the caller; so the breaker's permit
+// is held by the stream itself, as above. And streams often live long:
+// the guard's time limit, made for one request and its answer (30s in
+// presets.GRPC()), would cut them. Bound a stream with its context.
 func StreamClientInterceptor(g *resilience.Guard) (grpc.StreamClientInterceptor, error) {
-	if err := checkGuard(g); err != nil {
+	if err := checkGuard("StreamClientInterceptor", g); err != nil {
 		return nil, err
 	}
 	var retry resilience.Policy[grpc.ClientStream]
@@ -116,7 +127,7 @@ func (s *clientStream) Context() context.Context {
 // replayed, when it fails before its first message arrives.
 type streamState struct {
 	ctx     context.Context
-	breaker *resilience.Breaker
+	breaker *resilience.Breaker                  // nil: no permits
 	retry   resilience.Policy[grpc.ClientStream] // nil: no retries
 	open    func(ctx context.Context, finished func(error)) (grpc.ClientStream, error)
 
@@ -128,7 +139,8 @@ type streamState struct {
 	settled bool     // the first RecvMsg, retries included, has returned
 }
 
-// attempt is one stream, opened with one breaker permit.
+// attempt is one stream, opened with one breaker permit (none if the
+// guard has no breaker).
 type attempt struct {
 	cs     grpc.ClientStream
 	caller context.Context    // the caller's context
@@ -161,7 +173,7 @@ func (st *streamState) attempts(fn func() (grpc.ClientStream, error)) (grpc.Clie
 		switch {
 		case err == io.EOF:
 			return cs, nil // the stream ended cleanly
-		case errors.Is(err, resilience.ErrOpen):
+		case errors.Is(err, resilience.ErrRejected):
 			return nil, err // the breaker's own rejection
 		}
 		return cs, classify(ctx, err)
@@ -185,11 +197,15 @@ func (st *streamState) attempt(first func(*attempt) error) (grpc.ClientStream, e
 	ctx, cancel := context.WithCancel(st.ctx)
 	// The permit's context is the stream's: a permit given back for a
 	// stream that the client ended (see ignore) is counted as neither
-	// success nor failure.
-	permit, err := st.breaker.Allow(ctx)
-	if err != nil {
-		cancel()
-		return nil, err
+	// success nor failure. Without a breaker, the permit is the zero
+	// Permit, whose Done does nothing.
+	var permit resilience.Permit
+	if st.breaker != nil {
+		var err error
+		if permit, err = st.breaker.Allow(ctx); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	a := &attempt{caller: st.ctx, cancel: cancel, permit: permit}
 	// gRPC calls finished once, however the stream ends: RecvMsg's error

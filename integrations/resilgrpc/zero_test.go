@@ -45,11 +45,11 @@ func TestZeroValues(t *testing.T) {
 	}, {
 		name: "UnaryClientInterceptor of a zero Guard",
 		call: func() error { _, err := UnaryClientInterceptor(&resilience.Guard{}); return err },
-		want: "presets.GRPC()",
+		want: "resilience.NewGuard",
 	}, {
 		name: "StreamClientInterceptor of a zero Guard",
 		call: func() error { _, err := StreamClientInterceptor(&resilience.Guard{}); return err },
-		want: "presets.GRPC()",
+		want: "resilience.NewGuard",
 	}, {
 		name: "UnaryServerInterceptor of a zero Bulkhead",
 		call: func() error { _, err := UnaryServerInterceptor(&resilience.Bulkhead{}); return err },
