@@ -6,11 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync/atomic"
-	"time"
 
 	"github.com/resilience-go/resilience"
-	"github.com/resilience-go/resilience/integrations/internal/outcome"
 )
 
 // conn is a driver connection whose calls go through the connector's
@@ -63,10 +60,11 @@ func (cn *conn) Begin() (driver.Tx, error) {
 	return cn.BeginTx(context.Background(), driver.TxOptions{})
 }
 
-// BeginTx begins a transaction through the breaker. The time limit bounds
-// beginning it, not the transaction: drivers keep the context given here
-// for the whole transaction (pgx commits with it), so it is ended only
-// once the transaction is.
+// BeginTx begins a transaction through the guard, at most once. Its time
+// limits bound beginning it, not the transaction: drivers keep the context
+// given here for the whole transaction (pgx commits with it), so the
+// driver gets one that ends with the caller's or with the transaction,
+// and with the guard's only while the transaction begins.
 func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	b, ok := cn.inner.(driver.ConnBeginTx)
 	if !ok && (opts.Isolation != driver.IsolationLevel(0) || opts.ReadOnly) {
@@ -74,31 +72,31 @@ func (cn *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, 
 	}
 	cn.clean = false // what a transaction sets may outlive it (SET without LOCAL)
 	txCtx, end := context.WithCancel(ctx)
-	var timedOut atomic.Bool
-	if lim := cn.c.guard.Timeout(); lim != nil {
-		t := time.AfterFunc(lim.Duration(), func() { timedOut.Store(true); end() })
-		defer t.Stop()
-	}
-	var answered error
-	tx, err := resilience.Do(txCtx, cn.c.guard.Breaker(), func(ctx context.Context) (driver.Tx, error) {
+	tx, err := run(ctx, cn.c, false, func(ctx context.Context) (driver.Tx, error) {
+		// ctx is the guard's: its time limits end it, here or once the
+		// call returns. It ends txCtx only while the transaction begins.
+		unlink := context.AfterFunc(ctx, end)
 		var tx driver.Tx
 		var err error
 		if ok {
-			tx, err = b.BeginTx(ctx, opts)
+			tx, err = b.BeginTx(txCtx, opts)
 		} else {
 			tx, err = cn.inner.Begin() //lint:ignore SA1019 the driver has nothing newer
 		}
-		answered = err
-		if err != nil && cn.c.isFailure(err) {
-			return nil, &outcome.Failure{Err: err}
+		if !unlink() {
+			// ctx ended while the transaction began, and ended txCtx: the
+			// driver's error is that of txCtx, cancelled, and a
+			// transaction that began anyway cannot go on. What ended it
+			// is ctx's error: a time limit's deadline, or the caller's.
+			if err == nil {
+				tx.Rollback()
+			}
+			return nil, ctx.Err()
 		}
-		return tx, nil
+		return tx, err
 	})
-	if err = outcome.Result(err, answered); err != nil {
+	if err != nil {
 		end()
-		if timedOut.Load() && ctx.Err() == nil {
-			err = outcome.TimedOut(cn.c.guard, err)
-		}
 		return nil, err
 	}
 	cn.inTx = true
@@ -147,7 +145,7 @@ func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.Na
 		failed = err != nil && cn.c.isFailure(err) && ctx.Err() == nil
 		return rows, err
 	})
-	if err != nil && failed && asked && !retried && retries(cn.c.guard) && !errors.Is(err, resilience.ErrTimeout) {
+	if err != nil && failed && asked && !retried && cn.c.retries && !errors.Is(err, resilience.ErrTimeout) {
 		err = fmt.Errorf("%w: %w", ErrReadNotRetried, err)
 	}
 	return rows, err
@@ -294,20 +292,20 @@ func values(args []driver.NamedValue) []driver.Value {
 	return v
 }
 
-// rows ends the query's time limit when the rows are closed, and passes on
-// what the driver's rows tell of their columns.
+// rows ends the query's time limits when the rows are closed, and passes
+// on what the driver's rows tell of their columns.
 type rows struct {
 	driver.Rows
-	cancel context.CancelFunc
+	release func()
 }
 
-func wrapRows(r driver.Rows, cancel context.CancelFunc) driver.Rows {
-	return &rows{Rows: r, cancel: cancel}
+func wrapRows(r driver.Rows, release func()) driver.Rows {
+	return &rows{Rows: r, release: release}
 }
 
 func (r *rows) Close() error {
 	err := r.Rows.Close()
-	r.cancel()
+	r.release()
 	return err
 }
 

@@ -11,6 +11,15 @@
 // connecting, pinging, queries, execs, preparing and running prepared
 // statements, and beginning transactions.
 //
+// Any guard will do: a preset, or stages of your choice in the order you
+// want, with or without a breaker or a retry. A time limit for each
+// attempt goes inside the retry, under the total one:
+//
+//	guard, err := resilience.NewGuard(resilience.GuardConfig{
+//		Name:   "orders-db",
+//		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
+//	})
+//
 // Only connecting and the queries marked with RetryReads are retried, and
 // a read only where a new server session loses nothing: a read through
 // *sql.DB is retried, one on a *sql.Conn or *sql.Tx after a BEGIN, a SET,
@@ -29,8 +38,8 @@ import (
 
 // Config configures a Connector.
 type Config struct {
-	// Guard protects the calls to one database. Required;
-	// presets.Database() is made for it.
+	// Guard protects the calls to one database. Required; any guard will
+	// do, and presets.Database() is made for it.
 	Guard *resilience.Guard
 
 	// IsFailure reports whether an error the driver returned means the
@@ -39,23 +48,31 @@ type Config struct {
 }
 
 // Connector is a driver.Connector whose connections run every call through
-// a Guard:
+// every stage of a Guard, in order:
 //
-//   - Its breaker sees every call: a call the breaker rejects returns an
-//     error matching resilience.ErrOpen without reaching the driver.
-//     Errors for which IsFailure is false (a constraint violated, a syntax
-//     error) mean the database answered: they count as successes.
-//   - Its time limit bounds every call. For a query it runs until the rows
-//     are closed, so it bounds reading them too. For a transaction it
-//     bounds beginning it; the statements inside are bounded one by one.
-//   - Its retry policy is used for connecting, which is always safe to
+//   - Its breakers see every call, and a call that a stage rejects (an
+//     open breaker, a full bulkhead) returns an error matching
+//     resilience.ErrRejected, and the stage's own sentinel, without
+//     reaching the driver. Errors for which IsFailure is false (a
+//     constraint violated, a syntax error) mean the database answered:
+//     they count as successes.
+//   - Its time limits bound every call, and each time-out is counted by
+//     the Timeout's observers, and so by its metrics. For a query they
+//     run until the rows are closed, so they bound reading them too. For
+//     a transaction they bound beginning it; the statements inside are
+//     bounded one by one.
+//   - Its bulkheads bound how many calls run at once; a query holds its
+//     slot until it returns, not while its rows are read.
+//   - Its retries are used for connecting, which is always safe to
 //     retry, and for queries the caller marked with RetryReads, where the
-//     connection's session holds no state. An exec, and every statement
-//     inside a transaction, is never retried: it may have been applied
-//     before the failure was seen, and running it again could apply it
-//     twice. A retried read whose connection broke runs again on a new
-//     connection, a new server session: so it is retried only while no
-//     statement that may have changed the session has run on its
+//     connection's session holds no state; a time limit inside the retry
+//     cuts an attempt that hangs, and the read is tried again. Every
+//     other call is made at most once (see resilience.AtMostOnce): an
+//     exec, and every statement inside a transaction, may have been
+//     applied before the failure was seen, and running it again could
+//     apply it twice. A retried read whose connection broke runs again on
+//     a new connection, a new server session: so it is retried only while
+//     no statement that may have changed the session has run on its
 //     connection since database/sql handed it out (see RetryReads), and
 //     otherwise fails with an error matching ErrReadNotRetried.
 //
@@ -88,23 +105,22 @@ type Config struct {
 type Connector struct {
 	base      driver.Connector
 	guard     *resilience.Guard
+	retries   bool // the guard has a Retry that retries
 	isFailure func(error) bool
 }
 
 // NewConnector returns a Connector that guards base's connections as cfg
-// says, or an error if base or cfg.Guard is nil, or the guard abandons
-// calls at its time limit.
+// says, or an error if base is nil, cfg.Guard is nil or the zero Guard,
+// or one of the guard's time limits abandons calls
+// (TimeoutConfig.Abandon).
 func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 	if base == nil {
 		return nil, errors.New("resilsql: NewConnector: the base connector is nil")
 	}
-	if cfg.Guard == nil || cfg.Guard.Breaker() == nil {
-		return nil, errors.New("resilsql: Config.Guard is required: build one with a preset, such as presets.Database()")
-	}
-	if err := outcome.Cooperative("resilsql", cfg.Guard); err != nil {
+	if err := outcome.Check("resilsql", "Config.Guard", cfg.Guard); err != nil {
 		return nil, err
 	}
-	c := &Connector{base: base, guard: cfg.Guard, isFailure: cfg.IsFailure}
+	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), isFailure: cfg.IsFailure}
 	if c.isFailure == nil {
 		c.isFailure = IsFailure
 	}
@@ -215,64 +231,43 @@ func IsFailure(err error) bool {
 	return true
 }
 
-// run makes one guarded call: through the whole guard when retried is set
-// and the guard retries; otherwise through its time limit and breaker.
+// run makes one call through every stage of the guard. Only a call that
+// may be retried is: any other is made at most once.
 func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context.Context) (T, error)) (T, error) {
 	var answered error
-	call := func(ctx context.Context) (T, error) {
+	v, err := outcome.Run(ctx, c.guard, !retried, func(ctx context.Context) (T, error) {
 		v, err := fn(ctx)
 		answered = err
 		if err != nil && c.isFailure(err) {
 			return v, &outcome.Failure{Err: err}
 		}
 		return v, nil // the database answered, perhaps with an error
-	}
-	var v T
-	var err error
-	if retried && retries(c.guard) {
-		v, err = resilience.Do(ctx, c.guard, call)
-	} else {
-		v, err = resilience.Do(ctx, c.guard.Timeout(), func(ctx context.Context) (T, error) {
-			return resilience.Do(ctx, c.guard.Breaker(), call)
-		})
-	}
+	})
 	return v, outcome.Result(err, answered)
 }
 
 // runRows is run for a query, whose rows are read after it returns: the
-// time limit runs until they are closed, rather than ending with run.
+// guard's time limits run until they are closed, rather than ending when
+// the query returns.
 func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Context) (driver.Rows, error)) (driver.Rows, error) {
-	qctx, cancel := outcome.Limit(ctx, c.guard)
 	var answered error
-	call := func(ctx context.Context) (driver.Rows, error) {
+	rows, release, err := outcome.RunHeld(ctx, c.guard, !retried, func(ctx context.Context) (driver.Rows, error) {
 		rows, err := fn(ctx)
 		answered = err
 		if err != nil && c.isFailure(err) {
 			return nil, &outcome.Failure{Err: err}
 		}
 		return rows, nil
-	}
-	var rows driver.Rows
-	var err error
-	if r := c.guard.Retry(); retried && r != nil {
-		rows, err = resilience.Do(qctx, r, func(ctx context.Context) (driver.Rows, error) {
-			return resilience.Do(ctx, c.guard.Breaker(), call)
-		})
-	} else {
-		rows, err = resilience.Do(qctx, c.guard.Breaker(), call)
-	}
+	})
 	err = outcome.Result(err, answered)
 	if err == nil && rows == nil {
 		err = errors.New("resilsql: the driver returned no rows and no error")
 	}
 	if err != nil {
-		if qctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
-			err = outcome.TimedOut(c.guard, err)
-		}
-		cancel()
+		release()
 		return nil, err
 	}
-	return wrapRows(rows, cancel), nil
+	return wrapRows(rows, release), nil
 }
 
 // Unwrap returns the driver's own connection inside one of a Connector's
@@ -296,8 +291,13 @@ func Unwrap(driverConn any) any {
 	return driverConn
 }
 
-// retries reports whether g retries failed calls at all.
+// retries reports whether g retries failed calls at all: whether one of
+// its stages is a Retry that tries a call more than once.
 func retries(g *resilience.Guard) bool {
-	r := g.Retry()
-	return r != nil && r.MaxRetries() > 0
+	for _, s := range g.Stages() {
+		if r, ok := s.(*resilience.Retry); ok && r.MaxRetries() > 0 {
+			return true
+		}
+	}
+	return false
 }
