@@ -54,6 +54,60 @@ func ExampleNewTransport() {
 	// Output: 200 hello <nil> after 2 requests
 }
 
+// Any guard will do. Here a time limit for the whole exchange, a retry, a
+// breaker and, inside them, a limit for each attempt: the server, on
+// 127.0.0.1, hangs on the first request; the per-attempt limit cuts it,
+// and the retry sends the request again, well within the total limit.
+func ExampleNewTransport_perAttemptTimeout() {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) == 1 {
+			<-r.Context().Done() // hangs until the client gives up
+			return
+		}
+		io.WriteString(w, "hello")
+	}))
+	defer srv.Close()
+
+	total, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: "greeter", Duration: 10 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	retry, err := resilience.NewRetry(resilience.RetryConfig{Name: "greeter", MaxRetries: 2, InitialBackoff: time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	breaker, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "greeter"})
+	if err != nil {
+		panic(err)
+	}
+	perAttempt, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: "greeter.attempt", Duration: 100 * time.Millisecond})
+	if err != nil {
+		panic(err)
+	}
+	guard, err := resilience.NewGuard(resilience.GuardConfig{
+		Name:   "greeter",
+		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
+	})
+	if err != nil {
+		panic(err)
+	}
+	transport, err := resilhttp.NewTransport(resilhttp.TransportConfig{Base: srv.Client().Transport, Guard: guard})
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: transport}
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	body, err := io.ReadAll(resp.Body) // within both limits: each runs until the body is closed
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body), err, "after", requests.Load(), "requests")
+	// Output: 200 hello <nil> after 2 requests
+}
+
 // A server on 127.0.0.1 that runs one handler at a time: while a request
 // holds the only slot, the next is answered at once with 503 and a
 // Retry-After header, and its handler never runs.

@@ -1,6 +1,7 @@
 // Package resilhttp guards HTTP clients and servers with the policies of
 // package resilience: a RoundTripper that runs each request through a
-// Guard, and a middleware that sheds load with a Bulkhead.
+// Guard, any Guard, every stage of it in order, and a middleware that
+// sheds load with a Bulkhead.
 package resilhttp
 
 import (
@@ -23,9 +24,24 @@ type TransportConfig struct {
 	// Base sends the requests. Default http.DefaultTransport.
 	Base http.RoundTripper
 
-	// Guard protects the calls to one backend: its time limit bounds each
-	// request, retries included, and its breaker sees every attempt.
-	// Required; presets.ExternalHTTP() is made for it.
+	// Guard protects the calls to one backend. Required;
+	// presets.ExternalHTTP() is made for it, and any guard will do: each
+	// request runs through every one of its stages, in order, whatever
+	// they are (time limits, retries, bulkheads, breakers, stages of your
+	// own), with or without a breaker or a retry. A time limit inside the
+	// retry bounds each attempt, and one outside bounds the whole
+	// exchange:
+	//
+	//	guard, err := resilience.NewGuard(resilience.GuardConfig{
+	//		Name:   "payments",
+	//		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
+	//	})
+	//
+	// Every time limit a request ran under also bounds reading its
+	// response's body (see Transport): size a per-attempt limit for the
+	// body too. A guard whose time limit abandons calls
+	// (TimeoutConfig.Abandon) is refused: an abandoned request would go on
+	// after RoundTrip has returned.
 	Guard *resilience.Guard
 
 	// RetryUnsafe lets requests with methods that are not idempotent (POST,
@@ -48,27 +64,37 @@ func IsFailureStatus(resp *http.Response) bool {
 }
 
 // Transport is an http.RoundTripper that runs each request through a
-// Guard.
+// Guard: every stage of it, in order, each attempt through the stages
+// inside the retry.
 //
 // A response counts as a failure when IsFailure says so, although the
 // round trip itself succeeded; so does any error from Base. A failed
 // attempt is retried, as the guard's retry policy allows, if the request
 // can be sent again: its method is idempotent (GET, HEAD, OPTIONS, TRACE,
 // PUT, DELETE), it has an Idempotency-Key header, or RetryUnsafe is set;
-// and it has no body or its GetBody can make a new one. A Retry-After
-// header (seconds or an HTTP date) on a failed response sets the wait
-// before the next attempt, capped by the retry policy's MaxBackoff.
+// and it has no body or its GetBody can make a new one. Any other request
+// is sent at most once, whatever failed, a per-attempt time limit
+// included (see resilience.AtMostOnce): its failure still counts for the
+// breaker. A Retry-After header (seconds or an HTTP date) on a failed
+// response sets the wait before the next attempt, capped by the retry
+// policy's MaxBackoff.
 //
 // A failed response about to be retried is drained and closed first, so
 // that its connection goes back to the pool. When no retry is left, the
 // last response is returned as it came, with a nil error, as
-// http.Transport returns any response: check its StatusCode.
+// http.Transport returns any response: check its StatusCode. A request
+// that a stage refused to send (an open breaker, a full bulkhead) fails
+// with the stage's error, which matches resilience.ErrRejected; one that
+// a time limit of the guard ended, with the *resilience.TimeoutError of
+// that limit, which its observers and metrics count.
 //
-// The guard's time limit runs from the start of RoundTrip until the
-// response body is closed, so it bounds reading the body too, as
-// http.Client.Timeout does; close every body, as always. When the
-// caller's context ends, everything stops at once: the request in flight,
-// the wait before a retry, and reading the body.
+// Each time limit of the guard runs from the moment the request reaches
+// it until the response body is closed, so it bounds reading the body
+// too, as http.Client.Timeout does (see resilience.Hold): the guard's
+// outermost limit bounds the whole exchange, and a per-attempt limit the
+// attempt whose response is returned, body included. Close every body, as
+// always. When the caller's context ends, everything stops at once: the
+// request in flight, the wait before a retry, and reading the body.
 //
 // A Transport is safe for concurrent use. Make one with NewTransport: the
 // zero Transport sends nothing, and answers every request with an error
@@ -76,17 +102,16 @@ func IsFailureStatus(resp *http.Response) bool {
 type Transport struct {
 	base      http.RoundTripper
 	guard     *resilience.Guard
-	attempts  resilience.Policy[*http.Response] // retry (if any), then breaker
-	once      resilience.Policy[*http.Response] // breaker
 	unsafe    bool
 	isFailure func(*http.Response) bool
 }
 
 // NewTransport returns a Transport configured by cfg, or an error if
-// cfg.Guard is nil.
+// cfg.Guard is nil, the zero Guard, or has a time limit that abandons
+// calls.
 func NewTransport(cfg TransportConfig) (*Transport, error) {
-	if cfg.Guard == nil || cfg.Guard.Breaker() == nil {
-		return nil, fmt.Errorf("resilhttp: TransportConfig.Guard is required: build one with a preset, such as presets.ExternalHTTP()")
+	if err := outcome.Check("resilhttp", "TransportConfig.Guard", cfg.Guard); err != nil {
+		return nil, err
 	}
 	t := &Transport{
 		base:      cfg.Base,
@@ -99,11 +124,6 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	if t.isFailure == nil {
 		t.isFailure = IsFailureStatus
-	}
-	t.once = resilience.For[*http.Response](cfg.Guard.Breaker())
-	t.attempts = t.once
-	if r := cfg.Guard.Retry(); r != nil {
-		t.attempts = resilience.For[*http.Response](r, cfg.Guard.Breaker())
 	}
 	return t, nil
 }
@@ -121,17 +141,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errZeroTransport
 	}
 	parent := req.Context()
-	ctx, cancel := outcome.Limit(parent, t.guard)
-
-	policy := t.once
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if replayable && (t.unsafe || idempotent(req)) {
-		policy = t.attempts
-	}
+	once := !replayable || !t.unsafe && !idempotent(req)
 
+	// The stages run the attempts one after the other, never at once (see
+	// resilience.Stage), and all have returned when the guard has.
 	var pending *http.Response // a failed response not yet handed back
 	attempt := 0
-	resp, err := policy.Do(ctx, func(ctx context.Context) (*http.Response, error) {
+	resp, release, err := outcome.RunHeldAlways(parent, t.guard, once, func(ctx context.Context) (*http.Response, error) {
 		if pending != nil {
 			discard(pending)
 			pending = nil
@@ -164,33 +181,40 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var se *statusError
 	switch {
 	case err == nil:
+		if resp == nil {
+			// A stage of the guard ended the call without an error and
+			// without a response: a RoundTripper must return one or the
+			// other.
+			err = errNoResponse
+		}
 	case parent.Err() != nil:
 		// The caller gave up: nothing more is returned.
 		resp = nil
 		err = parent.Err()
 	case errors.As(err, &se) && se.resp == pending:
 		// No retry left: the last answer is the caller's, as it came.
-		resp, err, pending = se.resp, nil, nil
-	case ctx.Err() == context.DeadlineExceeded:
-		// The guard's deadline, not the caller's, ended the exchange.
-		resp, err = nil, outcome.TimedOut(t.guard, err)
+		resp, err = se.resp, nil
 	default:
+		// A stage's error (a time-out, a rejection) or Base's.
 		resp = nil
 	}
-	if pending != nil {
+	if pending != nil && pending != resp {
 		discard(pending)
 	}
+	if attempt == 0 {
+		closeBody(req) // never sent (a stage refused it): Base did not close it
+	}
 	if resp == nil {
-		cancel()
+		release()
 		return nil, err
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
 		// A protocol switch (101): the body is the connection, and stays
 		// writable.
-		resp.Body = &cancelOnCloseRW{ReadWriteCloser: rwc, cancel: cancel}
+		resp.Body = &releaseOnCloseRW{ReadWriteCloser: rwc, release: release}
 		return resp, nil
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = &releaseOnClose{ReadCloser: resp.Body, release: release}
 	return resp, nil
 }
 
@@ -277,32 +301,37 @@ func discard(resp *http.Response) {
 	body.Close()
 }
 
-// cancelOnClose ends a request's context once its body is closed.
-type cancelOnClose struct {
+// releaseOnClose ends the time limits a request ran under (see
+// resilience.Hold) once its body is closed.
+type releaseOnClose struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	release func()
 }
 
-func (b *cancelOnClose) Close() error {
+func (b *releaseOnClose) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel()
+	b.release()
 	return err
 }
 
-// cancelOnCloseRW is cancelOnClose for a body that is also written to.
-type cancelOnCloseRW struct {
+// releaseOnCloseRW is releaseOnClose for a body that is also written to.
+type releaseOnCloseRW struct {
 	io.ReadWriteCloser
-	cancel context.CancelFunc
+	release func()
 }
 
-func (b *cancelOnCloseRW) Close() error {
+func (b *releaseOnCloseRW) Close() error {
 	err := b.ReadWriteCloser.Close()
-	b.cancel()
+	b.release()
 	return err
 }
 
 // errZeroTransport is what a Transport not made by NewTransport answers.
 var errZeroTransport = errors.New("resilhttp: a zero Transport cannot send requests: make it with NewTransport")
+
+// errNoResponse is what RoundTrip returns when a stage of the guard ended
+// the call with neither a response nor an error.
+var errNoResponse = errors.New("resilhttp: the guard returned neither a response nor an error")
 
 // closeBody closes req's body, as a RoundTripper must even when it fails.
 func closeBody(req *http.Request) {
