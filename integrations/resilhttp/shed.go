@@ -50,10 +50,10 @@ func Shed(b *resilience.Bulkhead, retryAfter time.Duration) (func(http.Handler) 
 				// request's context ended first. A client that went away
 				// reads no answer, but one behind a deadline does.
 				msg := "server busy: " + err.Error()
-				if !errors.Is(err, resilience.ErrBulkheadFull) {
+				if !errors.Is(err, resilience.ErrRejected) {
 					msg = "server busy: no slot before the request's context ended: " + err.Error()
 				}
-				w.Header().Set("Retry-After", secs)
+				w.Header().Set("Retry-After", shedRetryAfter(err, secs))
 				http.Error(w, msg, http.StatusServiceUnavailable)
 				return
 			}
@@ -61,6 +61,20 @@ func Shed(b *resilience.Bulkhead, retryAfter time.Duration) (func(http.Handler) 
 			next.ServeHTTP(w, r)
 		})
 	}, nil
+}
+
+// shedRetryAfter is the Retry-After header of a request refused with err:
+// the wait the refusing stage knows, if it knows one (an open breaker's
+// next probe: *resilience.OpenError), or secs. A bulkhead's rejection
+// carries no wait, nor does a context that ended.
+func shedRetryAfter(err error, secs string) string {
+	var open *resilience.OpenError
+	if errors.As(err, &open) {
+		if d := open.RetryAfter(); d > 0 {
+			return strconv.FormatInt(retryAfterSeconds(d), 10)
+		}
+	}
+	return secs
 }
 
 // retryAfterSeconds is d in whole seconds, rounded up, from 1 to

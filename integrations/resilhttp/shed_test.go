@@ -161,3 +161,25 @@ func TestShedRetryAfterHeader(t *testing.T) {
 		}
 	}
 }
+
+// A rejection that knows when to come back (an open breaker's next probe)
+// sets the Retry-After; any other refusal gets Shed's own.
+func TestShedRetryAfterOfARejection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			err  error
+			want string
+		}{
+			{"open breaker", &resilience.OpenError{Name: "api", State: resilience.Open, Until: time.Now().Add(89500 * time.Millisecond)}, "90"},
+			{"open breaker, probe due", &resilience.OpenError{Name: "api", State: resilience.Open, Until: time.Now()}, "7"},
+			{"forced open", &resilience.OpenError{Name: "api", State: resilience.Open}, "7"},
+			{"bulkhead full", &resilience.BulkheadFullError{}, "7"},
+			{"context ended", context.DeadlineExceeded, "7"},
+		} {
+			if got := shedRetryAfter(tc.err, "7"); got != tc.want {
+				t.Errorf("%s: Retry-After %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	})
+}
