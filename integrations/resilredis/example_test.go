@@ -34,8 +34,8 @@ func ExampleNewHook() {
 	switch {
 	case errors.Is(err, redis.Nil):
 		fmt.Println("no session") // an answer: neither retried nor counted against the breaker
-	case errors.Is(err, resilience.ErrOpen):
-		fmt.Println("Redis is down; not asking it") // rejected at once by the open breaker
+	case errors.Is(err, resilience.ErrRejected):
+		fmt.Println("Redis is down; not asking it") // refused at once by a stage: here, the open breaker
 	case err != nil:
 		fmt.Println("failed:", err) // after the preset's 2 retries, for a read
 	default:

@@ -1,5 +1,6 @@
 // Package resilredis guards github.com/redis/go-redis/v9 clients with the
-// policies of package resilience, as a redis.Hook.
+// policies of package resilience, as a redis.Hook: every command and
+// pipeline runs through a Guard, any Guard, every stage of it in order.
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
 //	hook, err := resilredis.NewHook(resilredis.Config{Guard: presets.Redis()})
@@ -21,20 +22,38 @@ import (
 // Config configures a Hook.
 type Config struct {
 	// Guard protects the calls to one Redis server or cluster. Required;
-	// presets.Redis() is made for it.
+	// presets.Redis() is made for it, and any guard will do: each command
+	// runs through every one of its stages, in order, whatever they are
+	// (time limits, retries, bulkheads, breakers, stages of your own), with
+	// or without a breaker or a retry. A time limit inside the retry bounds
+	// each attempt, and one outside bounds the whole call:
+	//
+	//	guard, err := resilience.NewGuard(resilience.GuardConfig{
+	//		Name:   "sessions",
+	//		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
+	//	})
+	//
+	// A guard whose time limit abandons calls (TimeoutConfig.Abandon) is
+	// refused: an abandoned command would go on writing into the command
+	// the caller already has back.
 	Guard *resilience.Guard
 
 	// RetryWrites lets every command be retried after a failure. Default
 	// false: only read-only commands are retried, and any command that
 	// failed before reaching the server (no connection could be made, or
-	// none was free in the pool), because a write that timed out may have
-	// been applied: INCR run twice counts twice, SET NX run twice reports
-	// that the key was taken, by the first attempt.
+	// none was free in the pool), because a write that timed out, a
+	// per-attempt time limit of the guard included, may have been applied:
+	// INCR run twice counts twice, SET NX run twice reports that the key
+	// was taken, by the first attempt.
 	RetryWrites bool
 }
 
 // Hook guards every command and pipeline of a go-redis client with a
-// Guard: its time limit, its retries and its circuit breaker.
+// Guard: every stage of it, in order, each attempt through the stages
+// inside the retry. A time-out is the error of the Timeout stage that
+// ended the call, which its observers and metrics count; a command a
+// stage refused to run (an open breaker, a full bulkhead) fails with the
+// stage's error, which matches resilience.ErrRejected.
 //
 // What counts as a failure: an error of the network or the connection
 // pool, a time-out, and the server errors that say it cannot serve now
@@ -53,21 +72,17 @@ type Config struct {
 // A Hook is safe for concurrent use. Make one with NewHook: the zero Hook
 // runs no command, and sets on each an error that says so.
 type Hook struct {
-	policy      resilience.Policy[struct{}]
+	guard       *resilience.Guard
 	retryWrites bool
 }
 
 // NewHook returns a Hook configured by cfg, or an error if cfg.Guard is
-// nil or abandons calls at its time limit.
+// nil, the zero Guard, or has a time limit that abandons calls.
 func NewHook(cfg Config) (*Hook, error) {
-	g := cfg.Guard
-	if g == nil || g.Breaker() == nil {
-		return nil, errors.New("resilredis: Config.Guard is required: build one with a preset, such as presets.Redis()")
-	}
-	if err := outcome.Cooperative("resilredis", g); err != nil {
+	if err := outcome.Check("resilredis", "Config.Guard", cfg.Guard); err != nil {
 		return nil, err
 	}
-	return &Hook{policy: resilience.For[struct{}](g), retryWrites: cfg.RetryWrites}, nil
+	return &Hook{guard: cfg.Guard, retryWrites: cfg.RetryWrites}, nil
 }
 
 // DialHook returns next unchanged: dialing happens inside a command's call,
@@ -77,21 +92,14 @@ func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
 // ProcessHook guards one command.
 func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.policy == nil {
+		if h.guard == nil {
 			cmd.SetErr(errZeroHook)
 			return errZeroHook
 		}
 		if ctx.Value(guarded{}) == h {
 			return next(ctx, cmd) // part of a guarded call: see guarded
 		}
-		readOnly := isReadOnly(cmd.Name())
-		var answered error
-		_, err := h.policy.Do(context.WithValue(ctx, guarded{}, h), func(ctx context.Context) (struct{}, error) {
-			err := next(ctx, cmd)
-			answered = err
-			return struct{}{}, h.classify(err, readOnly)
-		})
-		return outcome.Result(err, answered)
+		return h.run(ctx, isReadOnly(cmd.Name()), func(ctx context.Context) error { return next(ctx, cmd) })
 	}
 }
 
@@ -100,7 +108,7 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // it failed before reaching the server.
 func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if h.policy == nil {
+		if h.guard == nil {
 			for _, cmd := range cmds {
 				cmd.SetErr(errZeroHook)
 			}
@@ -116,14 +124,26 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 				break
 			}
 		}
-		var answered error
-		_, err := h.policy.Do(context.WithValue(ctx, guarded{}, h), func(ctx context.Context) (struct{}, error) {
-			err := next(ctx, cmds)
-			answered = err
-			return struct{}{}, h.classify(err, readOnly)
-		})
-		return outcome.Result(err, answered)
+		return h.run(ctx, readOnly, func(ctx context.Context) error { return next(ctx, cmds) })
 	}
+}
+
+// run runs call, one command or a pipeline, through the guard.
+//
+// A write that may not be retried is marked permanent on each failure
+// that may have reached the server, rather than run at most once (see
+// resilience.AtMostOnce): one that failed before leaving the client is
+// retried, since it cannot have been applied. The mark holds under a
+// per-attempt time limit too: the limit's error wraps the one it cut the
+// command with, so no retry of the guard sends the write again.
+func (h *Hook) run(ctx context.Context, readOnly bool, call func(context.Context) error) error {
+	var answered error
+	_, err := outcome.Run(context.WithValue(ctx, guarded{}, h), h.guard, false, func(ctx context.Context) (struct{}, error) {
+		err := call(ctx)
+		answered = err
+		return struct{}{}, h.classify(err, readOnly)
+	})
+	return outcome.Result(err, answered)
 }
 
 // guarded marks the context of a call guarded by a Hook, the Hook its
