@@ -48,40 +48,12 @@ func Result(err, answered error) error {
 	return err
 }
 
-// Limit returns ctx bounded by g's time limit, for a call whose result is
-// read after it returns (an HTTP body, SQL rows), which the Timeout stage
-// cannot bound: it ends its context when the call returns. The limit runs
-// until cancel is called.
-func Limit(ctx context.Context, g *resilience.Guard) (context.Context, context.CancelFunc) {
-	if t := g.Timeout(); t != nil {
-		return context.WithTimeout(ctx, t.Duration())
-	}
-	return context.WithCancel(ctx)
-}
-
-// TimedOut is the error of a call that g's time limit ended, err being
-// what the call returned.
-func TimedOut(g *resilience.Guard, err error) error {
-	t := g.Timeout()
-	return &resilience.TimeoutError{Name: t.Name(), Limit: t.Duration(), Err: err}
-}
-
-// Cooperative returns an error, prefixed by pkg, if g's time limit
-// abandons calls (TimeoutConfig.Abandon). An abandoned call goes on after
-// the caller has returned, writing into the reply, command or connection
-// the caller already has back; the integrations need the default mode, in
-// which the call ends with its context.
-func Cooperative(pkg string, g *resilience.Guard) error {
-	if t := g.Timeout(); t != nil && t.Abandons() {
-		return errors.New(pkg + ": the guard's time limit abandons calls (TimeoutConfig.Abandon); " +
-			"an abandoned call would go on using what the caller already has back: use the default, cooperative mode")
-	}
-	return nil
-}
-
 // Check returns an error, prefixed by pkg and naming field, if g cannot
 // guard an integration's calls: it is nil, the zero Guard, or one of its
-// time limits abandons calls (see Cooperative). A guard of any shape will
+// time limits abandons calls: an abandoned call goes on after the caller
+// has returned, writing into the reply, command or connection the caller
+// already has back, so the integrations need the default, cooperative
+// mode, in which a call ends with its context. A guard of any shape will
 // do otherwise: per-attempt time limits, bulkheads, stages of the user's
 // own, with or without a breaker or a retry.
 func Check(pkg, field string, g *resilience.Guard) error {

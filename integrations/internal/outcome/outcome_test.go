@@ -44,15 +44,29 @@ func TestFailureUnwraps(t *testing.T) {
 	}
 }
 
-func TestCooperative(t *testing.T) {
+func TestCheck(t *testing.T) {
 	p := resilience.Preset{Name: "dep", Timeout: resilience.TimeoutConfig{Duration: time.Second}}
 	g, _ := p.Build()
-	if err := Cooperative("pkg", g); err != nil {
+	if err := Check("pkg", "Config.Guard", g); err != nil {
 		t.Errorf("a cooperative guard: %v", err)
 	}
-	p.Timeout.Abandon = true
-	g, _ = p.Build()
-	if err := Cooperative("pkg", g); err == nil || !strings.Contains(err.Error(), "pkg: ") || !strings.Contains(err.Error(), "Abandon") {
-		t.Errorf("an abandoning guard: %v, want an error from pkg naming Abandon", err)
+	only, _ := resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{g.Timeout()}})
+	if err := Check("pkg", "Config.Guard", only); err != nil {
+		t.Errorf("a guard with a time limit alone: %v", err)
+	}
+	abandons, _ := resilience.NewTimeout(resilience.TimeoutConfig{Name: "inner", Duration: time.Second, Abandon: true})
+	inner, _ := resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{g, abandons}})
+	for _, tc := range []struct {
+		name string
+		g    *resilience.Guard
+		want string
+	}{
+		{"nil", nil, "pkg: Config.Guard is nil"},
+		{"zero", &resilience.Guard{}, "pkg: Config.Guard is a zero resilience.Guard"},
+		{"an inner time limit that abandons", inner, `pkg: Config.Guard: the time limit "inner" abandons calls (TimeoutConfig.Abandon)`},
+	} {
+		if err := Check("pkg", "Config.Guard", tc.g); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
 	}
 }
