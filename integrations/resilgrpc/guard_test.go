@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -312,6 +313,9 @@ func TestRejectionsAreUnavailable(t *testing.T) {
 	if n := srv.calls.Load(); n != 1 {
 		t.Errorf("%d calls reached the server while the bulkhead held one, want 1", n)
 	}
+	if d := retryDelay(t, err); d != 0 {
+		t.Errorf("a full bulkhead's status has a retry delay of %v; it knows none", d)
+	}
 	cancel()
 	wg.Wait()
 	if n := bulkhead.InUse(); n != 0 {
@@ -336,7 +340,25 @@ func TestRejectionsAreUnavailable(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || !errors.As(err, &open) || open.RetryAfter() <= 0 {
 		t.Errorf("a call the open breaker rejects: %v, want code Unavailable and an *OpenError saying when it will probe", err)
 	}
+	// Its status says when to try again, as google.rpc.RetryInfo: what a
+	// server hands on to its clients when it returns the error.
+	if d := retryDelay(t, err); d <= 0 || d > time.Minute {
+		t.Errorf("the open breaker's status: retry delay %v, want the time to the next probe, within the minute", d)
+	}
 	if n := srv.calls.Load(); n != 1 {
 		t.Errorf("%d calls reached the server, want only the first", n)
 	}
+}
+
+// retryDelay returns the delay of the RetryInfo detail of err's status,
+// through a round trip of the status's wire form, or 0 if it has none.
+func retryDelay(t *testing.T, err error) time.Duration {
+	t.Helper()
+	wire := status.Convert(err).Proto()
+	for _, d := range status.FromProto(wire).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
 }

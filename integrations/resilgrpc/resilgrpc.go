@@ -23,9 +23,11 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/outcome"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // IsFailure reports whether a call that ended with code says the server
@@ -119,8 +121,22 @@ func (e *PolicyError) desc() string {
 func (e *PolicyError) Unwrap() error { return e.Err }
 
 // GRPCStatus returns the error as a gRPC status: Code, with Error's
-// description as its message.
-func (e *PolicyError) GRPCStatus() *status.Status { return status.New(e.Code, e.desc()) }
+// description as its message. When the policies know when a call may
+// succeed again (an open breaker's next probe), the status carries it as a
+// google.rpc.RetryInfo detail, gRPC's Retry-After, which a server's
+// interceptor hands on to its clients.
+func (e *PolicyError) GRPCStatus() *status.Status {
+	st := status.New(e.Code, e.desc())
+	var oe *resilience.OpenError
+	if errors.As(e.Err, &oe) {
+		if d := oe.RetryAfter(); d > 0 {
+			if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
+				return withInfo
+			}
+		}
+	}
+	return st
+}
 
 // result is what the caller gets: the call's own error when the policies
 // ran it to the end, or theirs as a *PolicyError.
