@@ -177,7 +177,7 @@ func TestBreakerOpenErrorAndTimeoutToTheNanosecond(t *testing.T) {
 			after time.Duration
 			want  string
 		}{
-			{89_360_288 * time.Nanosecond, "10.9s"}, // 10.910639712s left
+			{89_360_288 * time.Nanosecond, "10.9s"},                                    // 10.910639712s left
 			{10*time.Second + 400*time.Millisecond + 123_456*time.Nanosecond, "511ms"}, // 510.516256ms left
 			{510_416_377 * time.Nanosecond, "99.879µs"},
 		} {
