@@ -139,7 +139,9 @@ func TestAtMostOnceIsNeverRetried(t *testing.T) {
 			t.Errorf("breaker counted %d failures, want 10 (1+4, twice)", got)
 		}
 	})
-	if resilience.IsAtMostOnce(context.Background()) || !resilience.IsAtMostOnce(context.WithValue(resilience.AtMostOnce(context.Background()), struct{}{}, 1)) {
+	if resilience.IsAtMostOnce(context.Background()) || !resilience.IsAtMostOnce(context.WithValue(resilience.AtMostOnce(context.Background()), otherKey{}, 1)) {
 		t.Error("IsAtMostOnce does not follow the context")
 	}
 }
+
+type otherKey struct{}

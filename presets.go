@@ -40,6 +40,9 @@ type Preset struct {
 	// breaker, and retried while Timeout leaves time for it. Its Name
 	// defaults to Name + ".attempt", so that its series differ from the
 	// total's. Nil: an attempt may take all the time the total leaves.
+	// Where the result is read after the call returns (an HTTP body
+	// through resilhttp, SQL rows through resilsql), the limit bounds that
+	// reading too: size it for the largest response, or leave it out.
 	AttemptTimeout *TimeoutConfig
 
 	// Classify, if set, says how the end of each attempt counts, for every

@@ -443,10 +443,12 @@ func (r *Retry) Observe(o RetryObserver) {
 }
 
 // AtMostOnce returns a copy of ctx for a call that must not be made twice,
-// such as an HTTP POST without an idempotency key: no Retry repeats it,
-// whatever failed, its own time limit included, and every stage that would
-// send a call again (a retry, a hedge) makes only the first attempt. The
-// other stages run as usual: a breaker still counts the failure.
+// such as an HTTP POST without an idempotency key: a Retry makes only the
+// first attempt, whatever failed, a per-attempt time-out included. A stage
+// of your own that sends calls again must check IsAtMostOnce. The other
+// stages run as usual: a breaker still counts the failure. The mark goes
+// with every context derived from ctx, so give it to the one call it is
+// about, not to a request's whole context.
 func AtMostOnce(ctx context.Context) context.Context {
 	return context.WithValue(ctx, atMostOnceKey{}, true)
 }

@@ -374,9 +374,11 @@ func (t *Timeout) Observe(o TimeoutObserver) {
 // would cut off. Every time limit a call ran under then bounds the reading
 // of its result too, as http.Client.Timeout bounds reading the body.
 //
-// Call release once the result is read or dropped, and at once if there
-// is none (the call failed); it is safe to call more than once, and from
-// any goroutine. A Timeout in abandon mode does not hold
+// Every Timeout that runs on a context derived from the held one is held,
+// those of calls made inside the call included: hold the call whose
+// result is read later, nothing around it. Call release once the result is
+// read or dropped, and at once if there is none (the call failed); it is
+// safe to call more than once, and from any goroutine. A Timeout in abandon mode does not hold
 // (TimeoutConfig.Abandon). The integrations use Hold; code of your own
 // needs it only for such results.
 func Hold(ctx context.Context) (held context.Context, release func()) {

@@ -45,8 +45,7 @@
 //	resilience_bulkhead_max_concurrent{name="N"}           gauge
 //	resilience_bulkhead_rejections_total{name="N"}         counter
 //
-// A stage of any other kind, of this library's or your own, that
-// implements resilience.Observable gives, for kind K and name N,
+// A stage of your own that implements resilience.Observable gives, for kind K and name N,
 //
 //	resilience_K_calls_total{name="N",result}   counter, one series per result it reports
 //	resilience_K_G{name="N"}                    gauge, for each gauge G it reports
@@ -267,8 +266,6 @@ var (
 // Instrumenting a stage again does nothing. Instrument checks every stage
 // before it instruments any, so on error nothing has changed.
 func (m *Metrics) Instrument(stages ...resilience.Stage) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var flat []resilience.Stage
 	for _, s := range stages {
 		if g, ok := s.(*resilience.Guard); ok && g != nil {
@@ -286,14 +283,31 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 		}
 		flat = append(flat, s)
 	}
+	// What the stages of other kinds say of themselves is read before the
+	// lock is taken: it is their code, which must not run under it.
+	snaps := make([]*snap, len(flat))
+	for i, s := range flat {
+		if o, ok := s.(resilience.Observable); ok && !builtin(s) && !isNil(s) {
+			snaps[i] = snapshot(o)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var errs []error
 	type key struct{ kind, name string }
 	batch := map[key]resilience.Stage{} // the stages of this call
-	for _, s := range flat {
-		err := m.check(s)
+	shapes := map[string]*snap{}        // the first of each kind in this call
+	for i, s := range flat {
+		err := m.check(s, snaps[i])
+		if err == nil && snaps[i] != nil {
+			err = sameShape(snaps[i], shapes)
+		}
 		if err == nil {
 			k := key{s.Kind(), s.Name()}
-			if other, ok := batch[k]; ok && other != s {
+			if sn := snaps[i]; sn != nil {
+				k = key{sn.kind, sn.name}
+			}
+			if other, ok := batch[k]; ok && !same(other, s) {
 				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
 			}
 			batch[k] = s
@@ -305,7 +319,7 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := m.registerKinds(flat); err != nil {
+	if err := m.registerKinds(snaps); err != nil {
 		return err
 	}
 	for _, s := range flat {
@@ -329,37 +343,52 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 				m.bulkheads[s.Name()] = s
 				m.instrumentBulkhead(s)
 			}
-		case resilience.Observable:
-			ks := m.kinds[s.Kind()]
+		}
+	}
+	for i, sn := range snaps {
+		if sn != nil {
+			ks := m.kinds[sn.kind]
 			ks.mu.Lock()
-			ks.stages[s.Name()] = s
+			ks.stages[sn.name] = flat[i].(resilience.Observable)
 			ks.mu.Unlock()
 		}
 	}
 	return nil
 }
 
-// registerKinds registers a collector for each kind of Observable stage in
-// stages that has none yet, or none at all if one fails. m.mu is held.
-func (m *Metrics) registerKinds(stages []resilience.Stage) error {
+// registerKinds registers a collector for each kind of the stages snapped
+// that has none yet, or none at all if one fails. m.mu is held.
+func (m *Metrics) registerKinds(snaps []*snap) error {
 	var added []*kindSeries
-	for _, s := range stages {
-		o, ok := s.(resilience.Observable)
-		if !ok || m.kinds[o.Kind()] != nil || builtin(s) {
+	for _, sn := range snaps {
+		if sn == nil || m.kinds[sn.kind] != nil {
 			continue
 		}
-		ks := newKindSeries(o)
+		ks := newKindSeries(sn)
 		if err := m.reg.Register(ks); err != nil {
 			for _, a := range added {
 				m.reg.Unregister(a)
 				delete(m.kinds, a.kind)
 			}
-			return fmt.Errorf("metrics: Instrument: registering the series of kind %q: %w", o.Kind(), err)
+			return fmt.Errorf("metrics: Instrument: registering the series of kind %q: %w", sn.kind, err)
 		}
-		m.kinds[o.Kind()] = ks
+		m.kinds[sn.kind] = ks
 		added = append(added, ks)
 	}
 	return nil
+}
+
+// isNil reports whether s holds a nil pointer.
+func isNil(s resilience.Stage) bool {
+	v := reflect.ValueOf(s)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+// same reports whether a and b are the same stage; stages of a type that
+// cannot be compared are never the same.
+func same(a, b resilience.Stage) bool {
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
 // builtin reports whether s is one of the four stages with series of
@@ -372,8 +401,9 @@ func builtin(s resilience.Stage) bool {
 	return false
 }
 
-// check reports why s cannot be instrumented, if it cannot. m.mu is held.
-func (m *Metrics) check(s resilience.Stage) error {
+// check reports why s cannot be instrumented, if it cannot; sn is its
+// snapshot, for a stage of another kind. m.mu is held.
+func (m *Metrics) check(s resilience.Stage, sn *snap) error {
 	switch s := s.(type) {
 	case *resilience.Breaker:
 		var seen *resilience.Breaker
@@ -395,11 +425,11 @@ func (m *Metrics) check(s resilience.Stage) error {
 	case nil:
 		return errors.New("nil stage")
 	}
-	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
+	if isNil(s) {
 		return fmt.Errorf("nil %T", s)
 	}
-	if o, ok := s.(resilience.Observable); ok {
-		return m.checkObservable(o)
+	if o, ok := s.(resilience.Observable); ok && sn != nil {
+		return m.checkObservable(o, sn)
 	}
 	return fmt.Errorf("stage %q of kind %q (%T) has nothing to report: implement resilience.Observable to give it series", s.Name(), s.Kind(), s)
 }

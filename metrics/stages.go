@@ -37,76 +37,116 @@ type kindSeries struct {
 	stages map[string]resilience.Observable // by name
 }
 
-// shape returns the results and gauges s reports, or an error saying what
-// is wrong with them.
-func shape(s resilience.Observable) (results, gauges []string, help []string, err error) {
+// snap is what an Observable stage says of itself, read once, outside
+// every lock of this package.
+type snap struct {
+	kind, name      string
+	results, gauges []string
+	help            []string
+	err             error // what is wrong with the results and gauges
+}
+
+// builtinKinds are the kinds of the stages with series of their own: a
+// stage of another type may not take them.
+var builtinKinds = []string{resilience.KindBreaker, resilience.KindBulkhead, resilience.KindGuard, resilience.KindRetry, resilience.KindTimeout}
+
+// snapshot reads s's kind, name, results and gauges.
+func snapshot(s resilience.Observable) *snap {
+	sn := &snap{kind: s.Kind(), name: s.Name()}
 	st := s.Stats()
 	var errs []error
 	for _, c := range st.Calls {
-		if !wordRE.MatchString(c.Result) || slices.Contains(results, c.Result) {
+		if !wordRE.MatchString(c.Result) || slices.Contains(sn.results, c.Result) {
 			errs = append(errs, fmt.Errorf("result %q: each must be a lowercase word ([a-z][a-z0-9_]*), once", c.Result))
 		}
-		results = append(results, c.Result)
+		sn.results = append(sn.results, c.Result)
 	}
 	for _, g := range st.Gauges {
-		if !wordRE.MatchString(g.Name) || g.Name == "calls_total" || slices.Contains(gauges, g.Name) {
+		if !wordRE.MatchString(g.Name) || g.Name == "calls_total" || slices.Contains(sn.gauges, g.Name) {
 			errs = append(errs, fmt.Errorf("gauge %q: each must be a lowercase word ([a-z][a-z0-9_]*) other than calls_total, once", g.Name))
 		}
-		gauges = append(gauges, g.Name)
-		help = append(help, g.Help)
+		sn.gauges = append(sn.gauges, g.Name)
+		sn.help = append(sn.help, g.Help)
 	}
-	if len(results) == 0 && len(gauges) == 0 {
-		errs = append(errs, errors.New("Stats reports no count and no gauge"))
+	if len(sn.results) == 0 && len(sn.gauges) == 0 {
+		errs = append(errs, errors.New("its Stats reports no count and no gauge"))
 	}
-	return results, gauges, help, errors.Join(errs...)
+	sn.err = errors.Join(errs...)
+	return sn
 }
 
-// checkObservable reports why s cannot be instrumented, if it cannot.
-func (m *Metrics) checkObservable(s resilience.Observable) error {
-	kind, name := s.Kind(), s.Name()
-	what := fmt.Sprintf("stage %q of kind %q (%T)", name, kind, s)
-	if !wordRE.MatchString(kind) {
+// checkObservable reports why s, snapped as sn, cannot be instrumented, if
+// it cannot. m.mu is held.
+func (m *Metrics) checkObservable(s resilience.Observable, sn *snap) error {
+	what := fmt.Sprintf("stage %q of kind %q (%T)", sn.name, sn.kind, s)
+	if !wordRE.MatchString(sn.kind) {
 		return fmt.Errorf("%s: its kind names its series (resilience_<kind>_...), so it must be a lowercase word ([a-z][a-z0-9_]*)", what)
 	}
-	if name == "" {
+	if slices.Contains(builtinKinds, sn.kind) {
+		return fmt.Errorf("%s: the kind %q is this library's own stage's: give yours a kind of its own", what, sn.kind)
+	}
+	if sn.name == "" {
 		return fmt.Errorf("%s has no name: its name labels its series", what)
 	}
-	results, gauges, _, err := shape(s)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	if sn.err != nil {
+		return fmt.Errorf("%s: %w", what, sn.err)
 	}
-	if ks := m.kinds[kind]; ks != nil {
-		if !slices.Equal(results, ks.results) || !slices.Equal(gauges, ks.gauges) {
-			return fmt.Errorf("%s reports results %q and gauges %q, but the stages of its kind already instrumented report %q and %q: every stage of a kind must report the same",
-				what, results, gauges, ks.results, ks.gauges)
+	if ks := m.kinds[sn.kind]; ks != nil {
+		if err := ks.sameAs(what, sn); err != nil {
+			return err
 		}
 		ks.mu.Lock()
-		seen := ks.stages[name]
+		seen := ks.stages[sn.name]
 		ks.mu.Unlock()
-		if seen != nil && seen != s {
-			return fmt.Errorf("another stage of kind %q named %q is already instrumented: give each its own name", kind, name)
+		if seen != nil && !same(seen, s) {
+			return fmt.Errorf("another stage of kind %q named %q is already instrumented: give each its own name", sn.kind, sn.name)
 		}
 	}
 	return nil
 }
 
-// newKindSeries makes the collector for the kind of s, which checkObservable
-// accepted.
-func newKindSeries(s resilience.Observable) *kindSeries {
-	kind := s.Kind()
-	results, gauges, help, _ := shape(s)
+// sameShape reports an error if sn reports other results or gauges than
+// the first stage of its kind in the same Instrument call, and records sn
+// as that first stage otherwise.
+func sameShape(sn *snap, first map[string]*snap) error {
+	f, ok := first[sn.kind]
+	if !ok {
+		first[sn.kind] = sn
+		return nil
+	}
+	if !slices.Equal(sn.results, f.results) || !slices.Equal(sn.gauges, f.gauges) {
+		return fmt.Errorf("stage %q of kind %q reports results %q and gauges %q, but stage %q of its kind reports %q and %q: every stage of a kind must report the same",
+			sn.name, sn.kind, sn.results, sn.gauges, f.name, f.results, f.gauges)
+	}
+	return nil
+}
+
+// sameAs reports an error if sn reports other results or gauges than the
+// kind's stages already instrumented.
+func (ks *kindSeries) sameAs(what string, sn *snap) error {
+	if !slices.Equal(sn.results, ks.results) || !slices.Equal(sn.gauges, ks.gauges) {
+		return fmt.Errorf("%s reports results %q and gauges %q, but the stages of its kind already instrumented report %q and %q: every stage of a kind must report the same",
+			what, sn.results, sn.gauges, ks.results, ks.gauges)
+	}
+	return nil
+}
+
+// newKindSeries makes the collector for the kind of the stage snapped as
+// sn, which checkObservable accepted.
+func newKindSeries(sn *snap) *kindSeries {
+	kind := sn.kind
 	ks := &kindSeries{
 		kind:    kind,
-		results: results,
-		gauges:  gauges,
+		results: sn.results,
+		gauges:  sn.gauges,
 		stages:  map[string]resilience.Observable{},
 	}
-	if len(results) > 0 {
+	if len(sn.results) > 0 {
 		ks.calls = prometheus.NewDesc("resilience_"+kind+"_calls_total",
 			"Calls through "+kind+" stages, by how they ended.", []string{"name", "result"}, nil)
 	}
-	for i, g := range gauges {
-		h := help[i]
+	for i, g := range sn.gauges {
+		h := sn.help[i]
 		if h == "" {
 			h = "The " + g + " of " + kind + " stages."
 		}

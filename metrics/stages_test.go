@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -138,7 +139,10 @@ func TestInstrumentChecksObservableStages(t *testing.T) {
 		{"gauge calls_total", []resilience.Stage{&badStats{"x", "x", resilience.Stats{Gauges: []resilience.Gauge{{Name: "calls_total"}}}}}, `gauge "calls_total"`},
 		{"nothing", []resilience.Stage{&badStats{"x", "x", resilience.Stats{}}}, "reports no count and no gauge"},
 		{"same kind and name", []resilience.Stage{newLimiter("l", 1), newLimiter("l", 1)}, `two stages of kind limiter named "l"`},
-		{"clash with a built-in series", []resilience.Stage{&badStats{"timeout", "x", resilience.Stats{Gauges: []resilience.Gauge{{Name: "operations_total"}}}}}, `registering the series of kind "timeout"`},
+		{"a built-in kind", []resilience.Stage{&badStats{"timeout", "x", good}}, `the kind "timeout" is this library's own`},
+		{"clash with a built-in series", []resilience.Stage{&badStats{"circuit", "x", resilience.Stats{Gauges: []resilience.Gauge{{Name: "breaker_state"}}}}}, `registering the series of kind "circuit"`},
+		{"two new stages of a kind that differ", []resilience.Stage{&badStats{"x", "a", good}, &badStats{"x", "b", resilience.Stats{Calls: []resilience.Count{{Result: "ok"}, {Result: "no"}}}}}, "every stage of a kind must report the same"},
+		{"two uncomparable stages named alike", []resilience.Stage{tagged{tags: []string{"a"}}, tagged{tags: []string{"a"}}}, `two stages of kind tagged named "t"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewPedanticRegistry()
@@ -170,5 +174,54 @@ func TestInstrumentChecksObservableStages(t *testing.T) {
 	}
 	if err := m.Instrument(newLimiter("a", 1)); err == nil || !strings.Contains(err.Error(), `another stage of kind "limiter" named "a"`) {
 		t.Errorf("a second limiter named a: %v", err)
+	}
+}
+
+// tagged is a stage of a type that cannot be compared.
+type tagged struct{ tags []string }
+
+func (tagged) Name() string { return "t" }
+func (tagged) Kind() string { return "tagged" }
+func (tagged) Stats() resilience.Stats {
+	return resilience.Stats{Calls: []resilience.Count{{Result: "ok"}}}
+}
+func (tagged) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+
+// reentrant's Stats instruments another stage: Instrument must read it
+// without holding its lock.
+type reentrant struct {
+	m     *metrics.Metrics
+	other resilience.Stage
+}
+
+func (reentrant) Name() string { return "r" }
+func (reentrant) Kind() string { return "reentrant" }
+func (r *reentrant) Stats() resilience.Stats {
+	if r.other != nil {
+		other := r.other
+		r.other = nil
+		if err := r.m.Instrument(other); err != nil {
+			panic(err)
+		}
+	}
+	return resilience.Stats{Calls: []resilience.Count{{Result: "ok"}}}
+}
+func (*reentrant) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+
+func TestInstrumentReadsStagesOutsideItsLock(t *testing.T) {
+	m := must(metrics.New(prometheus.NewRegistry()))
+	done := make(chan error, 1)
+	go func() { done <- m.Instrument(&reentrant{m: m, other: newLimiter("inner", 1)}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Instrument deadlocked: it called Stats under its own lock")
 	}
 }

@@ -109,8 +109,16 @@ func RunHeld[T any](ctx context.Context, g *resilience.Guard, once bool, call re
 
 // RunHeldAlways is RunHeld that leaves release to the caller on every
 // path, errors included.
+// A panic in call releases the time limits before it goes on up.
 func RunHeldAlways[T any](ctx context.Context, g *resilience.Guard, once bool, call resilience.Func[T]) (T, func(), error) {
 	held, release := resilience.Hold(ctx)
+	returned := false
+	defer func() {
+		if !returned {
+			release()
+		}
+	}()
 	v, err := Run(held, g, once, call)
+	returned = true
 	return v, release, err
 }
