@@ -19,7 +19,7 @@ func TestHoldKeepsTheContextsOpen(t *testing.T) {
 		retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 2, InitialBackoff: time.Second}))
 		g := must(resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{total, retry, attempt}}))
 
-		held, release := resilience.Hold(context.Background())
+		held, release := resilience.Hold(context.Background(), g)
 		var ctxs []context.Context
 		calls := 0
 		got, err := resilience.Do(held, g, func(ctx context.Context) (context.Context, error) {
@@ -51,7 +51,7 @@ func TestHoldKeepsTheContextsOpen(t *testing.T) {
 		}
 
 		// Release ends what is held, at once.
-		held, release2 := resilience.Hold(context.Background())
+		held, release2 := resilience.Hold(context.Background(), g)
 		got, _ = resilience.Do(held, g, func(ctx context.Context) (context.Context, error) { return ctx, nil })
 		if got.Err() != nil {
 			t.Fatal("ended before release")
@@ -64,7 +64,7 @@ func TestHoldKeepsTheContextsOpen(t *testing.T) {
 		release()
 
 		// So does a call that failed, until release.
-		held, release3 := resilience.Hold(context.Background())
+		held, release3 := resilience.Hold(context.Background(), total)
 		var failed context.Context
 		resilience.Do(held, total, func(ctx context.Context) (int, error) {
 			failed = ctx
@@ -88,11 +88,41 @@ func TestWithoutHoldTheContextEndsOnReturn(t *testing.T) {
 		t.Fatalf("err %v, ctx.Err() %v: want the context ended on return", err, got.Err())
 	}
 	// A call made after release is not held.
-	held, release := resilience.Hold(context.Background())
+	held, release := resilience.Hold(context.Background(), tm)
 	release()
 	got, _ = resilience.Do(held, tm, func(ctx context.Context) (context.Context, error) { return ctx, nil })
 	if got.Err() == nil {
 		t.Fatal("a call made after release kept its context open")
+	}
+}
+
+// Hold holds only the stages it was given: a Timeout of another chain,
+// run inside the held call on its context, ends its context on return, as
+// does WithTimeout.
+func TestHoldHoldsOnlyItsStages(t *testing.T) {
+	outer := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "outer", Duration: time.Hour}))
+	inner := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "inner", Duration: time.Hour}))
+	g := must(resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{outer}}))
+	held, release := resilience.Hold(context.Background(), g)
+	defer release()
+	var innerCtx, helperCtx context.Context
+	got, err := resilience.Do(held, g, func(ctx context.Context) (context.Context, error) {
+		resilience.Do(ctx, inner, func(ctx context.Context) (int, error) { innerCtx = ctx; return 0, nil })
+		resilience.WithTimeout(ctx, time.Hour, func(ctx context.Context) error { helperCtx = ctx; return nil })
+		return ctx, nil
+	})
+	if err != nil || got.Err() != nil {
+		t.Fatalf("err %v, the held stage's ctx.Err() %v: want it open", err, got.Err())
+	}
+	if innerCtx.Err() == nil || helperCtx.Err() == nil {
+		t.Errorf("inner chain's ctx.Err() %v, WithTimeout's %v: want both ended on return", innerCtx.Err(), helperCtx.Err())
+	}
+	// Held for another stage, the guard's Timeout ends as usual.
+	held2, release2 := resilience.Hold(context.Background(), inner)
+	defer release2()
+	got, _ = resilience.Do(held2, g, func(ctx context.Context) (context.Context, error) { return ctx, nil })
+	if got.Err() == nil {
+		t.Error("a Timeout the hold was not given kept its context open")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -114,7 +115,7 @@ func WithTimeoutResult[T any](ctx context.Context, d time.Duration, fn Func[T]) 
 	if d <= 0 {
 		return zero, &ConfigError{Field: "TimeoutConfig.Duration", Value: d, Reason: "must be positive"}
 	}
-	v, _, err := timeoutCooperative(ctx, "", d, next[T]{fn: fn})
+	v, _, err := timeoutCooperative(ctx, nil, "", d, next[T]{fn: fn})
 	return v, err
 }
 
@@ -131,7 +132,7 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 	if t.cfg.Abandon {
 		v, r, err = timeoutAbandon(ctx, t.cfg, n)
 	} else {
-		v, r, err = timeoutCooperative(ctx, t.cfg.Name, t.cfg.Duration, n)
+		v, r, err = timeoutCooperative(ctx, t, t.cfg.Name, t.cfg.Duration, n)
 	}
 	if o := t.obs.Load(); o != nil && o.Done != nil && r != timeoutNotRun {
 		o.Done(r)
@@ -140,11 +141,11 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 }
 
 // timeoutCooperative runs n with a context that ends after d, and says how
-// the call ended.
-func timeoutCooperative[T any](ctx context.Context, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
+// the call ended; t is the stage it runs for, nil for WithTimeout.
+func timeoutCooperative[T any](ctx context.Context, t *Timeout, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, d)
 	v, err := n.call(tctx)
-	if !holdFrom(ctx).keep(cancel) {
+	if !holdFrom(ctx).keep(t, cancel) {
 		cancel()
 	}
 	r := timeoutResult(ctx, tctx, err)
@@ -367,22 +368,43 @@ func (t *Timeout) Observe(o TimeoutObserver) {
 	t.obs.Store(&o)
 }
 
-// Hold returns a copy of ctx under which a call's Timeout stages leave its
-// contexts open after it returns, their deadlines still running, until
-// release is called: for a call whose result is read after it returns (an
-// HTTP response's body, SQL rows, a stream), which the end of its context
-// would cut off. Every time limit a call ran under then bounds the reading
-// of its result too, as http.Client.Timeout bounds reading the body.
+// Hold returns a copy of ctx under which the Timeout stages of s (s
+// itself, or those of a Guard) leave their contexts open after the call
+// returns, their deadlines still running, until release is called: for a
+// call whose result is read after it returns (an HTTP response's body,
+// SQL rows, a stream), which the end of its context would cut off. Each
+// of those time limits then bounds the reading of the result too, as
+// http.Client.Timeout bounds reading the body:
 //
-// Every Timeout that runs on a context derived from the held one is held,
-// those of calls made inside the call included: hold the call whose
-// result is read later, nothing around it. Call release once the result is
-// read or dropped, and at once if there is none (the call failed); it is
-// safe to call more than once, and from any goroutine. A Timeout in abandon mode does not hold
+//	held, release := resilience.Hold(ctx, guard)
+//	rows, err := resilience.Do(held, guard, query)
+//	if err != nil {
+//		release()
+//		return err
+//	}
+//	defer release() // after the rows are read
+//
+// Only the stages of s are held: a Timeout of another chain, run inside
+// the call on the same context, ends its context as usual. Call release
+// once the result is read or dropped, and at once if there is none (the
+// call failed); it is safe to call more than once, and from any
+// goroutine. A Timeout in abandon mode does not hold
 // (TimeoutConfig.Abandon). The integrations use Hold; code of your own
 // needs it only for such results.
-func Hold(ctx context.Context) (held context.Context, release func()) {
+func Hold(ctx context.Context, s Stage) (held context.Context, release func()) {
 	h := &holder{}
+	switch s := s.(type) {
+	case *Timeout:
+		h.timeouts = []*Timeout{s}
+	case *Guard:
+		if s != nil {
+			for _, st := range s.stages {
+				if t, ok := st.(*Timeout); ok {
+					h.timeouts = append(h.timeouts, t)
+				}
+			}
+		}
+	}
 	return context.WithValue(ctx, holdKey{}, h), h.release
 }
 
@@ -391,6 +413,7 @@ type holdKey struct{}
 // holder keeps the cancel functions of the time limits a held call ran
 // under, until release.
 type holder struct {
+	timeouts []*Timeout // the stages held; set once, read without the lock
 	mu       sync.Mutex
 	cancels  []context.CancelFunc
 	released bool
@@ -402,10 +425,11 @@ func holdFrom(ctx context.Context) *holder {
 	return h
 }
 
-// keep takes cancel, to be called on release, and reports whether it did;
-// a nil holder, or one already released, takes nothing.
-func (h *holder) keep(cancel context.CancelFunc) bool {
-	if h == nil {
+// keep takes cancel, of a context of t, to be called on release, and
+// reports whether it did; a nil holder, one already released, or one that
+// does not hold t takes nothing.
+func (h *holder) keep(t *Timeout, cancel context.CancelFunc) bool {
+	if h == nil || t == nil || !slices.Contains(h.timeouts, t) {
 		return false
 	}
 	h.mu.Lock()

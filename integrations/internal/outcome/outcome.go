@@ -111,7 +111,7 @@ func RunHeld[T any](ctx context.Context, g *resilience.Guard, once bool, call re
 // path, errors included.
 // A panic in call releases the time limits before it goes on up.
 func RunHeldAlways[T any](ctx context.Context, g *resilience.Guard, once bool, call resilience.Func[T]) (T, func(), error) {
-	held, release := resilience.Hold(ctx)
+	held, release := resilience.Hold(ctx, g)
 	returned := false
 	defer func() {
 		if !returned {
