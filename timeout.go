@@ -144,10 +144,14 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 // the call ended; t is the stage it runs for, nil for WithTimeout.
 func timeoutCooperative[T any](ctx context.Context, t *Timeout, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
 	tctx, cancel := context.WithTimeout(ctx, d)
+	kept := false
+	defer func() {
+		if !kept { // a panic too ends the context, and stops its timer
+			cancel()
+		}
+	}()
 	v, err := n.call(tctx)
-	if !holdFrom(ctx).keep(t, cancel) {
-		cancel()
-	}
+	kept = holdFrom(ctx).keep(t, cancel)
 	r := timeoutResult(ctx, tctx, err)
 	if r == TimeoutExpired {
 		var zero T

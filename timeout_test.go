@@ -234,3 +234,19 @@ func mode(abandon bool) string {
 	}
 	return "cooperative"
 }
+
+// A call that panics has its context ended before the panic goes on up,
+// so that its timer and its place in the parent context go with it.
+func TestTimeoutPanicEndsTheContext(t *testing.T) {
+	var got context.Context
+	func() {
+		defer func() { recover() }()
+		newTimeout(time.Hour, false).Do(context.Background(), func(ctx context.Context) (int, error) {
+			got = ctx
+			panic("boom")
+		})
+	}()
+	if got == nil || got.Err() == nil {
+		t.Fatal("the panicking call's context is still open")
+	}
+}
