@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -206,6 +207,17 @@ func TestStageConformance(t *testing.T) {
 			}
 			if _, err := resilience.Do[int](ctx, s, nil); err == nil {
 				t.Error("Do with a nil func: no error")
+			}
+			// A nil stage of its type is an error, not a panic, in Do and
+			// in a Guard.
+			if rt := reflect.TypeOf(s); rt.Kind() == reflect.Pointer {
+				typedNil := reflect.Zero(rt).Interface().(resilience.Stage)
+				if _, err := resilience.Do(ctx, typedNil, ok); err == nil {
+					t.Errorf("Do with a nil %T: no error", s)
+				}
+				if _, err := resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{typedNil}}); err == nil {
+					t.Errorf("NewGuard with a nil %T: no error", s)
+				}
 			}
 			p := resilience.For[int](s)
 			seen := func() int { return -1 }
