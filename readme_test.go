@@ -53,13 +53,20 @@ func fetch(ctx context.Context, url string) ([]byte, error) { return []byte("hel
 
 func resize(ctx context.Context, img []byte) ([]byte, error) { return img[:1], nil }
 
-func readmeQuickStart(ctx context.Context) error {
-	users := presets.GRPC() // one guard per backend, shared by every call to it
+// kafkaProducer stands for a Kafka client.
+type kafkaProducer struct{}
 
-	user, err := resilience.Do(ctx, users, func(ctx context.Context) (*User, error) {
-		return client.GetUser(ctx, &GetUserRequest{ID: 42})
+func (kafkaProducer) Produce(ctx context.Context, msg string) (int64, error) { return 42, nil }
+
+var producer kafkaProducer
+
+func readmeQuickStart(ctx context.Context, msg string) error {
+	events := presets.Kafka() // one guard per cluster
+
+	offset, err := resilience.Do(ctx, events, func(ctx context.Context) (int64, error) {
+		return producer.Produce(ctx, msg)
 	})
-	fmt.Println(user.Name, err)
+	fmt.Println(offset, err)
 	return nil
 }
 
@@ -218,7 +225,7 @@ func readmeOwnStage(ctx context.Context) error {
 
 func Example_readme() {
 	ctx := context.Background()
-	readmeQuickStart(ctx)
+	readmeQuickStart(ctx, "hello")
 	readmeTuning()
 	readmeBreaker(ctx)
 	readmeRetry(ctx, "http://127.0.0.1/")
@@ -238,7 +245,7 @@ func Example_readme() {
 	log.SetFlags(0)
 	readmeOwnStage(ctx)
 	// Output:
-	// ada <nil>
+	// 42 <nil>
 	// sessions closed
 	// 0 unavailable closed 1
 	// breaker users: closed -> open

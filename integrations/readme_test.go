@@ -7,14 +7,18 @@ package integrations_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/resilgrpc"
 	"github.com/resilience-go/resilience/integrations/resilhttp"
 	"github.com/resilience-go/resilience/integrations/resilredis"
@@ -22,7 +26,10 @@ import (
 	"github.com/resilience-go/resilience/presets"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -78,6 +85,85 @@ func readmeRedis(addr string) (*redis.Client, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
 	rdb.AddHook(hook)
 	return rdb, nil
+}
+
+func readmeQuickStart(target string) (*grpc.ClientConn, *resilience.Guard, error) {
+	users := presets.GRPC() // one guard per backend, shared by every call to it
+	unary, err := resilgrpc.UnaryClientInterceptor(users)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(unary),
+		grpc.WithDisableRetry()) // the guard retries: grpc-go must not retry under it
+	return conn, users, err
+}
+
+// echoStatus is grpc's TestService answering each UnaryCall with the
+// status its request asks for, and counting the calls that reach it.
+type echoStatus struct {
+	testgrpc.UnimplementedTestServiceServer
+	calls atomic.Int64
+}
+
+func (s *echoStatus) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	s.calls.Add(1)
+	if st := req.GetResponseStatus(); st != nil && st.GetCode() != 0 {
+		return nil, status.Error(codes.Code(st.GetCode()), st.GetMessage())
+	}
+	return &testgrpc.SimpleResponse{}, nil
+}
+
+// TestREADMEQuickStart runs the README's first snippet against the real
+// TestService: a NotFound comes back as it was, once, and never opens the
+// breaker; an Unavailable is retried; a rejection is Unavailable.
+func TestREADMEQuickStart(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	svc := &echoStatus{}
+	testgrpc.RegisterTestServiceServer(srv, svc)
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	conn, users, err := readmeQuickStart(lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := testgrpc.NewTestServiceClient(conn)
+	ask := func(c codes.Code) error {
+		_, err := client.UnaryCall(t.Context(), &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(c), Message: "asked"}})
+		return err
+	}
+	for range 10 {
+		if err := ask(codes.NotFound); status.Code(err) != codes.NotFound {
+			t.Fatalf("NotFound came back as %v", err)
+		}
+	}
+	if n := svc.calls.Load(); n != 10 {
+		t.Errorf("10 NotFound calls reached the server %d times, want 10: none retried", n)
+	}
+	if s := users.Breaker().State(); s != resilience.Closed {
+		t.Errorf("after 10 NotFounds the breaker is %v, want closed", s)
+	}
+	svc.calls.Store(0)
+	if err := ask(codes.Unavailable); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Unavailable came back as %v", err)
+	}
+	if n := svc.calls.Load(); n != 4 {
+		t.Errorf("an Unavailable call reached the server %d times, want 4: 3 retries", n)
+	}
+	users.Breaker().ForceOpen()
+	svc.calls.Store(0)
+	if err := ask(codes.OK); status.Code(err) != codes.Unavailable || !errors.Is(err, resilience.ErrRejected) {
+		t.Errorf("a call the open breaker rejects: %v, want Unavailable matching ErrRejected", err)
+	}
+	if n := svc.calls.Load(); n != 0 {
+		t.Errorf("a rejected call reached the server %d times", n)
+	}
 }
 
 func TestREADMEIntegrations(t *testing.T) {

@@ -38,6 +38,16 @@
 // grows with the object's size, and a fixed cut would fail every large
 // object on every attempt, sending it again each time.
 //
+// What counts as a failure: the gRPC preset reads the status code of
+// grpc-go's errors (see ClassifyGRPC), so a NotFound is an answer, neither
+// retried nor counted against the breaker. The other presets count every
+// error but the caller's cancellation as a failure, retried and counted:
+// with plain Do, mark a business error ("not found", a validation error)
+// with resilience.Answer, or set Classify on the config. The integrations
+// (resilgrpc, resilhttp, resilsql, resilredis) classify their client's
+// errors themselves, and are the way to use these presets with those
+// clients.
+//
 // The database preset never retries: a write that timed out may have been
 // committed, and running it again may do it twice. Retry idempotent reads
 // yourself, with a Retry inside the guard's time limit, if you need to.
@@ -94,9 +104,13 @@ const noRetry = -1
 
 // GRPCConfig returns the preset for calls to internal gRPC services: 30s
 // for the whole call, a breaker that opens after 5 failures in a row and
-// probes after 60s, 3 retries, and 10s for each attempt.
+// probes after 60s, 3 retries, and 10s for each attempt. It classifies
+// gRPC status codes (ClassifyGRPC): a NotFound or an InvalidArgument is an
+// answer, neither retried nor counted against the breaker.
 func GRPCConfig() resilience.Preset {
-	return config("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)
+	p := config("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)
+	p.Classify = ClassifyGRPC
+	return p
 }
 
 // DatabaseConfig returns the preset for database queries: 10s, a breaker

@@ -3,6 +3,7 @@ package presets_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -66,8 +67,18 @@ var table = []struct {
 // TestPresetValues checks every preset against the presets table.
 func TestPresetValues(t *testing.T) {
 	for _, tc := range table {
-		if diff := cmp.Diff(tc.want, tc.config(), cmpopts.IgnoreFields(resilience.BreakerConfig{}, "Classify", "OnStateChange"), cmpopts.IgnoreFields(resilience.RetryConfig{}, "Retryable", "OnRetry")); diff != "" {
+		if diff := cmp.Diff(tc.want, tc.config(), cmpopts.IgnoreFields(resilience.Preset{}, "Classify"), cmpopts.IgnoreFields(resilience.BreakerConfig{}, "Classify", "OnStateChange"), cmpopts.IgnoreFields(resilience.RetryConfig{}, "Retryable", "OnRetry")); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+		// The gRPC preset classifies gRPC codes; the others leave it to
+		// each stage's defaults.
+		got := tc.config().Classify
+		if tc.want.Name == "grpc" {
+			if got == nil || reflect.ValueOf(got).Pointer() != reflect.ValueOf(presets.ClassifyGRPC).Pointer() {
+				t.Errorf("%s: Classify is not ClassifyGRPC", tc.name)
+			}
+		} else if got != nil {
+			t.Errorf("%s: Classify is set", tc.name)
 		}
 		g := tc.guard()
 		if g.Name() != tc.want.Name || g.Breaker().Name() != tc.want.Name || g.Timeout().Duration() != tc.want.Timeout.Duration {
