@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/resilience-go/resilience v0.2.0
+	github.com/resilience-go/resilience/integrations v0.2.0
 	github.com/resilience-go/resilience/metrics v0.2.0
 	go.uber.org/goleak v1.3.0
 )
@@ -17,6 +18,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )

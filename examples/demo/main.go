@@ -1,9 +1,11 @@
 // Command demo shows the resilience policies at work against a flaky
 // backend it starts itself on 127.0.0.1: healthy, then failing, then slow,
 // then healthy again. The same traffic goes straight to the backend and
-// through a preset chain (timeout, retry, circuit breaker), and the demo
-// prints each state change of the breaker as it happens, a line a second on
-// retries, timeouts and calls rejected fast, and a summary. Run it with
+// through an http.Client whose Transport is resilhttp.Transport with the
+// external-HTTP preset, scaled down (timeout, retry, circuit breaker, a
+// limit per attempt), and the demo prints the first failed attempts of
+// each phase and each state change of the breaker as they happen, a line
+// a second for each side, and a summary. Run it with
 //
 //	go run ./examples/demo
 //

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/resilhttp"
 	"github.com/resilience-go/resilience/metrics"
 	"github.com/resilience-go/resilience/presets"
 )
@@ -121,12 +122,13 @@ func get(ctx context.Context, client *http.Client, url string) (string, error) {
 }
 
 // guardConfig is the external-HTTP preset with its times scaled down so the
-// story fits in seconds: a real third-party API gets 60s and a 2-minute
-// cooldown, this one 200ms and 1s.
+// story fits in seconds: a real third-party API gets 60s, 20s an attempt
+// and a 2-minute cooldown, this one 200ms, 80ms and 1s.
 func guardConfig() resilience.Preset {
 	p := presets.ExternalHTTPConfig()
 	p.Name = "backend"
 	p.Timeout.Duration = 200 * time.Millisecond
+	p.AttemptTimeout.Duration = 80 * time.Millisecond
 	p.Breaker.OpenTimeout = time.Second
 	p.Retry.MaxRetries = 2
 	p.Retry.InitialBackoff = 10 * time.Millisecond
@@ -151,7 +153,7 @@ func (t *tally) add(d time.Duration, err error) {
 	switch {
 	case err == nil:
 		t.ok++
-	case errors.Is(err, resilience.ErrOpen):
+	case errors.Is(err, resilience.ErrRejected):
 		t.rejected++
 	default:
 		t.failed++
@@ -180,6 +182,19 @@ func (t *tally) percentile(p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
+// percentileSince returns the p-th percentile of the latencies recorded
+// after the first from, p from 0 to 1.
+func (t *tally) percentileSince(from int, p float64) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if from >= len(t.latencies) {
+		return 0
+	}
+	s := slices.Clone(t.latencies[from:])
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
 // report is what a run saw.
 type report struct {
 	Transitions []resilience.StateChange
@@ -187,6 +202,10 @@ type report struct {
 	Direct      *tally
 	Guarded     *tally
 	Retries     int64
+	// FailedAttempts counts the attempts the breaker counted as failures,
+	// TimedOut the attempts and calls a time limit cut.
+	FailedAttempts int64
+	TimedOut       int64
 }
 
 // network is where the backend listens and how clients reach it.
@@ -225,10 +244,35 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 			logf("breaker %s -> %s", c.From, c.To)
 		}
 	}
-	pc.Retry.OnRetry = func(resilience.RetryEvent) { retries.Add(1) }
+	// The first failed attempts of each phase are shown as they happen:
+	// the 503s and the time-outs the breaker counts, before it turns the
+	// rest away.
+	const maxFailuresShown = 4
+	var failuresShown atomic.Int64
+	pc.Retry.OnRetry = func(e resilience.RetryEvent) {
+		retries.Add(1)
+		if failuresShown.Add(1) <= maxFailuresShown {
+			logf("  attempt %d failed: %v; retrying in %v", e.Attempt, e.Err, round(e.Delay))
+		}
+	}
 	guard, err := pc.Build()
 	if err != nil {
 		return nil, err
+	}
+	var failedAttempts, timedOut atomic.Int64
+	guard.Breaker().Observe(resilience.BreakerObserver{Call: func(_ resilience.State, r resilience.CallResult) {
+		if r == resilience.CallFailed {
+			failedAttempts.Add(1)
+		}
+	}})
+	for _, st := range guard.Stages() {
+		if t, ok := st.(*resilience.Timeout); ok {
+			t.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) {
+				if r == resilience.TimeoutExpired {
+					timedOut.Add(1)
+				}
+			}})
+		}
 	}
 	if cfg.Metrics != "" {
 		stop, err := serveMetrics(cfg.Metrics, guard, out)
@@ -249,13 +293,21 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	transport := &http.Transport{DialContext: n.Dial, MaxIdleConnsPerHost: 2 * cfg.Clients}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
+	// The guarded side is what an HTTP user writes: the guard as the
+	// client's Transport, which counts 5xx answers as failures and retries
+	// them, and leaves the rest to the code as it was.
+	guarded, err := resilhttp.NewTransport(resilhttp.TransportConfig{Base: transport, Guard: guard})
+	if err != nil {
+		return nil, err
+	}
+	guardedClient := &http.Client{Transport: guarded}
 	url := "http://" + n.Listener.Addr().String() + "/"
 
 	fmt.Fprintf(out, "backend on %s: %s each of healthy, failing (%.0f%% answer 503), slow (%v per call), healthy again\n",
 		url, cfg.Phase, 100*cfg.FailureRate, cfg.Slow)
-	fmt.Fprintf(out, "%d calls/s straight to it, and %d calls/s through the external-HTTP preset, scaled down:\n", cfg.Rate, cfg.Rate)
-	fmt.Fprintf(out, "  timeout %v for the whole call -> retry x%d (from %v, doubling, jittered) -> breaker (opens after %d failures in a row or %.0f%% of the last %d; probes after %v)\n\n",
-		pc.Timeout.Duration, pc.Retry.MaxRetries, pc.Retry.InitialBackoff, pc.Breaker.FailureThreshold, 100*pc.Breaker.ErrorRateThreshold, pc.Breaker.WindowSize, pc.Breaker.OpenTimeout)
+	fmt.Fprintf(out, "%d calls/s straight to it, and %d calls/s through resilhttp.Transport with the external-HTTP preset, scaled down:\n", cfg.Rate, cfg.Rate)
+	fmt.Fprintf(out, "  timeout %v for the whole call -> retry x%d (from %v, doubling, jittered) -> breaker (opens after %d failures in a row or %.0f%% of the last %d; probes after %v) -> %v an attempt\n\n",
+		pc.Timeout.Duration, pc.Retry.MaxRetries, pc.Retry.InitialBackoff, pc.Breaker.FailureThreshold, 100*pc.Breaker.ErrorRateThreshold, pc.Breaker.WindowSize, pc.Breaker.OpenTimeout, pc.AttemptTimeout.Duration)
 
 	// The callers: Clients on each side, each sending Rate/Clients calls a
 	// second until the scenario is over.
@@ -272,9 +324,7 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 					_, err := get(ctx, client, url)
 					rep.Direct.add(time.Since(began), err)
 				} else {
-					_, err := resilience.Do(ctx, guard, func(ctx context.Context) (string, error) {
-						return get(ctx, client, url)
-					})
+					_, err := get(ctx, guardedClient, url)
 					rep.Guarded.add(time.Since(began), err)
 				}
 				select {
@@ -288,9 +338,10 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	// The story, with a line a second on what the chain is doing.
 	status := time.NewTicker(time.Second)
 	defer status.Stop()
-	var last [5]int
-	var lastRetries int64
+	var last, lastDirect [5]int
+	var lastRetries, lastFailed, lastTimedOut int64
 	for p := healthy; p < over && ctx.Err() == nil; p++ {
+		failuresShown.Store(0)
 		be.phase.Store(int32(p))
 		logf("phase: %s", phaseNames[p])
 		end := time.NewTimer(cfg.Phase)
@@ -301,12 +352,17 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 			case <-ctx.Done():
 				waiting = false
 			case <-status.C:
-				calls, ok, failed, rejected, timeouts := rep.Guarded.snapshot()
-				r := retries.Load()
-				logf("  %-9s  through the chain: %4d ok  %4d failed  %4d rejected fast  %4d timed out  %4d retries",
-					guard.Breaker().State(), ok-last[1], failed-last[2], rejected-last[3], timeouts-last[4], r-lastRetries)
-				last = [5]int{calls, ok, failed, rejected, timeouts}
-				lastRetries = r
+				calls, ok, failed, rejected, _ := rep.Direct.snapshot()
+				_ = rejected
+				logf("  %-9s  direct:            %4d ok  %4d failed  p99 %v",
+					"", ok-lastDirect[1], failed-lastDirect[2], round(rep.Direct.percentileSince(lastDirect[0], 0.99)))
+				lastDirect = [5]int{calls, ok, failed}
+				calls, ok, failed, rejected, _ = rep.Guarded.snapshot()
+				r, fa, to := retries.Load(), failedAttempts.Load(), timedOut.Load()
+				logf("  %-9s  through the chain: %4d ok  %4d failed  p99 %v  %4d rejected fast; %d attempts failed, %d cut by a time limit, %d retries",
+					guard.Breaker().State(), ok-last[1], failed-last[2], round(rep.Guarded.percentileSince(last[0], 0.99)), rejected-last[3], fa-lastFailed, to-lastTimedOut, r-lastRetries)
+				last = [5]int{calls, ok, failed, rejected}
+				lastRetries, lastFailed, lastTimedOut = r, fa, to
 			}
 		}
 		end.Stop()
@@ -321,6 +377,8 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	transitions.Unlock()
 	rep.Final = guard.Breaker().State()
 	rep.Retries = retries.Load()
+	rep.FailedAttempts = failedAttempts.Load()
+	rep.TimedOut = timedOut.Load()
 	writeSummary(out, rep)
 	return rep, ctx.Err()
 }
@@ -336,9 +394,8 @@ func writeSummary(out io.Writer, rep *report) {
 		fmt.Fprintf(&b, "%-16s %7d %7d %7d %9d %9s %9s\n", row.name, calls, ok, failed, rejected,
 			round(row.t.percentile(0.50)), round(row.t.percentile(0.99)))
 	}
-	_, _, _, _, timeouts := rep.Guarded.snapshot()
-	fmt.Fprintf(&b, "\nthrough the chain: %d retries, %d timeouts, %d state changes; the breaker ends %s\n",
-		rep.Retries, timeouts, len(rep.Transitions), rep.Final)
+	fmt.Fprintf(&b, "\nthrough the chain: %d attempts failed, %d cut by a time limit, %d retries, %d state changes; the breaker ends %s\n",
+		rep.FailedAttempts, rep.TimedOut, rep.Retries, len(rep.Transitions), rep.Final)
 	io.WriteString(out, b.String())
 }
 

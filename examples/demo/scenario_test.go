@@ -111,9 +111,10 @@ func TestScenario(t *testing.T) {
 
 		// The chain did each of its jobs, and cut the latency the slow
 		// phase gave the direct calls.
-		_, ok, failed, rejected, timeouts := rep.Guarded.snapshot()
-		if ok == 0 || rejected == 0 || timeouts == 0 || rep.Retries == 0 {
-			t.Errorf("through the chain: %d ok, %d failed, %d rejected, %d timeouts, %d retries; want each of ok, rejected, timeouts and retries seen", ok, failed, rejected, timeouts, rep.Retries)
+		_, ok, failed, rejected, _ := rep.Guarded.snapshot()
+		if ok == 0 || rejected == 0 || rep.TimedOut == 0 || rep.Retries == 0 || rep.FailedAttempts == 0 {
+			t.Errorf("through the chain: %d ok, %d failed, %d rejected, %d attempts failed, %d cut by a time limit, %d retries; want each of ok, rejected, failed attempts, time-outs and retries seen",
+				ok, failed, rejected, rep.FailedAttempts, rep.TimedOut, rep.Retries)
 		}
 		if p99 := rep.Guarded.percentile(0.99); p99 > 200*time.Millisecond {
 			t.Errorf("p99 through the chain %v, want at most the 200ms time limit", p99)
@@ -121,7 +122,10 @@ func TestScenario(t *testing.T) {
 		if p99 := rep.Direct.percentile(0.99); p99 != time.Second {
 			t.Errorf("p99 of direct calls %v, want the slow phase's 1s", p99)
 		}
-		for _, want := range []string{"breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain", "direct"} {
+		// The failures that open the breaker are shown as they happen, and
+		// each side has its line a second.
+		for _, want := range []string{"attempt 1 failed: resilhttp: server answered 503", `attempt 1 failed: resilience: timeout "backend.attempt"`,
+			"direct:", "through the chain:", "breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q", want)
 			}
