@@ -121,6 +121,9 @@ func (cn *conn) ExecContext(ctx context.Context, query string, args []driver.Nam
 // that fails where it may not be retried says so with ErrReadNotRetried.
 func (cn *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	asked := readsRetried(ctx)
+	if asked && cn.c.noRetry != nil {
+		return nil, cn.c.noRetry
+	}
 	retried := asked && cn.clean && !cn.inTx
 	if !asked || !plainRead(query) {
 		cn.clean = false

@@ -31,6 +31,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/outcome"
@@ -105,7 +106,8 @@ type Config struct {
 type Connector struct {
 	base      driver.Connector
 	guard     *resilience.Guard
-	retries   bool // the guard has a Retry that retries
+	retries   bool  // the guard has a Retry that retries
+	noRetry   error // not nil if the guard has no retry stage: why RetryReads cannot work
 	isFailure func(error) bool
 }
 
@@ -120,7 +122,7 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 	if err := outcome.Check("resilsql", "Config.Guard", cfg.Guard); err != nil {
 		return nil, err
 	}
-	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), isFailure: cfg.IsFailure}
+	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), noRetry: noRetry(cfg.Guard), isFailure: cfg.IsFailure}
 	if c.isFailure == nil {
 		c.isFailure = IsFailure
 	}
@@ -169,6 +171,11 @@ type retryReads struct{}
 // must not be run twice, and one that takes a lock or sets a setting
 // leaves state that a retry elsewhere would lose.
 //
+// The retries are the guard's: a guard without a retry stage, such as
+// presets.Database(), retries no read, and a query made with RetryReads
+// through it fails at once, without running, with an error matching
+// ErrNoRetryStage that says how to add one.
+//
 // A read whose connection broke is retried on a new connection, that is,
 // a new server session. So it is retried only while its connection is
 // clean: no statement but a plain read made with RetryReads has run on it
@@ -194,6 +201,21 @@ func readsRetried(ctx context.Context) bool {
 	v, _ := ctx.Value(retryReads{}).(bool)
 	return v
 }
+
+// ErrNoRetryStage is matched, with errors.Is, by the error of a query
+// made with RetryReads through a Connector whose guard has no retry stage
+// (presets.Database() has none): no read could ever be retried, so the
+// query is not run, rather than run once while the caller believes it is
+// retried. Give the guard a Retry, which resilsql uses for connecting and
+// for reads made with RetryReads only (execs are never retried):
+//
+//	p := presets.DatabaseConfig()
+//	p.Retry = &resilience.RetryConfig{MaxRetries: 2, Jitter: true}
+//	guard, err := p.Build()
+//
+// or drop RetryReads. A Retry whose MaxRetries is 0 is a retry stage,
+// switched off on purpose: reads made with RetryReads then run once.
+var ErrNoRetryStage = errors.New("resilsql: RetryReads: the guard has no retry stage, so no read is retried")
 
 // ErrReadNotRetried is matched, with errors.Is, by the error of a query
 // made with RetryReads that failed and was not retried because its
@@ -289,6 +311,20 @@ func Unwrap(driverConn any) any {
 		return c.inner
 	}
 	return driverConn
+}
+
+// noRetry returns the error that a query made with RetryReads gets when g
+// has no retry stage (a stage of kind resilience.KindRetry), nil if it has
+// one.
+func noRetry(g *resilience.Guard) error {
+	for _, s := range g.Stages() {
+		if s.Kind() == resilience.KindRetry {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the guard %q has no resilience.Retry among its stages; add one, "+
+		"e.g. p := presets.DatabaseConfig(); p.Retry = &resilience.RetryConfig{MaxRetries: 2, Jitter: true}; guard, err := p.Build() "+
+		"(execs are never retried), or make the query without RetryReads", ErrNoRetryStage, g.Name())
 }
 
 // retries reports whether g retries failed calls at all: whether one of

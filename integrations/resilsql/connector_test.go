@@ -470,3 +470,45 @@ func TestNoRetriesRefusesNothing(t *testing.T) {
 		t.Errorf("err = %v, want the driver's error, not ErrReadNotRetried: a retry of 0 retries would never have retried it", err)
 	}
 }
+
+// A read made with RetryReads through a guard without a retry stage, such
+// as the database preset's, would never be retried: it fails at once,
+// saying so and how to add one, without reaching the server. With a retry
+// stage, the same read is retried after its connection is cut.
+func TestRetryReadsNeedsARetryStage(t *testing.T) {
+	pg := testserver.PostgreSQL(t)
+	f := &flaky{Connector: pgConnector(t, pg.DSN)}
+	db, _ := open(t, f, nil) // the database preset: no retry stage
+	ctx := t.Context()
+	var one int
+	if err := db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		t.Fatalf("a read without RetryReads: %v", err)
+	}
+	f.calls.Store(0)
+	err := db.QueryRowContext(RetryReads(ctx), `SELECT 1`).Scan(&one)
+	if !errors.Is(err, ErrNoRetryStage) || !strings.Contains(err.Error(), "p.Retry = &resilience.RetryConfig") {
+		t.Errorf("a read with RetryReads through the database preset: err = %v, want ErrNoRetryStage, saying how to add a retry", err)
+	}
+	if n := f.calls.Load(); n != 0 {
+		t.Errorf("%d calls reached the connection, want none", n)
+	}
+
+	p := presets.DatabaseConfig()
+	p.Retry = &resilience.RetryConfig{MaxRetries: 2, InitialBackoff: time.Millisecond, Jitter: true}
+	g, err := p.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewConnector(f, Config{Guard: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = sql.OpenDB(c)
+	defer db.Close()
+	f.fail.Store(1)
+	f.calls.Store(0)
+	err = db.QueryRowContext(RetryReads(ctx), `SELECT 1`).Scan(&one)
+	if err != nil || f.calls.Load() != 2 {
+		t.Errorf("a read with RetryReads through the preset with a retry, its first attempt failing: err = %v after %d calls, want nil after 2", err, f.calls.Load())
+	}
+}

@@ -2,8 +2,9 @@
 //
 // database/sql on pgx, guarded by the database preset through
 // resilsql.NewConnector. A duplicate key is the database's answer, not a
-// failure; a read marked with resilsql.RetryReads may be retried, an
-// insert never is.
+// failure. The preset has no retry stage, so a read marked with
+// resilsql.RetryReads fails at once, saying so (ErrNoRetryStage); given a
+// Retry, the same preset retries such a read, and never an insert.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/resilsql"
 	"github.com/resilience-go/resilience/presets"
 )
@@ -56,5 +58,23 @@ func main() {
 
 	var owner string
 	err = db.QueryRowContext(resilsql.RetryReads(ctx), `SELECT owner FROM accounts WHERE id = $1`, 1).Scan(&owner)
-	fmt.Printf("read, retried if it fails: owner %q, %v\n", owner, err)
+	fmt.Printf("read with RetryReads, preset without a retry: refused, ErrNoRetryStage %v\n", errors.Is(err, resilsql.ErrNoRetryStage))
+
+	// The same preset with a retry stage: execs are still never retried,
+	// reads made with RetryReads are, on a new connection if theirs broke.
+	p := presets.DatabaseConfig()
+	p.Retry = &resilience.RetryConfig{MaxRetries: 2, Jitter: true}
+	retrying, err := p.Build()
+	if err != nil {
+		log.Fatal(err)
+	}
+	connector, err = resilsql.NewConnector(stdlib.GetConnector(*cfg), resilsql.Config{Guard: retrying})
+	if err != nil {
+		log.Fatal(err)
+	}
+	reads := sql.OpenDB(connector)
+	defer reads.Close()
+	var user string
+	err = reads.QueryRowContext(resilsql.RetryReads(ctx), `SELECT current_user`).Scan(&user)
+	fmt.Printf("read with RetryReads, preset with 2 retries (retried if it fails): %q, %v\n", user, err)
 }
