@@ -88,3 +88,49 @@ func ExampleUnaryClientInterceptor() {
 	// NotFound after 3 calls; breaker closed
 	// Unavailable true true after 3 calls
 }
+
+// DialOptions guards a connection with its interceptors and turns off
+// grpc-go's own retry, here one that a service config asks for: the
+// server, always Unavailable, sees the guard's 3 attempts, not 3 times
+// the config's 5.
+func ExampleDialOptions() {
+	var calls atomic.Int32
+	down := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		calls.Add(1)
+		return nil, status.Error(codes.Unavailable, "down")
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(down))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	cfg := presets.GRPCConfig()
+	cfg.Retry.MaxRetries = 2
+	cfg.Retry.InitialBackoff = time.Millisecond
+	guard, err := cfg.Build()
+	if err != nil {
+		panic(err)
+	}
+	opts, err := resilgrpc.DialOptions(guard)
+	if err != nil {
+		panic(err)
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(), append(opts,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"methodConfig": [{"name": [{}], "retryPolicy": {
+			"maxAttempts": 5, "initialBackoff": "0.001s", "maxBackoff": "0.001s",
+			"backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`))...)
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+
+	_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	fmt.Println(status.Code(err), "after", calls.Load(), "calls to the server")
+	// Output:
+	// Unavailable after 3 calls to the server
+}

@@ -3,9 +3,17 @@
 // calls through a Guard, and server interceptors that shed load with a
 // Bulkhead.
 //
-//	unary, err := resilgrpc.UnaryClientInterceptor(presets.GRPC())
+//	opts, err := resilgrpc.DialOptions(presets.GRPC())
 //	...
-//	conn, err := grpc.NewClient(target, grpc.WithChainUnaryInterceptor(unary), ...)
+//	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(creds))...)
+//
+// DialOptions gives the unary and stream client interceptors and turns off
+// grpc-go's own retry (grpc.WithDisableRetry), which a service config can
+// turn on, from grpc.WithDefaultServiceConfig or the name resolver, under
+// the guard: each attempt of the guard would then be up to 5 on the
+// server. A client that adds the interceptors itself
+// (UnaryClientInterceptor, StreamClientInterceptor) should add
+// grpc.WithDisableRetry too.
 //
 // Any guard will do: a preset, or stages of your choice in the order you
 // want, with or without a breaker or a retry. A time limit for each

@@ -1,11 +1,19 @@
 // Run: cd integrations && go run ./examples/grpc
 //
-// A gRPC client guarded by the gRPC preset through resilgrpc's
-// interceptors, against a TestService on 127.0.0.1 whose handlers are
-// guarded by a server-side bulkhead. The first unary call meets
-// Unavailable once and is retried; a NotFound is an answer, neither
-// retried nor counted against the breaker; a server stream that fails
-// before its first message is opened again.
+// A real grpc-go client and server on 127.0.0.1 (the interop TestService):
+// the client is guarded by the gRPC preset through resilgrpc.DialOptions,
+// the server's handlers by a bulkhead. What it shows, and counts on the
+// server: the first unary call meets Unavailable once and the guard
+// retries it (2 calls reach the server); a NotFound is an answer, neither
+// retried nor counted against the breaker (1 call); a server stream that
+// fails before its first message is opened again by the guard (2 streams).
+//
+// DialOptions also turns grpc-go's own retry off (grpc.WithDisableRetry):
+// the client here has a service config, as a name resolver may hand one
+// over, that makes up to 5 attempts of a call failing with UNAVAILABLE;
+// with the interceptors alone, each attempt of the guard could be 5 on
+// the server. The server counts the attempts that grpc-go marks as its
+// own retries: none.
 package main
 
 import (
@@ -23,15 +31,26 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
 type service struct {
 	testgrpc.UnimplementedTestServiceServer
 	unary, streams atomic.Int32
+	grpcRetries    atomic.Int32 // attempts grpc-go sent as retries of its own
+}
+
+// countRetries counts an attempt that grpc-go's retry sent again: it
+// carries the grpc-previous-rpc-attempts header.
+func (s *service) countRetries(ctx context.Context) {
+	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("grpc-previous-rpc-attempts")) > 0 {
+		s.grpcRetries.Add(1)
+	}
 }
 
 func (s *service) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	s.countRetries(ctx)
 	switch n := s.unary.Add(1); {
 	case n == 1:
 		return nil, status.Error(codes.Unavailable, "restarting")
@@ -42,6 +61,7 @@ func (s *service) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*
 }
 
 func (s *service) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, stream testgrpc.TestService_StreamingOutputCallServer) error {
+	s.countRetries(stream.Context())
 	if s.streams.Add(1) == 1 {
 		return status.Error(codes.Unavailable, "restarting")
 	}
@@ -77,18 +97,16 @@ func main() {
 	go gs.Serve(lis)
 	defer gs.Stop()
 
-	// The client: one Guard for the backend, shared by both interceptors.
+	// The client: one Guard for the backend, for unary calls and streams,
+	// and grpc-go's own retry off, whatever the service config says.
 	guard := presets.GRPC()
-	unary, err := resilgrpc.UnaryClientInterceptor(guard)
+	opts, err := resilgrpc.DialOptions(guard)
 	if err != nil {
 		log.Fatal(err)
 	}
-	stream, err := resilgrpc.StreamClientInterceptor(guard)
-	if err != nil {
-		log.Fatal(err)
-	}
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(unary), grpc.WithChainStreamInterceptor(stream))
+	conn, err := grpc.NewClient(lis.Addr().String(), append(opts,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(retryingServiceConfig))...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -118,4 +136,11 @@ func main() {
 		got = append(got, m.GetPayload().GetBody()...)
 	}
 	fmt.Printf("StreamingOutputCall: %q, on the %d streams opened\n", got, srv.streams.Load())
+	fmt.Printf("attempts sent again by grpc-go's own retry: %d\n", srv.grpcRetries.Load())
 }
+
+// retryingServiceConfig asks grpc-go to retry every call that fails with
+// UNAVAILABLE, up to 5 attempts: DialOptions keeps it from doing so.
+const retryingServiceConfig = `{"methodConfig": [{"name": [{}], "retryPolicy": {
+	"maxAttempts": 5, "initialBackoff": "0.01s", "maxBackoff": "0.1s",
+	"backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]}`

@@ -1,0 +1,47 @@
+package resilgrpc
+
+import (
+	"google.golang.org/grpc"
+
+	"github.com/resilience-go/resilience"
+)
+
+// DialOptions returns the options that guard a client connection with g:
+// the unary and stream client interceptors (as UnaryClientInterceptor and
+// StreamClientInterceptor make them, chained after any others), and
+// grpc.WithDisableRetry, so that the guard's retry is the only one:
+//
+//	opts, err := resilgrpc.DialOptions(presets.GRPC())
+//	...
+//	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(creds))...)
+//
+// grpc-go retries calls itself when the service config has a retryPolicy
+// for the method, whether it comes from grpc.WithDefaultServiceConfig or
+// from the name resolver (DNS TXT records, xDS): that retry runs inside
+// the interceptor, so each attempt of the guard would be up to
+// maxAttempts attempts on the server (up to 5), and the guard's breaker
+// would count them as one. With grpc.WithDisableRetry, one attempt of the
+// guard is one attempt on the server. gRPC's transparent retry, which
+// grpc.WithDisableRetry leaves on, resends only an attempt that never
+// reached the server's application, once.
+//
+// It returns an error if g is nil, the zero Guard, or has a time limit
+// that abandons calls (TimeoutConfig.Abandon).
+func DialOptions(g *resilience.Guard) ([]grpc.DialOption, error) {
+	if err := checkGuard("DialOptions", g); err != nil {
+		return nil, err
+	}
+	unary, err := UnaryClientInterceptor(g)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := StreamClientInterceptor(g)
+	if err != nil {
+		return nil, err
+	}
+	return []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(unary),
+		grpc.WithChainStreamInterceptor(stream),
+		grpc.WithDisableRetry(),
+	}, nil
+}
