@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/resilience-go/resilience"
@@ -62,6 +63,20 @@ type Config struct {
 // WRONGTYPE included, is a success for the breaker and is never retried:
 // the server is up and answered.
 //
+// A blocking command (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN,
+// BZPOPMAX, BZMPOP, XREAD and XREADGROUP with BLOCK, WAIT, WAITAOF) waits
+// as long as it asked the server to: each Timeout stage of the guard is
+// lengthened, for that command, by the command's own timeout, so that a
+// BLPOP of 3s under a per-attempt limit of 2s is cut at 5s, not 2s, and a
+// command that waits forever (timeout 0, BLOCK 0) has no time limit but
+// its caller's context. The empty answer at its timeout (redis.Nil) is an
+// answer; a command its caller's context ended before the server was due
+// to answer is neither counted nor retried; a connection error is a
+// failure as for any command. The guard's other stages are the same
+// objects, in the same order; its Classify, if it has one, is not applied
+// to blocking commands, and their time-outs are not reported to the
+// observers of its Timeout stages.
+//
 // Two client options matter. go-redis retries failed commands itself
 // (Options.MaxRetries, default 3) inside the hook's call: set MaxRetries
 // to -1, so that the guard's retry policy, with its backoff and its
@@ -73,6 +88,7 @@ type Config struct {
 // runs no command, and sets on each an error that says so.
 type Hook struct {
 	guard       *resilience.Guard
+	blocking    *resilience.Guard // for blocking commands: see blockingGuard
 	retryWrites bool
 }
 
@@ -82,7 +98,11 @@ func NewHook(cfg Config) (*Hook, error) {
 	if err := outcome.Check("resilredis", "Config.Guard", cfg.Guard); err != nil {
 		return nil, err
 	}
-	return &Hook{guard: cfg.Guard, retryWrites: cfg.RetryWrites}, nil
+	blocking, err := blockingGuard(cfg.Guard)
+	if err != nil {
+		return nil, err
+	}
+	return &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites}, nil
 }
 
 // DialHook returns next unchanged: dialing happens inside a command's call,
@@ -99,7 +119,8 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if ctx.Value(guarded{}) == h {
 			return next(ctx, cmd) // part of a guarded call: see guarded
 		}
-		return h.run(ctx, isReadOnly(cmd.Name()), func(ctx context.Context) error { return next(ctx, cmd) })
+		wait, blocks := blockingWait(cmd)
+		return h.run(ctx, isReadOnly(cmd.Name()), blocks, wait, func(ctx context.Context) error { return next(ctx, cmd) })
 	}
 }
 
@@ -124,7 +145,8 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 				break
 			}
 		}
-		return h.run(ctx, readOnly, func(ctx context.Context) error { return next(ctx, cmds) })
+		wait, blocks := pipelineWait(cmds)
+		return h.run(ctx, readOnly, blocks, wait, func(ctx context.Context) error { return next(ctx, cmds) })
 	}
 }
 
@@ -136,12 +158,29 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 // retried, since it cannot have been applied. The mark holds under a
 // per-attempt time limit too: the limit's error wraps the one it cut the
 // command with, so no retry of the guard sends the write again.
-func (h *Hook) run(ctx context.Context, readOnly bool, call func(context.Context) error) error {
+//
+// A call that blocks (see blockingWait) runs through h.blocking, wait on
+// its context; one its caller's context ended before the server was due
+// to answer is not the server's failure (see classifyBlocking).
+func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duration, call func(context.Context) error) error {
+	caller, g := ctx, h.guard
+	ctx = context.WithValue(ctx, guarded{}, h)
+	if blocks {
+		ctx, g = context.WithValue(ctx, waitKey{}, wait), h.blocking
+	}
 	var answered error
-	_, err := outcome.Run(context.WithValue(ctx, guarded{}, h), h.guard, false, func(ctx context.Context) (struct{}, error) {
+	_, err := outcome.Run(ctx, g, false, func(ctx context.Context) (struct{}, error) {
+		var started time.Time
+		if blocks {
+			started = time.Now()
+		}
 		err := call(ctx)
 		answered = err
-		return struct{}{}, h.classify(err, readOnly)
+		failed := h.classify(err, readOnly)
+		if failed != nil && blocks && gaveUp(caller, started, wait) {
+			failed = &outcome.Failure{Err: err, CtxErr: callerErr(caller)}
+		}
+		return struct{}{}, failed
 	})
 	return outcome.Result(err, answered)
 }
