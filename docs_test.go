@@ -28,7 +28,7 @@ func TestCOMPARISONNamesExist(t *testing.T) {
 	if start < 0 || end < start {
 		t.Fatal("docs/COMPARISON.md has no Features section before Behaviour")
 	}
-	ident := regexp.MustCompile("^[A-Za-z][A-Za-z0-9]*(\\.[A-Z][A-Za-z0-9]*)?$")
+	ident := regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)?$`)
 	checked := 0
 	ours := false // the table being read has this library in its second column
 	for line := range strings.Lines(text[start:end]) {
