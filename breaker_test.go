@@ -13,9 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 func newBreaker(t testing.TB, cfg resilience.BreakerConfig) (*resilience.Breaker, resilience.Policy[int]) {
@@ -219,7 +218,7 @@ func TestBreakerTimerMovesToHalfOpenWithoutTraffic(t *testing.T) {
 		got := changes
 		mu.Unlock()
 		want := []string{"closed->open at 0s", "open->half-open at 1m0s"}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := testcheck.Diff(want, got); diff != "" {
 			t.Errorf("state changes (-want +got):\n%s", diff)
 		}
 		if b.State() != resilience.HalfOpen {
@@ -547,7 +546,7 @@ func TestBreakerStateChangeHook(t *testing.T) {
 			"db: open->half-open (state now half-open)",
 			"db: half-open->closed (state now closed)",
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := testcheck.Diff(want, got); diff != "" {
 			t.Errorf("state changes (-want +got):\n%s", diff)
 		}
 	})
@@ -568,7 +567,7 @@ func TestBreakerHookMayChangeState(t *testing.T) {
 		},
 	}))
 	resilience.For[int](b).Do(context.Background(), fail)
-	if diff := cmp.Diff([]string{"closed->open", "open->closed"}, got); diff != "" {
+	if diff := testcheck.Diff([]string{"closed->open", "open->closed"}, got); diff != "" {
 		t.Errorf("state changes (-want +got):\n%s", diff)
 	}
 	if b.State() != resilience.Closed {

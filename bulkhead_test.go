@@ -9,9 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // occupy takes a slot of p's bulkhead with a call that holds it until
@@ -151,7 +150,7 @@ func TestBulkheadServesWaitersInOrder(t *testing.T) {
 		}
 		release()
 		wg.Wait()
-		if diff := cmp.Diff([]int{0, 1, 2, 3, 4}, order); diff != "" {
+		if diff := testcheck.Diff([]int{0, 1, 2, 3, 4}, order); diff != "" {
 			t.Errorf("order served (-want +got):\n%s", diff)
 		}
 	})

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // tracer is a policy that records when it is entered and left.
@@ -31,7 +30,7 @@ func TestComposeFirstIsOutermost(t *testing.T) {
 		return 0, nil
 	})
 	want := []string{"enter a", "enter b", "enter c", "call", "leave c", "leave b", "leave a"}
-	if diff := cmp.Diff(want, log); diff != "" {
+	if diff := testcheck.Diff(want, log); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
@@ -46,14 +45,14 @@ func TestComposeFlattensAndMixesStages(t *testing.T) {
 		return 0, errBoom
 	})
 	want := []string{"enter a", "enter b", "enter c", "call", "leave c", "leave b", "leave a"}
-	if diff := cmp.Diff(want, log); diff != "" {
+	if diff := testcheck.Diff(want, log); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 	// The breaker between b and c saw the failure; c is now unreachable.
 	log = nil
 	p.Do(context.Background(), ok)
 	want = []string{"enter a", "enter b", "leave b", "leave a"}
-	if diff := cmp.Diff(want, log); diff != "" {
+	if diff := testcheck.Diff(want, log); diff != "" {
 		t.Errorf("with the breaker open (-want +got):\n%s", diff)
 	}
 }
@@ -199,7 +198,7 @@ func TestEveryKindOfLinkInOneChain(t *testing.T) {
 		t.Fatalf("Do = %q, %v; want the third attempt's result", v, err)
 	}
 	want := []string{"enter outer", "enter inner", "leave inner", "enter inner", "leave inner", "enter inner", "leave inner", "leave outer"}
-	if diff := cmp.Diff(want, log); diff != "" {
+	if diff := testcheck.Diff(want, log); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 	v, err = p.Do(context.Background(), func(context.Context) (string, error) { return "", errBoom })

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 func TestInvalidConfigNamesTheField(t *testing.T) {
@@ -105,7 +104,7 @@ func TestInvalidConfigReportsEveryField(t *testing.T) {
 		}
 	}
 	want := []string{"BreakerConfig.FailureThreshold", "BreakerConfig.ErrorRateThreshold", "BreakerConfig.OpenTimeout"}
-	if diff := cmp.Diff(want, fields); diff != "" {
+	if diff := testcheck.Diff(want, fields); diff != "" {
 		t.Errorf("fields reported (-want +got):\n%s", diff)
 	}
 }

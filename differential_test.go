@@ -9,9 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // TestDoAndAllowAgree feeds the same random calls to two breakers, one
@@ -137,7 +136,7 @@ func differential(t *testing.T, cfg resilience.BreakerConfig, seed uint64) {
 			t.Fatalf("step %d: slow-call rate %v through Do, %v through Allow", step, a, b)
 		}
 		mu.Lock()
-		diff := cmp.Diff(changes["do"], changes["allow"])
+		diff := testcheck.Diff(changes["do"], changes["allow"])
 		mu.Unlock()
 		if diff != "" {
 			t.Fatalf("step %d: transitions (-Do +Allow):\n%s", step, diff)

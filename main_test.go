@@ -6,11 +6,11 @@ import (
 	"runtime"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // TestMain fails the run if any test leaves a goroutine behind.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testcheck.VerifyTestMain(m) }
 
 var errBoom = errors.New("boom")
 

@@ -10,9 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // eventLog collects observer events as strings, safely.
@@ -66,7 +65,7 @@ func TestBreakerObserverSeesEveryCall(t *testing.T) {
 			"closed/success", "closed/ignored", "closed/failure", "closed/failure",
 			"closed->open", "open/rejected", "open->half-open", "half-open/success", "half-open->closed",
 		}
-		if diff := cmp.Diff(want, log.take()); diff != "" {
+		if diff := testcheck.Diff(want, log.take()); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
 		}
 
@@ -85,7 +84,7 @@ func TestBreakerObserverSeesEveryCall(t *testing.T) {
 			t.Fatal("Allow on a forced-open breaker: no error")
 		}
 		want = []string{"closed/success", "closed/failure", "closed->open", "open/rejected"}
-		if diff := cmp.Diff(want, log.take()); diff != "" {
+		if diff := testcheck.Diff(want, log.take()); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
 		}
 	})
@@ -104,7 +103,7 @@ func TestObserversAddUp(t *testing.T) {
 	b.Observe(resilience.BreakerObserver{StateChange: func(c resilience.StateChange) { log.add("c:%s->%s", c.From, c.To) }})
 	p.Do(context.Background(), fail)
 	want := []string{"a:closed/failure", "b:closed/failure", "a:closed->open", "c:closed->open", "hook:closed->open"}
-	if diff := cmp.Diff(want, log.take()); diff != "" {
+	if diff := testcheck.Diff(want, log.take()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }
@@ -150,7 +149,7 @@ func TestTimeoutObserver(t *testing.T) {
 				// The helpers have no policy and report nothing.
 				resilience.WithTimeoutResult(ctx, time.Second, ok)
 				want := []string{"success", "error", "timeout", "canceled"}
-				if diff := cmp.Diff(want, got); diff != "" {
+				if diff := testcheck.Diff(want, got); diff != "" {
 					t.Errorf("results (-want +got):\n%s", diff)
 				}
 			})
@@ -191,7 +190,7 @@ func TestRetryObserver(t *testing.T) {
 			{3, (&resilience.RetryError{Attempts: 3, Err: errBoom, Cause: resilience.ErrRetriesExhausted}).Error()},
 			{1, "boom"},
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := testcheck.Diff(want, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})

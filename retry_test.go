@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // attempts records when each attempt of a call started, relative to the
@@ -59,7 +59,7 @@ func TestRetryBackoffSequenceIsExact(t *testing.T) {
 			t.Fatalf("Do = %v, %v; want 5, nil (success on the 5th attempt)", v, err)
 		}
 		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
-		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+		if diff := testcheck.Diff(want, a.gaps()); diff != "" {
 			t.Errorf("waits between attempts (-want +got):\n%s", diff)
 		}
 	})
@@ -73,7 +73,7 @@ func TestRetryBackoffIsCappedByMaxBackoff(t *testing.T) {
 		a := &attempts{}
 		resilience.For[int](r).Do(context.Background(), a.call)
 		want := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond, 300 * time.Millisecond}
-		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+		if diff := testcheck.Diff(want, a.gaps()); diff != "" {
 			t.Errorf("waits between attempts (-want +got):\n%s", diff)
 		}
 	})
@@ -86,7 +86,7 @@ func TestRetryDefaultsAreTheSeeds(t *testing.T) {
 		resilience.For[int](r).Do(context.Background(), a.call)
 		ms := time.Millisecond
 		want := []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 10000 * ms}
-		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+		if diff := testcheck.Diff(want, a.gaps()); diff != "" {
 			t.Errorf("default waits (-want +got):\n%s", diff)
 		}
 	})
@@ -295,7 +295,7 @@ func TestRetryAfterHint(t *testing.T) {
 		}
 		// The hint sets the wait, capped by MaxBackoff, and never below 0.
 		want := []time.Duration{3 * time.Second, 10 * time.Second, 0}
-		if diff := cmp.Diff(want, a.gaps()); diff != "" {
+		if diff := testcheck.Diff(want, a.gaps()); diff != "" {
 			t.Errorf("waits (-want +got):\n%s", diff)
 		}
 	})

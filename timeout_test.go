@@ -7,9 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/testcheck"
 )
 
 // waitForCtx is a call that honours its context and never finishes on its
@@ -216,7 +215,7 @@ func TestWithTimeout(t *testing.T) {
 }
 
 // TestTimeoutLeavesNoGoroutines runs both modes for real (no bubble) and
-// checks with goleak that nothing is left once the calls have returned.
+// checks that no goroutine is left once the calls have returned.
 func TestTimeoutLeavesNoGoroutines(t *testing.T) {
 	for _, abandon := range []bool{false, true} {
 		p := newTimeout(time.Millisecond, abandon)
@@ -225,7 +224,7 @@ func TestTimeoutLeavesNoGoroutines(t *testing.T) {
 			p.Do(context.Background(), ok)
 		}
 	}
-	goleak.VerifyNone(t)
+	testcheck.VerifyNone(t)
 }
 
 func mode(abandon bool) string {

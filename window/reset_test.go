@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/resilience-go/resilience/internal/testcheck"
 	"github.com/resilience-go/resilience/window"
 )
 
@@ -21,7 +20,7 @@ func checkQuiescent(t *testing.T, w *window.Count, want []uint8) {
 		wc.Failures += int64(v & 1)
 		wc.Slow += int64(v >> 1)
 	}
-	if diff := cmp.Diff(want, w.Window()); diff != "" {
+	if diff := testcheck.Diff(want, w.Window()); diff != "" {
 		t.Errorf("window content mismatch (-want +got):\n%s", diff)
 	}
 	if got := w.Counts(); got != wc {

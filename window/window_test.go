@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/resilience-go/resilience/internal/testcheck"
 	"github.com/resilience-go/resilience/window"
 )
 
@@ -124,7 +123,7 @@ func TestCountKeepsLastN(t *testing.T) {
 	}
 	for i, s := range steps {
 		w.Record(s.o.failure, s.o.slow)
-		if diff := cmp.Diff(s.want, w.Counts()); diff != "" {
+		if diff := testcheck.Diff(s.want, w.Counts()); diff != "" {
 			t.Fatalf("after record %d (%+v): counts mismatch (-want +got):\n%s", i+1, s.o, diff)
 		}
 	}
@@ -181,7 +180,7 @@ func TestCountMatchesReferenceConcurrently(t *testing.T) {
 				ref.Record(o.failure, o.slow)
 			}
 			wg.Wait()
-			if diff := cmp.Diff(ref.Counts(), w.Counts()); diff != "" {
+			if diff := testcheck.Diff(ref.Counts(), w.Counts()); diff != "" {
 				t.Fatalf("round %d (size %d), phase %d (%d × %+v): counts mismatch (-reference +lock-free):\n%s",
 					round, size, phase, n, o, diff)
 			}
@@ -245,13 +244,13 @@ func TestTimeSlidesWithTheClock(t *testing.T) {
 		{13*time.Second - 1, window.Counts{Total: 1}},
 		{13 * time.Second, window.Counts{}},
 	} {
-		if diff := cmp.Diff(tc.want, w.CountsAt(at(tc.now))); diff != "" {
+		if diff := testcheck.Diff(tc.want, w.CountsAt(at(tc.now))); diff != "" {
 			t.Errorf("at %v: counts mismatch (-want +got):\n%s", tc.now, diff)
 		}
 	}
 	// A slot coming round again replaces its old bucket.
 	w.RecordAt(at(20*time.Second), true, true)
-	if diff := cmp.Diff(window.Counts{Total: 1, Failures: 1, Slow: 1}, w.CountsAt(at(20*time.Second))); diff != "" {
+	if diff := testcheck.Diff(window.Counts{Total: 1, Failures: 1, Slow: 1}, w.CountsAt(at(20*time.Second))); diff != "" {
 		t.Errorf("after the slot came round: counts mismatch (-want +got):\n%s", diff)
 	}
 	if got, want := w.Period(), 10*time.Second; got != want {
@@ -288,7 +287,7 @@ func TestTimeMatchesReferenceConcurrently(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			if diff := cmp.Diff(ref.CountsAt(now), w.CountsAt(now)); diff != "" {
+			if diff := testcheck.Diff(ref.CountsAt(now), w.CountsAt(now)); diff != "" {
 				t.Fatalf("round %d (%v in %d buckets), phase %d: counts mismatch (-reference +lock-free):\n%s",
 					round, period, buckets, phase, diff)
 			}
