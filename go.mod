@@ -2,8 +2,4 @@ module github.com/resilience-go/resilience
 
 go 1.25.0
 
-require (
-	github.com/cenkalti/backoff/v4 v4.3.0
-	github.com/google/go-cmp v0.7.0
-	go.uber.org/goleak v1.3.0
-)
+require github.com/cenkalti/backoff/v4 v4.3.0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/resilience-go/resilience"
@@ -24,6 +25,7 @@ func ExampleNewHook() {
 	rdb := redis.NewClient(&redis.Options{
 		Addr:                  "127.0.0.1:6379",
 		MaxRetries:            -1,   // the guard retries, with backoff and its breaker: go-redis must not
+		DialerRetries:         1,    // nor dial again itself
 		ContextTimeoutEnabled: true, // so that the guard's time limit reaches the socket
 	})
 	defer rdb.Close()
@@ -41,4 +43,30 @@ func ExampleNewHook() {
 	default:
 		fmt.Println("session", session)
 	}
+}
+
+// Attach checks that the client leaves retrying to the guard and honours
+// its time limits, then adds the hook: a client with go-redis's defaults
+// is refused, the error naming each option to set.
+func ExampleAttach() {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"}) // go-redis's defaults
+	defer rdb.Close()
+	err := resilredis.Attach(rdb, resilredis.Config{Guard: presets.Redis()})
+	for _, option := range []string{"MaxRetries", "DialerRetries", "ContextTimeoutEnabled"} {
+		fmt.Println(option, strings.Contains(fmt.Sprint(err), "Options."+option))
+	}
+
+	rdb = redis.NewClient(&redis.Options{
+		Addr:                  "127.0.0.1:6379",
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	})
+	defer rdb.Close()
+	fmt.Println(resilredis.Attach(rdb, resilredis.Config{Guard: presets.Redis()}))
+	// Output:
+	// MaxRetries true
+	// DialerRetries true
+	// ContextTimeoutEnabled true
+	// <nil>
 }

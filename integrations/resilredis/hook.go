@@ -2,16 +2,17 @@
 // policies of package resilience, as a redis.Hook: every command and
 // pipeline runs through a Guard, any Guard, every stage of it in order.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
-//	hook, err := resilredis.NewHook(resilredis.Config{Guard: presets.Redis()})
-//	...
-//	rdb.AddHook(hook)
+//	rdb := redis.NewClient(&redis.Options{
+//		Addr: addr, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true,
+//	})
+//	err := resilredis.Attach(rdb, resilredis.Config{Guard: presets.Redis()})
 package resilredis
 
 import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,12 +78,13 @@ type Config struct {
 // to blocking commands, and their time-outs are not reported to the
 // observers of its Timeout stages.
 //
-// Two client options matter. go-redis retries failed commands itself
-// (Options.MaxRetries, default 3) inside the hook's call: set MaxRetries
-// to -1, so that the guard's retry policy, with its backoff and its
-// breaker, is the only one. And go-redis ignores the deadline of a
-// command's context unless Options.ContextTimeoutEnabled is true: set it,
-// or the guard's time limit waits for the client's own ReadTimeout.
+// Three client options matter: go-redis retries failed commands
+// (Options.MaxRetries, default 3) and failed dials (Options.DialerRetries,
+// default 5) itself, inside the guard's attempt, and it ignores the
+// deadline of a command's context unless Options.ContextTimeoutEnabled is
+// true. Set MaxRetries: -1, DialerRetries: 1 and ContextTimeoutEnabled:
+// true, so that the guard's retry, with its backoff and its breaker, is
+// the only one, and its time limits reach the socket; Attach checks them.
 //
 // A Hook is safe for concurrent use. Make one with NewHook: the zero Hook
 // runs no command, and sets on each an error that says so.
@@ -267,3 +269,68 @@ func init() {
 
 // errZeroHook is what a Hook not made by NewHook answers.
 var errZeroHook = errors.New("resilredis: a zero Hook cannot run commands: make it with NewHook")
+
+// Attach adds to rdb a Hook made from cfg, after checking that rdb leaves
+// retrying to the guard and honours its time limits. It returns an error
+// naming every option of rdb that does not, and adds nothing then:
+//
+//   - Options.MaxRetries must be -1: go-redis retries a failed command
+//     itself, 3 times by default (0), inside the guard's attempt.
+//   - Options.DialerRetries must be 1: go-redis dials a new connection
+//     up to 5 times by default (0 and negative alike), 100ms apart, inside
+//     the guard's attempt.
+//   - Options.ContextTimeoutEnabled must be true: otherwise go-redis
+//     ignores the deadline of the command's context, and a time limit of
+//     the guard waits for the client's own ReadTimeout.
+//
+// With them, one attempt of the guard is one command on the wire, over at
+// most one dial:
+//
+//	rdb := redis.NewClient(&redis.Options{
+//		Addr:                  addr,
+//		MaxRetries:            -1,
+//		DialerRetries:         1,
+//		ContextTimeoutEnabled: true,
+//	})
+//	if err := resilredis.Attach(rdb, resilredis.Config{Guard: presets.Redis()}); err != nil {
+//		...
+//	}
+//
+// Attach is NewHook and rdb.AddHook, checked; a Hook added by hand works
+// the same, unchecked.
+func Attach(rdb *redis.Client, cfg Config) error {
+	if rdb == nil {
+		return errors.New("resilredis: Attach: the client is nil")
+	}
+	hook, err := NewHook(cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkOptions(rdb.Options()); err != nil {
+		return err
+	}
+	rdb.AddHook(hook)
+	return nil
+}
+
+// checkOptions reports the options of a client, as go-redis has filled
+// them in (MaxRetries -1 is 0 then, DialerRetries 0 is 5), that leave
+// go-redis retrying or deaf to deadlines.
+func checkOptions(opt *redis.Options) error {
+	var bad []string
+	if opt.MaxRetries != 0 {
+		bad = append(bad, "Options.MaxRetries is "+strconv.Itoa(opt.MaxRetries)+
+			" (0 means 3): go-redis retries failed commands itself, under the guard's retry; set MaxRetries: -1")
+	}
+	if opt.DialerRetries != 1 {
+		bad = append(bad, "Options.DialerRetries is "+strconv.Itoa(opt.DialerRetries)+
+			" (0 and negative mean 5): go-redis dials again itself, under the guard's retry; set DialerRetries: 1")
+	}
+	if !opt.ContextTimeoutEnabled {
+		bad = append(bad, "Options.ContextTimeoutEnabled is false: go-redis ignores the deadlines of the guard's time limits; set it to true")
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return errors.New("resilredis: Attach: " + strings.Join(bad, "; "))
+}

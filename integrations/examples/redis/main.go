@@ -1,6 +1,6 @@
 // Run: cd integrations && go run ./examples/redis -addr 127.0.0.1:6379
 //
-// A go-redis client guarded by the Redis preset through resilredis.Hook.
+// A go-redis client guarded by the Redis preset through resilredis.Attach.
 // A missing key (redis.Nil) is an answer, not a failure; with the breaker
 // forced open, commands fail at once without reaching the server.
 package main
@@ -23,14 +23,13 @@ func main() {
 	flag.Parse()
 
 	guard := presets.Redis()
-	hook, err := resilredis.NewHook(resilredis.Config{Guard: guard})
-	if err != nil {
+	// The guard retries, so go-redis retries neither commands nor dials;
+	// and it honours deadlines. Attach checks these options.
+	rdb := redis.NewClient(&redis.Options{Addr: *addr, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	if err := resilredis.Attach(rdb, resilredis.Config{Guard: guard}); err != nil {
 		log.Fatal(err)
 	}
-	// The guard retries, so go-redis does not; and it honours deadlines.
-	rdb := redis.NewClient(&redis.Options{Addr: *addr, MaxRetries: -1, ContextTimeoutEnabled: true})
-	defer rdb.Close()
-	rdb.AddHook(hook)
 	ctx := context.Background()
 
 	if err := rdb.Set(ctx, "example:greeting", "hello", 0).Err(); err != nil {
