@@ -14,11 +14,13 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/testserver"
 	"github.com/resilience-go/resilience/integrations/resilgrpc"
 	"github.com/resilience-go/resilience/integrations/resilhttp"
 	"github.com/resilience-go/resilience/integrations/resilredis"
@@ -43,36 +45,29 @@ func readmeHTTP() (*http.Client, error) {
 	return client, nil
 }
 
-func readmeGRPC(target string) (*grpc.ClientConn, error) {
-	guard := presets.GRPC() // one guard for the backend, for unary calls and streams
-	unary, err := resilgrpc.UnaryClientInterceptor(guard)
-	if err != nil {
-		return nil, err
-	}
-	stream, err := resilgrpc.StreamClientInterceptor(guard)
-	if err != nil {
-		return nil, err
-	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(unary), grpc.WithChainStreamInterceptor(stream))
-	return conn, err
-}
-
 func readmeSQL(ctx context.Context, dsn string) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
 	}
-	connector, err := resilsql.NewConnector(stdlib.GetConnector(*cfg), resilsql.Config{Guard: presets.Database()})
+	p := presets.DatabaseConfig()
+	p.Retry = &resilience.RetryConfig{MaxRetries: 2, InitialBackoff: 100 * time.Millisecond, Jitter: true} // for reads that ask
+	guard, err := p.Build()
+	if err != nil {
+		return nil, err
+	}
+	connector, err := resilsql.NewConnector(stdlib.GetConnector(*cfg), resilsql.Config{Guard: guard})
 	if err != nil {
 		return nil, err
 	}
 	db := sql.OpenDB(connector)
 	// A read may be retried if the caller says so; an exec never is.
 	rows, err := db.QueryContext(resilsql.RetryReads(ctx), `SELECT id FROM users`)
-	if err == nil {
-		rows.Close()
+	if err != nil {
+		db.Close()
+		return nil, err
 	}
+	rows.Close()
 	return db, nil
 }
 
@@ -89,13 +84,12 @@ func readmeRedis(addr string) (*redis.Client, error) {
 
 func readmeQuickStart(target string) (*grpc.ClientConn, *resilience.Guard, error) {
 	users := presets.GRPC() // one guard per backend, shared by every call to it
-	unary, err := resilgrpc.UnaryClientInterceptor(users)
+	// The guard's interceptors, with grpc-go's own retry off: the guard retries.
+	opts, err := resilgrpc.DialOptions(users)
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithChainUnaryInterceptor(unary),
-		grpc.WithDisableRetry()) // the guard retries: grpc-go must not retry under it
+	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	return conn, users, err
 }
 
@@ -184,14 +178,18 @@ func TestREADMEIntegrations(t *testing.T) {
 	}
 	client.CloseIdleConnections()
 
-	conn, err := readmeGRPC("127.0.0.1:1")
+	// A real server: the read, marked RetryReads, runs through a guard
+	// that has a retry for it.
+	pg := testserver.PostgreSQL(t)
+	setup, err := sql.Open("pgx", pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn.Close()
-
-	// No server at this address: the query fails, the connector is built.
-	db, err := readmeSQL(t.Context(), "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=1")
+	if _, err := setup.Exec(`CREATE TABLE users (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	setup.Close()
+	db, err := readmeSQL(t.Context(), pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
