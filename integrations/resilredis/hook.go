@@ -122,7 +122,7 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd) // part of a guarded call: see guarded
 		}
 		wait, blocks := blockingWait(cmd)
-		return h.run(ctx, isReadOnly(cmd.Name()), blocks, wait, func(ctx context.Context) error { return next(ctx, cmd) })
+		return h.run(ctx, isReadOnly(cmd), blocks, wait, func(ctx context.Context) error { return next(ctx, cmd) })
 	}
 }
 
@@ -142,7 +142,7 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		}
 		readOnly := true
 		for _, cmd := range cmds {
-			if !isReadOnly(cmd.Name()) {
+			if !isReadOnly(cmd) {
 				readOnly = false
 				break
 			}
@@ -240,29 +240,71 @@ func neverSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial" || errors.Is(err, redis.ErrPoolTimeout)
 }
 
-// isReadOnly reports whether a command (named in lower case, as
-// Cmder.Name gives it) only reads, so that running it twice is harmless.
-func isReadOnly(name string) bool {
-	_, ok := readOnly[name]
+// isReadOnly reports whether cmd only reads, so that running it twice is
+// harmless: a command the server flags readonly, or one that only answers
+// (see harmless). A container of subcommands (XINFO, OBJECT, MEMORY) is
+// looked up by its subcommand, "xinfo|stream", as the server lists it.
+func isReadOnly(cmd redis.Cmder) bool {
+	name := cmd.Name()
+	if _, ok := readOnly[name]; ok {
+		return true
+	}
+	if _, ok := containers[name]; !ok {
+		return false
+	}
+	args := cmd.Args()
+	if len(args) < 2 {
+		return false
+	}
+	sub, ok := text(args[1])
+	if !ok {
+		return false
+	}
+	_, ok = readOnly[name+"|"+strings.ToLower(sub)]
 	return ok
 }
 
+// readOnly holds the commands that redis-server flags readonly (COMMAND
+// INFO), as of Redis 7.4, subcommands as "container|subcommand", and the
+// harmless ones. TestReadOnlyTableMatchesTheServer holds it to the server
+// the tests run. Module commands (RedisJSON, RediSearch...) are not in it:
+// they are not retried without RetryWrites.
 var readOnly = map[string]struct{}{}
+
+// containers are the commands whose subcommands are in readOnly.
+var containers = map[string]struct{}{}
+
+// harmless are the commands that the server does not flag readonly,
+// since they read no key, but that only answer: running one twice changes
+// nothing.
+var harmless = []string{"ping", "echo", "time", "info", "lastsave"}
 
 func init() {
 	for _, name := range strings.Fields(`
-		get mget getrange strlen exists type ttl pttl expiretime pexpiretime
+		get mget getrange substr strlen lcs exists type ttl pttl expiretime pexpiretime
 		getbit bitcount bitpos bitfield_ro
 		hget hmget hgetall hkeys hvals hlen hexists hstrlen hrandfield hscan
+		httl hpttl hexpiretime hpexpiretime
 		lrange llen lindex lpos
 		smembers sismember smismember scard srandmember sscan sinter sunion sdiff sintercard
 		zrange zrangebyscore zrangebylex zrevrange zrevrangebyscore zrevrangebylex
 		zscore zmscore zcard zcount zlexcount zrank zrevrank zrandmember zscan
-		xrange xrevrange xlen
+		zdiff zinter zunion zintercard
+		xrange xrevrange xlen xread xpending
+		xinfo|stream xinfo|groups xinfo|consumers
 		pfcount geopos geodist geohash geosearch georadius_ro georadiusbymember_ro
-		scan keys dbsize randomkey dump object touch
-		ping echo time info lastsave
+		sort_ro eval_ro evalsha_ro fcall_ro
+		scan keys dbsize randomkey dump touch
+		object|encoding object|freq object|idletime object|refcount
+		memory|usage
+		lolwut
 	`) {
+		readOnly[name] = struct{}{}
+		if container, _, ok := strings.Cut(name, "|"); ok {
+			containers[container] = struct{}{}
+		}
+	}
+	for _, name := range harmless {
 		readOnly[name] = struct{}{}
 	}
 }
