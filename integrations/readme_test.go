@@ -72,13 +72,12 @@ func readmeSQL(ctx context.Context, dsn string) (*sql.DB, error) {
 }
 
 func readmeRedis(addr string) (*redis.Client, error) {
-	hook, err := resilredis.NewHook(resilredis.Config{Guard: presets.Redis()})
-	if err != nil {
+	// The guard retries, so go-redis must not (commands nor dials); and it
+	// must honour deadlines. Attach refuses a client that does otherwise.
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
+	if err := resilredis.Attach(rdb, resilredis.Config{Guard: presets.Redis()}); err != nil {
 		return nil, err
 	}
-	// The guard retries, so go-redis must not; and it must honour deadlines.
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
-	rdb.AddHook(hook)
 	return rdb, nil
 }
 
