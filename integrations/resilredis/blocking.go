@@ -3,6 +3,7 @@ package resilredis
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -60,10 +61,13 @@ func blockingWait(cmd redis.Cmder) (wait time.Duration, blocks bool) {
 		return 0, false
 	}
 	n, ok := number(arg)
-	if !ok || n < 0 {
-		return 0, false
+	if !ok || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+		return 0, false // the server refuses it: not a wait
 	}
-	return time.Duration(n * float64(unit)), true
+	if d := n * float64(unit); d < math.MaxInt64 {
+		return time.Duration(d), true
+	}
+	return 0, true // longer than a Duration holds: forever, for us
 }
 
 // blockOption returns the argument of the BLOCK option of XREAD or
@@ -139,9 +143,10 @@ func text(arg any) (string, bool) {
 	return "", false
 }
 
-// pipelineWait is blockingWait for a pipeline: the longest wait of its
-// commands, forever if one waits forever. The commands of a MULTI/EXEC
-// transaction never block: the server runs them at once.
+// pipelineWait is blockingWait for a pipeline: the sum of the waits of
+// its commands, which the server serves one after the other, each waiting
+// its own time; forever if one waits forever. The commands of a
+// MULTI/EXEC transaction never block: the server runs them at once.
 func pipelineWait(cmds []redis.Cmder) (wait time.Duration, blocks bool) {
 	if len(cmds) > 0 && cmds[0].Name() == "multi" {
 		return 0, false
@@ -151,12 +156,10 @@ func pipelineWait(cmds []redis.Cmder) (wait time.Duration, blocks bool) {
 		if !ok {
 			continue
 		}
-		if w == 0 {
+		if w == 0 || wait+w < wait { // forever, or more than a Duration holds
 			return 0, true
 		}
-		if !blocks || w > wait {
-			wait, blocks = w, true
-		}
+		wait, blocks = wait+w, true
 	}
 	return wait, blocks
 }
@@ -182,7 +185,11 @@ func (l lengthened) Run(ctx context.Context, call func(context.Context) error) e
 	case wait == 0:
 		return call(ctx)
 	}
-	t, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: l.t.Name(), Duration: l.t.Duration() + wait})
+	limit := l.t.Duration() + wait
+	if limit < wait {
+		return call(ctx) // more than a Duration holds: forever, for us
+	}
+	t, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: l.t.Name(), Duration: limit})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package resilredis
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -280,10 +281,102 @@ func TestBlockingWait(t *testing.T) {
 		{[]any{"xread", "streams", "block", "$"}, 0, false}, // a stream named block
 		{[]any{"xreadgroup", "group", "g", "block", "streams", "s", ">"}, 0, false},
 		{[]any{"xreadgroup", "group", "g", "c", "block", 100, "streams", "s", ">"}, 100 * time.Millisecond, true},
+		{[]any{"blpop", "a", "nan"}, 0, false},
+		{[]any{"blpop", "a", "inf"}, 0, false},
+		{[]any{"blpop", "a", int64(10 * time.Second)}, 0, true}, // 1e10 seconds: past a Duration, forever
+		{[]any{"xread", "block", "9300000000000", "streams", "s", "$"}, 0, true},
 	} {
 		wait, blocks := blockingWait(redis.NewCmd(ctx, tc.args...))
 		if wait != tc.wait || blocks != tc.blocks {
 			t.Errorf("blockingWait%v = %v, %v; want %v, %v", tc.args, wait, blocks, tc.wait, tc.blocks)
 		}
+	}
+}
+
+// A pipeline waits the sum of its blocking commands' waits: the server
+// serves them one after the other.
+func TestPipelineWaitIsTheSum(t *testing.T) {
+	ctx := context.Background()
+	cmds := []redis.Cmder{
+		redis.NewCmd(ctx, "blpop", "a", 2),
+		redis.NewCmd(ctx, "get", "k"),
+		redis.NewCmd(ctx, "blpop", "b", 3),
+	}
+	if wait, blocks := pipelineWait(cmds); wait != 5*time.Second || !blocks {
+		t.Errorf("pipelineWait = %v, %v; want 5s, true", wait, blocks)
+	}
+	cmds = append(cmds, redis.NewCmd(ctx, "blpop", "c", int64(math.MaxInt64/int64(time.Second))))
+	if wait, blocks := pipelineWait(cmds); wait != 0 || !blocks {
+		t.Errorf("pipelineWait past a Duration = %v, %v; want forever (0, true)", wait, blocks)
+	}
+}
+
+// While the breaker is not closed, a blocking command is refused at once
+// and never sent: an idle consumer must not hold one of the probes of a
+// half-open breaker, which find out whether the server is back. A short
+// command probes, and once the breaker is closed, a blocking command is
+// sent as usual.
+func TestBlockingCommandsWaitForTheBreakerToClose(t *testing.T) {
+	srv := testserver.Redis(t)
+	p := presets.RedisConfig()
+	p.Breaker.FailureThreshold = 1
+	p.Breaker.OpenTimeout = 50 * time.Millisecond
+	p.Breaker.SuccessThreshold = 1
+	g := must(p.Build())
+	rdb, sent := guardedClient(t, srv.Addr, g, false)
+	permit, err := g.Breaker().Allow(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	permit.Done(errors.New("down")) // open, for 50ms
+	if err := testserver.WaitFor(t.Context(), func() bool { return g.Breaker().State() == resilience.HalfOpen }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = rdb.BLPop(ctx, 0, "empty").Err()
+	if !errors.Is(err, resilience.ErrRejected) || time.Since(start) > 250*time.Millisecond {
+		t.Fatalf("BLPOP while the breaker is half-open: %v after %v, want a rejection at once", err, time.Since(start))
+	}
+	if n := sent.n.Load(); n != 0 {
+		t.Errorf("%d commands reached go-redis, want none", n)
+	}
+	if err := rdb.Get(t.Context(), "k").Err(); err != redis.Nil {
+		t.Errorf("GET, the probe: %v, want redis.Nil", err)
+	}
+	if s := g.Breaker().State(); s != resilience.Closed {
+		t.Fatalf("after the probe the breaker is %v, want closed", s)
+	}
+	if err := rdb.BLPop(t.Context(), 100*time.Millisecond, "empty").Err(); err != redis.Nil {
+		t.Errorf("BLPOP once the breaker is closed: %v, want redis.Nil", err)
+	}
+}
+
+// A pipeline of blocking commands waits the sum of their waits: two BLPOPs
+// of 1s under a per-attempt limit of 500ms are both answered, empty, with
+// no failure counted.
+func TestPipelinedBlockingCommandsWaitTheirSum(t *testing.T) {
+	srv := testserver.Redis(t)
+	p := presets.RedisConfig()
+	p.AttemptTimeout.Duration = 500 * time.Millisecond
+	g := must(p.Build())
+	seen := observe(g.Breaker())
+	rdb, _ := guardedClient(t, srv.Addr, g, false)
+	cmds, err := rdb.Pipelined(t.Context(), func(pipe redis.Pipeliner) error {
+		pipe.BLPop(t.Context(), time.Second, "empty-a")
+		pipe.BLPop(t.Context(), time.Second, "empty-b")
+		return nil
+	})
+	if err != redis.Nil || len(cmds) != 2 {
+		t.Fatalf("pipeline: %v, %d commands; want redis.Nil for both", err, len(cmds))
+	}
+	for i, c := range cmds {
+		if c.Err() != redis.Nil {
+			t.Errorf("command %d: %v, want redis.Nil", i, c.Err())
+		}
+	}
+	if n := seen.get(resilience.CallFailed); n != 0 {
+		t.Errorf("the breaker counted %d failures, want 0", n)
 	}
 }

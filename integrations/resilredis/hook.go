@@ -73,7 +73,16 @@ type Config struct {
 // its caller's context. The empty answer at its timeout (redis.Nil) is an
 // answer; a command its caller's context ended before the server was due
 // to answer is neither counted nor retried; a connection error is a
-// failure as for any command. The guard's other stages are the same
+// failure as for any command. A pipeline waits the sum of its blocking
+// commands' waits. While the guard's breaker is not closed, a blocking
+// command is refused at once with an error matching resilience.ErrRejected,
+// so that idle consumers do not hold the breaker's probes: probes are
+// short commands. A blocking command holds a slot of a bulkhead in the
+// guard for its whole wait, and counts as slow to a breaker with a
+// SlowCallThreshold below its wait: leave blocking commands out of such a
+// guard, with a Hook of their own. A command sent with Client.Do is read
+// under Options.ReadTimeout, which go-redis lengthens only for its typed
+// blocking methods: give such a client a ReadTimeout above the waits. The guard's other stages are the same
 // objects, in the same order; its Classify, if it has one, is not applied
 // to blocking commands, and their time-outs are not reported to the
 // observers of its Timeout stages.
@@ -168,6 +177,14 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 	caller, g := ctx, h.guard
 	ctx = context.WithValue(ctx, guarded{}, h)
 	if blocks {
+		// A breaker that is not closed lets a few probes through to find
+		// out whether the server is back: an idle BLPOP would hold a probe
+		// for its whole wait, and a few idle consumers every probe, while
+		// every other command is turned away. Blocking commands wait for
+		// the breaker to close.
+		if b := h.guard.Breaker(); b != nil && b.State() != resilience.Closed {
+			return &blockingRefusedError{state: b.State()}
+		}
 		ctx, g = context.WithValue(ctx, waitKey{}, wait), h.blocking
 	}
 	var answered error
@@ -186,6 +203,17 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 	})
 	return outcome.Result(err, answered)
 }
+
+// blockingRefusedError is the error of a blocking command sent while the
+// guard's breaker is not closed: it matches resilience.ErrRejected, so no
+// retry repeats it.
+type blockingRefusedError struct{ state resilience.State }
+
+func (e *blockingRefusedError) Error() string {
+	return "resilredis: a blocking command waits for the breaker to close; it is " + e.state.String()
+}
+
+func (e *blockingRefusedError) Is(target error) bool { return target == resilience.ErrRejected }
 
 // guarded marks the context of a call guarded by a Hook, the Hook its
 // value. go-redis runs the commands that set up a new connection (HELLO,
