@@ -58,14 +58,23 @@ func ClassifyGRPC(ctx context.Context, err error) resilience.Outcome {
 // grpcCode returns the code of the first error in err's chain with a
 // GRPCStatus method whose result has a Code method returning an unsigned
 // integer, as grpc-go's *status.Status does; false if there is none.
-func grpcCode(err error) (uint64, bool) {
+func grpcCode(err error) (code uint64, ok bool) {
+	defer func() {
+		if recover() != nil { // a GRPCStatus or Code of someone's own that panics
+			code, ok = 0, false
+		}
+	}()
 	for _, e := range chain(err) {
-		m := reflect.ValueOf(e).MethodByName("GRPCStatus")
+		v := reflect.ValueOf(e)
+		if v.Kind() == reflect.Pointer && v.IsNil() {
+			continue // a method with a value receiver would panic
+		}
+		m := v.MethodByName("GRPCStatus")
 		if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 1 {
 			continue
 		}
 		st := m.Call(nil)[0]
-		if st.Kind() == reflect.Pointer && st.IsNil() {
+		if (st.Kind() == reflect.Pointer || st.Kind() == reflect.Interface) && st.IsNil() {
 			continue
 		}
 		c := st.MethodByName("Code")

@@ -29,6 +29,25 @@ func (e *nilStatusError) Error() string           { return "no status" }
 
 type nilStatusError struct{}
 
+// valueStatusError has a value receiver: called through a nil pointer, its
+// method would panic.
+type valueStatusError struct{ c code }
+
+func (e valueStatusError) Error() string           { return "value" }
+func (e valueStatusError) GRPCStatus() *grpcStatus { return &grpcStatus{e.c} }
+
+// anyStatusError returns its status as an interface, nil here.
+type anyStatusError struct{}
+
+func (anyStatusError) Error() string                        { return "any" }
+func (anyStatusError) GRPCStatus() interface{ Code() code } { return nil }
+
+// panickyStatusError's GRPCStatus panics.
+type panickyStatusError struct{}
+
+func (panickyStatusError) Error() string           { return "panicky" }
+func (panickyStatusError) GRPCStatus() *grpcStatus { panic("no status") }
+
 func TestClassifyGRPC(t *testing.T) {
 	live := context.Background()
 	ended, cancel := context.WithCancel(live)
@@ -56,6 +75,10 @@ func TestClassifyGRPC(t *testing.T) {
 		{"joined", live, errors.Join(errors.New("x"), statusErr(14)), resilience.Failure},
 		{"a nil status", live, &nilStatusError{}, resilience.Failure},
 		{"no status", live, errors.New("dial tcp: connection refused"), resilience.Failure},
+		{"a value receiver", live, valueStatusError{5}, resilience.Success},
+		{"a value receiver on a nil pointer", live, fmt.Errorf("x: %w", (*valueStatusError)(nil)), resilience.Failure},
+		{"a nil interface status", live, anyStatusError{}, resilience.Failure},
+		{"a GRPCStatus that panics", live, panickyStatusError{}, resilience.Failure},
 		{"no status, the caller's cancellation", ended, context.Canceled, resilience.Ignored},
 		{"marked Permanent: the default's, and the mark stops retries", live, resilience.Permanent(statusErr(14)), resilience.Failure},
 		{"marked an answer", live, resilience.Answer(statusErr(14)), resilience.Success},
