@@ -263,6 +263,9 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	if readsRetried(ctx) && s.cn.c.noRetry != nil {
+		return nil, s.cn.c.noRetry // asked for, and impossible, as for a query
+	}
 	s.cn.clean = false
 	return runRows(ctx, s.cn.c, false, func(ctx context.Context) (driver.Rows, error) {
 		if q, ok := s.inner.(driver.StmtQueryContext); ok {

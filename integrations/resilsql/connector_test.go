@@ -492,6 +492,15 @@ func TestRetryReadsNeedsARetryStage(t *testing.T) {
 	if n := f.calls.Load(); n != 0 {
 		t.Errorf("%d calls reached the connection, want none", n)
 	}
+	// A prepared statement's read, too.
+	st, err := db.PrepareContext(ctx, `SELECT 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.QueryRowContext(RetryReads(ctx)).Scan(&one); !errors.Is(err, ErrNoRetryStage) {
+		t.Errorf("a prepared read with RetryReads through the database preset: err = %v, want ErrNoRetryStage", err)
+	}
 
 	p := presets.DatabaseConfig()
 	p.Retry = &resilience.RetryConfig{MaxRetries: 2, InitialBackoff: time.Millisecond, Jitter: true}
