@@ -73,9 +73,15 @@ func leftover() []goroutine {
 // those of the garbage collector, the scavenger and the finalizers, are
 // not in the output of runtime.Stack at all.)
 func ignore(g goroutine) bool {
+	// The first function of the goroutine's own code: under
+	// GOTRACEBACK=system the runtime's frames (runtime.gopark, ...) come
+	// first.
 	first := ""
-	if len(g.funcs) > 0 {
-		first = g.funcs[0]
+	for _, f := range g.funcs {
+		if !strings.HasPrefix(f, "runtime.") || f == "runtime.goexit" {
+			first = f
+			break
+		}
 	}
 	switch first {
 	// The main goroutine waiting in RunTests or t.Run for the test it
@@ -93,10 +99,12 @@ func ignore(g goroutine) bool {
 		// runtime/trace, as go test -trace runs it.
 		case f == "runtime.ensureSigM", f == "runtime.ReadTrace":
 			return true
-		// A thread that cgo code left in a system call.
-		case f == "runtime.goexit" && strings.HasPrefix(g.state, "syscall"):
-			return true
 		}
+	}
+	// A thread that cgo code left in a system call: runtime.goexit is its
+	// only frame, as goleak has it.
+	if first == "runtime.goexit" && strings.HasPrefix(g.state, "syscall") {
+		return true
 	}
 	return false
 }

@@ -2,6 +2,7 @@ package testcheck
 
 import (
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,32 @@ func TestVerifyNoneReportsALeakedGoroutine(t *testing.T) {
 	if len(r.errors) != 0 {
 		t.Errorf("VerifyNone once the goroutine ended: %q", r.errors)
 	}
+}
+
+// Under GOTRACEBACK=system every stack shows the runtime's frames too: a
+// leak is still found, and t.Run's own goroutines are still ignored.
+func TestVerifyNoneWithSystemTracebacks(t *testing.T) {
+	defer func(d time.Duration) { maxWait = d }(maxWait)
+	maxWait = 100 * time.Millisecond
+	debug.SetTraceback("system")
+	defer debug.SetTraceback("single")
+
+	t.Run("sub", func(t *testing.T) {
+		r := &recorder{TB: t}
+		VerifyNone(r)
+		if len(r.errors) != 0 {
+			t.Errorf("VerifyNone with nothing left, in a subtest: %q", r.errors)
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go blocked(stop, done)
+		r = &recorder{TB: t}
+		VerifyNone(r)
+		if len(r.errors) != 1 || !strings.Contains(r.errors[0], "testcheck.blocked(") {
+			t.Errorf("VerifyNone with a goroutine blocked on a channel reported %q; want its stack", r.errors)
+		}
+		close(stop)
+		<-done
+	})
 }
 
 func TestVerifyNoneWaitsForAGoroutineOnItsWayOut(t *testing.T) {
