@@ -8,8 +8,11 @@ import (
 
 // DialOptions returns the options that guard a client connection with g:
 // the unary and stream client interceptors (as UnaryClientInterceptor and
-// StreamClientInterceptor make them, chained after any others), and
-// grpc.WithDisableRetry, so that the guard's retry is the only one:
+// StreamClientInterceptor make them, as grpc.WithChainUnaryInterceptor
+// and grpc.WithChainStreamInterceptor options: grpc-go runs chained
+// interceptors in the order of the options, after one set with
+// grpc.WithUnaryInterceptor), and grpc.WithDisableRetry, so that the
+// guard's retry is the only one:
 //
 //	opts, err := resilgrpc.DialOptions(presets.GRPC())
 //	...
