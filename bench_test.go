@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/presets"
 )
 
 // Benchmarks of the hot paths. docs/PERFORMANCE.md has the figures and how
@@ -175,4 +176,34 @@ func BenchmarkBreakerReset(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkGuard: a call through the gRPC preset's guard (timeout, retry,
+// breaker, per-attempt timeout), with the caller's context bearing no
+// deadline, and bearing one sooner than the guard's limits, under which
+// the guard builds no timer.
+func BenchmarkGuard(b *testing.B) {
+	g := presets.GRPC()
+	b.Run("ctx=background", func(b *testing.B) {
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.Do(ctx, g, noop)
+		}
+	})
+	b.Run("ctx=sooner-deadline", func(b *testing.B) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		g := must(resilience.Preset{
+			Name:           "sooner",
+			Timeout:        resilience.TimeoutConfig{Duration: 2 * time.Hour},
+			Retry:          &resilience.RetryConfig{MaxRetries: 3},
+			Breaker:        resilience.BreakerConfig{},
+			AttemptTimeout: &resilience.TimeoutConfig{Duration: 2 * time.Hour},
+		}.Build())
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.Do(ctx, g, noop)
+		}
+	})
 }

@@ -98,17 +98,18 @@ func TestWithoutHoldTheContextEndsOnReturn(t *testing.T) {
 
 // Hold holds only the stages it was given: a Timeout of another chain,
 // run inside the held call on its context, ends its context on return, as
-// does WithTimeout.
+// does WithTimeout. (Their limits are shorter than the held one's, or
+// they would run under its deadline and make no context of their own.)
 func TestHoldHoldsOnlyItsStages(t *testing.T) {
 	outer := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "outer", Duration: time.Hour}))
-	inner := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "inner", Duration: time.Hour}))
+	inner := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "inner", Duration: time.Minute}))
 	g := must(resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{outer}}))
 	held, release := resilience.Hold(context.Background(), g)
 	defer release()
 	var innerCtx, helperCtx context.Context
 	got, err := resilience.Do(held, g, func(ctx context.Context) (context.Context, error) {
 		resilience.Do(ctx, inner, func(ctx context.Context) (int, error) { innerCtx = ctx; return 0, nil })
-		resilience.WithTimeout(ctx, time.Hour, func(ctx context.Context) error { helperCtx = ctx; return nil })
+		resilience.WithTimeout(ctx, time.Minute, func(ctx context.Context) error { helperCtx = ctx; return nil })
 		return ctx, nil
 	})
 	if err != nil || got.Err() != nil {

@@ -143,6 +143,14 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 // timeoutCooperative runs n with a context that ends after d, and says how
 // the call ended; t is the stage it runs for, nil for WithTimeout.
 func timeoutCooperative[T any](ctx context.Context, t *Timeout, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		// The caller's deadline comes first: it ends the call, and a timer
+		// of ours would never fire. The call runs under ctx itself, with
+		// the same results: the caller's error, unchanged, when its
+		// deadline passes.
+		v, err := n.call(ctx)
+		return v, timeoutResult(ctx, ctx, err), err
+	}
 	tctx, cancel := context.WithTimeout(ctx, d)
 	kept := false
 	defer func() {

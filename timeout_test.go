@@ -249,3 +249,31 @@ func TestTimeoutPanicEndsTheContext(t *testing.T) {
 		t.Fatal("the panicking call's context is still open")
 	}
 }
+
+// Under a caller's deadline sooner than its own, a Timeout builds no timer
+// and allocates nothing, and reports what it would have: the caller's
+// error, unchanged, and a canceled call to its observer.
+func TestTimeoutUnderASoonerDeadline(t *testing.T) {
+	tm := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "t", Duration: time.Hour}))
+	var results []resilience.TimeoutResult
+	tm.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) { results = append(results, r) }})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if n := testing.AllocsPerRun(100, func() { resilience.Do(ctx, tm, ok) }); n != 0 {
+		t.Errorf("a call under a sooner deadline allocates %v times, want 0", n)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		results = nil
+		start := time.Now()
+		_, err := resilience.Do(ctx, tm, waitForCtx)
+		var te *resilience.TimeoutError
+		if err != context.DeadlineExceeded || errors.As(err, &te) || time.Since(start) != time.Second {
+			t.Errorf("err %v after %v; want the caller's context.DeadlineExceeded, unchanged, at its 1s", err, time.Since(start))
+		}
+		if len(results) != 1 || results[0] != resilience.TimeoutCanceled {
+			t.Errorf("observer saw %v, want [canceled]", results)
+		}
+	})
+}
