@@ -74,3 +74,36 @@ func TestPolicyFuncAllocatesItsNext(t *testing.T) {
 		t.Errorf("%v allocations per call, want 1", n)
 	}
 }
+
+// failsTwice fails its first two calls of every three, with a plain
+// error; a package-level counter keeps the func from capturing anything.
+var failsTwiceCalls int
+
+func failsTwice(context.Context) (int, error) {
+	if failsTwiceCalls++; failsTwiceCalls%3 != 0 {
+		return 0, errBoom
+	}
+	return failsTwiceCalls, nil
+}
+
+// TestRetryFailurePathAllocatesOnlyItsTimer: a call that fails twice and
+// then succeeds allocates one timer for its waits, reused for each, and
+// nothing for the checks made on each failure (Permanent, the marks, a
+// Retry-After hint, a stage not made), which errors.As would allocate.
+func TestRetryFailurePathAllocatesOnlyItsTimer(t *testing.T) {
+	r := resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, InitialBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond})))
+	ctx := context.Background()
+	failsTwiceCalls = 0
+	var timer float64
+	{
+		// What one time.NewTimer costs, on this Go.
+		timer = testing.AllocsPerRun(100, func() { time.NewTimer(time.Hour).Stop() })
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := r.Do(ctx, failsTwice); err != nil {
+			t.Fatal(err)
+		}
+	}); n > timer {
+		t.Errorf("a call that fails twice allocates %v times, want at most one timer's %v", n, timer)
+	}
+}

@@ -207,3 +207,20 @@ func BenchmarkGuard(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkRetryFailsTwice: a retry policy around a call that fails twice
+// and then succeeds, with the shortest waits.
+func BenchmarkRetryFailsTwice(b *testing.B) {
+	r := resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, InitialBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond})))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		r.Do(ctx, func(context.Context) (int, error) {
+			if n++; n <= 2 {
+				return 0, errBoom
+			}
+			return n, nil
+		})
+	}
+}

@@ -76,8 +76,42 @@ var (
 // isNotMade reports whether err says that a stage was used as its zero
 // value: no retry will make it work.
 func isNotMade(err error) bool {
-	var e *notMadeError
-	return errors.As(err, &e)
+	_, ok := as[*notMadeError](err)
+	return ok
+}
+
+// as is errors.As without its allocation, for the checks a failed call
+// makes on every attempt: it returns the first error of err's tree, depth
+// first, that is a T. At an error with an As method it hands over to
+// errors.As, which asks that method as well.
+func as[T any](err error) (T, bool) {
+	var zero T
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		if _, ok := err.(interface{ As(any) bool }); ok {
+			t := new(T)
+			if errors.As(err, t) {
+				return *t, true
+			}
+			return zero, false // errors.As has looked at the rest too
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if t, ok := as[T](e); ok {
+					return t, true
+				}
+			}
+			return zero, false
+		default:
+			return zero, false
+		}
+	}
+	return zero, false
 }
 
 // checker collects the ConfigErrors of one configuration.

@@ -106,8 +106,7 @@ func (e *markedError) Unwrap() error { return e.err }
 // markOf returns the outcome err is marked with, or Failure for an
 // unmarked error.
 func markOf(err error) Outcome {
-	var m *markedError
-	if errors.As(err, &m) {
+	if m, ok := as[*markedError](err); ok {
 		return m.as
 	}
 	return Failure

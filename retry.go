@@ -214,7 +214,16 @@ func (r *Retry) observe(attempts int, err error) {
 // and returns the final result and the number of attempts made. Whatever
 // stops it, the result is the last attempt's.
 func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error) (T, int, error) {
-	var b *backoff.ExponentialBackOff
+	var (
+		b     backoff.ExponentialBackOff
+		begun bool        // b is made
+		timer *time.Timer // made for the first wait, reused for the others
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		// v and err are the result of attempt number attempt.
 		if ctxErr := ctx.Err(); ctxErr != nil || IsPermanent(err) || markOf(err) != Failure || isRejection(err) || isNotMade(err) || !r.cfg.Retryable(err) || IsAtMostOnce(ctx) {
@@ -226,10 +235,11 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 		if attempt > r.cfg.MaxRetries {
 			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
 		}
-		if b == nil {
-			b = r.newBackOff()
+		if !begun {
+			r.initBackOff(&b)
+			begun = true
 		}
-		delay := r.wait(b)
+		delay := r.wait(&b)
 		if hint, ok := retryAfterHint(err); ok {
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}
@@ -239,7 +249,7 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})
 		}
-		if ctxErr := sleep(ctx, delay); ctxErr != nil {
+		if ctxErr := sleep(ctx, delay, &timer); ctxErr != nil {
 			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
 		}
 		if v, err = n.call(ctx); err == nil {
@@ -276,33 +286,44 @@ func (r *Retry) wait(b *backoff.ExponentialBackOff) time.Duration {
 	return time.Duration(w)
 }
 
-// newBackOff returns the wait sequence for one call.
-func (r *Retry) newBackOff() *backoff.ExponentialBackOff {
-	b := &backoff.ExponentialBackOff{
+// initBackOff makes b the wait sequence for one call.
+func (r *Retry) initBackOff(b *backoff.ExponentialBackOff) {
+	*b = backoff.ExponentialBackOff{
 		InitialInterval: r.cfg.InitialBackoff,
 		Multiplier:      r.cfg.BackoffMultiplier,
 		MaxInterval:     r.cfg.MaxBackoff,
 		MaxElapsedTime:  0, // never give up on elapsed time: MaxRetries and the context decide
 		Stop:            backoff.Stop,
-		Clock:           backoff.SystemClock, // a nil Clock would panic in Reset
+		Clock:           stoppedClock{}, // read only for MaxElapsedTime, which is 0
 	}
 	b.RandomizationFactor = 0 // wait draws the jitter
 	b.Reset()
-	return b
 }
 
+// stoppedClock is backoff/v4's clock for a sequence with no MaxElapsedTime,
+// which has no use for the time: Reset and NextBackOff read it all the
+// same, and a nil Clock would panic.
+type stoppedClock struct{}
+
+func (stoppedClock) Now() time.Time { return time.Time{} }
+
 // sleep waits for d or until ctx ends, and returns ctx's error in the
-// latter case.
-func sleep(ctx context.Context, d time.Duration) error {
+// latter case. *t is the timer of the waits of one call: made for the
+// first, reset for the others, and stopped by the caller.
+func sleep(ctx context.Context, d time.Duration, t **time.Timer) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	if *t == nil {
+		*t = time.NewTimer(d)
+	} else {
+		(*t).Reset(d) // fired or stopped: since Go 1.23 its channel holds nothing stale
+	}
 	select {
-	case <-t.C:
+	case <-(*t).C:
 		return nil
 	case <-ctx.Done():
+		(*t).Stop()
 		return ctx.Err()
 	}
 }
@@ -385,8 +406,8 @@ func Permanent(err error) error { return backoff.Permanent(err) }
 // IsPermanent reports whether err, or any error it wraps, was marked with
 // Permanent.
 func IsPermanent(err error) bool {
-	var p *backoff.PermanentError
-	return errors.As(err, &p)
+	_, ok := as[*backoff.PermanentError](err)
+	return ok
 }
 
 // RetryAfter attaches a server's hint to err: the retry policy waits d
@@ -416,8 +437,7 @@ func (e *retryAfterError) RetryAfter() time.Duration { return e.after }
 
 // retryAfterHint returns the first Retry-After hint in err's chain.
 func retryAfterHint(err error) (time.Duration, bool) {
-	var h interface{ RetryAfter() time.Duration }
-	if errors.As(err, &h) {
+	if h, ok := as[interface{ RetryAfter() time.Duration }](err); ok {
 		return h.RetryAfter(), true
 	}
 	return 0, false

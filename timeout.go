@@ -205,8 +205,8 @@ func timeoutResult(ctx, tctx context.Context, err error) TimeoutResult {
 // stoppedBefore reports whether err says that a retry stopped because its
 // next wait would have passed deadline.
 func stoppedBefore(err error, deadline time.Time) bool {
-	var re *RetryError
-	return errors.As(err, &re) && re.Cause == ErrRetryDeadline && re.deadline.Equal(deadline)
+	re, ok := as[*RetryError](err)
+	return ok && re.Cause == ErrRetryDeadline && re.deadline.Equal(deadline)
 }
 
 // result is what an abandoned-mode call hands back to its caller.
