@@ -720,7 +720,7 @@ func (b *Breaker) succeeded(p *period) {
 	if b.cur.Load() != p {
 		return
 	}
-	n := p.count.Record(false, false)
+	n := p.count.RecordSuccess() // 0 when a full window of successes stays as it is
 	if p.mode != automatic {
 		return
 	}

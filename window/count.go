@@ -203,6 +203,30 @@ func (w *Count) Record(failure, slow bool) (n uint64) {
 	return w.record(t, par, b, v)
 }
 
+// RecordSuccess records a success, as Record(false, false) does, except
+// when the window is full and holds neither a failure nor a slow call:
+// then the success would take the place of a success and change nothing,
+// and it is not written. The writers of that steady state, nearly every
+// call a closed breaker sees, then share the window's cache lines
+// read-only instead of contending for its ticket. It returns Record's n,
+// or 0 when it wrote nothing.
+//
+// The window stays exact: a success left out is ordered after every
+// outcome whose Record had returned when it looked, and after those still
+// under way too, which may only take failures out (a failure's Record
+// counts it before it returns); recorded there, it would replace a
+// success and change no count.
+func (w *Count) RecordSuccess() uint64 {
+	x := w.next.Load()
+	par := x & 1
+	if x>>1-min(w.base[par].Load(), x>>1) >= w.size {
+		if t := &w.totals[par]; t.failures.Load() == 0 && t.slow.Load() == 0 {
+			return 0
+		}
+	}
+	return w.Record(false, false)
+}
+
 // record is the rest of Record, off its fast path.
 func (w *Count) record(t, par, b, v uint64) uint64 {
 	if t < b || !w.put(t, par, v) {

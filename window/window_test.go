@@ -172,7 +172,11 @@ func TestCountMatchesReferenceConcurrently(t *testing.T) {
 				}
 				wg.Go(func() {
 					for range share {
-						w.Record(o.failure, o.slow)
+						if !o.failure && !o.slow && g%2 == 1 {
+							w.RecordSuccess() // as a closed breaker records
+						} else {
+							w.Record(o.failure, o.slow)
+						}
 					}
 				})
 			}
@@ -392,4 +396,56 @@ func ExampleTime() {
 	// Output:
 	// {2 1 0}
 	// {1 0 0}
+}
+
+// TestRecordSuccessMatchesRecord: a success recorded with RecordSuccess,
+// which writes nothing into a full window of successes, leaves the same
+// counts as Record(false, false), after every step of random sequences of
+// outcomes and Resets; and its n is Record's, or 0 when it wrote nothing.
+func TestRecordSuccessMatchesRecord(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	skipped := 0
+	for round := range 200 {
+		size := 1 + r.IntN(70)
+		w, err := window.NewCount(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := newRefCount(size)
+		for step := range 4 * size {
+			switch k := r.IntN(40); {
+			case k == 0:
+				w.Reset()
+				ref = newRefCount(size)
+			case k < 4:
+				o := outcomes[r.IntN(len(outcomes))]
+				w.Record(o.failure, o.slow)
+				ref.Record(o.failure, o.slow)
+			default:
+				before := w.Counts()
+				n := w.RecordSuccess()
+				ref.Record(false, false)
+				if n == 0 {
+					skipped++
+					if before.Total != int64(size) || before.Failures != 0 || before.Slow != 0 {
+						t.Fatalf("round %d, step %d: RecordSuccess wrote nothing into %+v, which is not a full window of successes", round, step, before)
+					}
+				}
+			}
+			if diff := testcheck.Diff(ref.Counts(), w.Counts()); diff != "" {
+				t.Fatalf("round %d (size %d), step %d: counts (-Record +RecordSuccess):\n%s", round, size, step, diff)
+			}
+		}
+	}
+	if skipped < 100 {
+		t.Fatalf("RecordSuccess left a full window of successes as it was %d times: too few for the test to test it", skipped)
+	}
+}
+
+// TestRecordSuccessAllocatesNothing, as Record.
+func TestRecordSuccessAllocatesNothing(t *testing.T) {
+	w, _ := window.NewCount(10)
+	if n := testing.AllocsPerRun(100, func() { w.RecordSuccess() }); n != 0 {
+		t.Errorf("RecordSuccess allocates %v times", n)
+	}
 }
