@@ -28,6 +28,14 @@ type RetryConfig struct {
 	// InitialBackoff is the wait before the first retry. Default 100ms.
 	InitialBackoff time.Duration
 
+	// NoBackoff makes the policy retry at once, with no wait between
+	// attempts (a Retry-After hint is still waited, up to MaxBackoff):
+	// for a dependency that fails one attempt at a time, such as a pool
+	// handing out a dead connection, or for tests. InitialBackoff,
+	// BackoffMultiplier and Jitter must then be left unset. Default false:
+	// the zero InitialBackoff means its default, not no wait.
+	NoBackoff bool
+
 	// MaxBackoff caps every wait, jitter and Retry-After hints included.
 	// Default 10s.
 	MaxBackoff time.Duration
@@ -143,6 +151,11 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	ck.check(cfg.MaxBackoff >= 0, "MaxBackoff", cfg.MaxBackoff, "must not be negative")
 	ck.check(cfg.BackoffMultiplier == 0 || cfg.BackoffMultiplier >= 1 && !math.IsInf(cfg.BackoffMultiplier, 1),
 		"BackoffMultiplier", cfg.BackoffMultiplier, "must be a finite number of at least 1")
+	if cfg.NoBackoff {
+		ck.check(cfg.InitialBackoff == 0, "InitialBackoff", cfg.InitialBackoff, "must be unset with NoBackoff, which waits nothing")
+		ck.check(cfg.BackoffMultiplier == 0, "BackoffMultiplier", cfg.BackoffMultiplier, "must be unset with NoBackoff, which waits nothing")
+		ck.check(!cfg.Jitter, "Jitter", cfg.Jitter, "must be unset with NoBackoff, which waits nothing")
+	}
 	cfg.InitialBackoff = or(cfg.InitialBackoff, DefaultInitialBackoff)
 	cfg.MaxBackoff = or(cfg.MaxBackoff, DefaultMaxBackoff)
 	cfg.BackoffMultiplier = or(cfg.BackoffMultiplier, DefaultBackoffMultiplier)
@@ -235,11 +248,14 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 		if attempt > r.cfg.MaxRetries {
 			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
 		}
-		if !begun {
-			r.initBackOff(&b)
-			begun = true
+		var delay time.Duration
+		if !r.cfg.NoBackoff {
+			if !begun {
+				r.initBackOff(&b)
+				begun = true
+			}
+			delay = r.wait(&b)
 		}
-		delay := r.wait(&b)
 		if hint, ok := retryAfterHint(err); ok {
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}

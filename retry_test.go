@@ -546,3 +546,43 @@ func TestRetryDeadlineBelongsToTheTimeoutThatSetIt(t *testing.T) {
 		}
 	})
 }
+
+// NoBackoff retries at once, with no timer; a Retry-After hint is still
+// waited; and the fields that set waits are refused beside it.
+func TestRetryNoBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, NoBackoff: true})))
+		calls := 0
+		start := time.Now()
+		_, err := r.Do(context.Background(), func(context.Context) (int, error) {
+			calls++
+			return 0, errBoom
+		})
+		if calls != 4 || !errors.Is(err, errBoom) || time.Since(start) != 0 {
+			t.Errorf("%d calls, %v, after %v; want 4 calls at once", calls, err, time.Since(start))
+		}
+		calls = 0
+		start = time.Now()
+		r.Do(context.Background(), func(context.Context) (int, error) {
+			if calls++; calls == 1 {
+				return 0, resilience.RetryAfter(errBoom, 2*time.Second)
+			}
+			return 1, nil
+		})
+		if calls != 2 || time.Since(start) != 2*time.Second {
+			t.Errorf("with a Retry-After of 2s: %d calls after %v; want 2 after 2s", calls, time.Since(start))
+		}
+	})
+	ctx := context.Background()
+	r := resilience.For[int](must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, NoBackoff: true})))
+	failsTwiceCalls = 0
+	if n := testing.AllocsPerRun(100, func() { r.Do(ctx, failsTwice) }); n != 0 {
+		t.Errorf("a call that fails twice, with no backoff, allocates %v times, want 0", n)
+	}
+	_, err := resilience.NewRetry(resilience.RetryConfig{NoBackoff: true, InitialBackoff: time.Second, BackoffMultiplier: 3, Jitter: true})
+	for _, field := range []string{"RetryConfig.InitialBackoff", "RetryConfig.BackoffMultiplier", "RetryConfig.Jitter"} {
+		if err == nil || !strings.Contains(err.Error(), field) || !strings.Contains(err.Error(), "NoBackoff") {
+			t.Errorf("NoBackoff with %s set: %v, want an error naming it", field, err)
+		}
+	}
+}
