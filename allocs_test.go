@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/presets"
 )
 
 // TestHappyPathAllocatesNothing guards what the benchmarks measure: the
@@ -52,6 +53,24 @@ func TestHappyPathAllocatesNothing(t *testing.T) {
 	})
 	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, guard, noop) }); n != bare {
 		t.Errorf("Do through a guard: %v allocations per call, want %v as for context.WithTimeout", n, bare)
+	}
+	// A preset with a per-attempt limit too: what two nested
+	// context.WithTimeout do; and none under a caller's deadline sooner
+	// than both, where no timer is made.
+	nested := testing.AllocsPerRun(1000, func() {
+		outer, cancel := context.WithTimeout(ctx, time.Minute)
+		_, cancelInner := context.WithTimeout(outer, time.Second)
+		cancelInner()
+		cancel()
+	})
+	grpc := presets.GRPC()
+	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, grpc, noop) }); n != nested {
+		t.Errorf("Do through the gRPC preset: %v allocations per call, want %v as for two nested context.WithTimeout", n, nested)
+	}
+	soon, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if n := testing.AllocsPerRun(1000, func() { resilience.Do(soon, grpc, noop) }); n != 0 {
+		t.Errorf("Do through the gRPC preset under a sooner deadline: %v allocations per call, want 0", n)
 	}
 	if n := testing.AllocsPerRun(1000, func() {
 		pm, err := closed.Allow(ctx)
