@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/stagetest"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -73,46 +74,17 @@ func startHang(t *testing.T, srv *hangServer) string {
 
 // newTimeout returns a Timeout of d whose time-outs are counted in n.
 func newTimeout(t *testing.T, name string, d time.Duration, n *atomic.Int32) *resilience.Timeout {
-	t.Helper()
-	tm, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: name, Duration: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != nil {
-		tm.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) {
-			if r == resilience.TimeoutExpired {
-				n.Add(1)
-			}
-		}})
-	}
-	return tm
+	return stagetest.CountingTimeout(name, d, n)
 }
 
 func newGuard(t *testing.T, stages ...resilience.Stage) *resilience.Guard {
-	t.Helper()
-	g, err := resilience.NewGuard(resilience.GuardConfig{Name: "backend", Stages: stages})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return stagetest.Guard("backend", stages...)
 }
 
-func newBreaker(t *testing.T) *resilience.Breaker {
-	t.Helper()
-	b, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "backend", FailureThreshold: 100, OpenTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func newBreaker(t *testing.T) *resilience.Breaker { return stagetest.Breaker("backend") }
 
 func newRetry(t *testing.T, retries int) *resilience.Retry {
-	t.Helper()
-	r, err := resilience.NewRetry(resilience.RetryConfig{Name: "backend", MaxRetries: retries, InitialBackoff: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return stagetest.Retry("backend", retries, time.Millisecond)
 }
 
 // Every time-out of the guard's Timeout stage is counted by its observer,

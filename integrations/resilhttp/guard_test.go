@@ -8,13 +8,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/stagetest"
 )
 
 // The tests of this file hold the Transport to the guard it is given, any
@@ -32,55 +32,22 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// timeouts is a Timeout stage, and the results its observer was told of.
-// Put the Timeout itself in a guard, not the timeouts.
-type timeouts struct {
-	*resilience.Timeout
-	mu      sync.Mutex
-	results []resilience.TimeoutResult
-}
+// timeouts is a Timeout stage and the results its observer was told of.
+type timeouts = stagetest.Timeouts
 
 func newTimeout(t *testing.T, name string, d time.Duration) *timeouts {
-	t.Helper()
-	x := &timeouts{Timeout: must(resilience.NewTimeout(resilience.TimeoutConfig{Name: name, Duration: d}))}
-	x.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) {
-		x.mu.Lock()
-		defer x.mu.Unlock()
-		x.results = append(x.results, r)
-	}})
-	return x
-}
-
-func (x *timeouts) got() []resilience.TimeoutResult {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return slices.Clone(x.results)
-}
-
-func (x *timeouts) count(r resilience.TimeoutResult) int {
-	n := 0
-	for _, got := range x.got() {
-		if got == r {
-			n++
-		}
-	}
-	return n
+	return stagetest.Timeout(name, d)
 }
 
 func newGuard(t *testing.T, stages ...resilience.Stage) *resilience.Guard {
-	t.Helper()
-	return must(resilience.NewGuard(resilience.GuardConfig{Name: "backend", Stages: stages}))
+	return stagetest.Guard("backend", stages...)
 }
 
 func newRetry(t *testing.T, retries int, backoff time.Duration) *resilience.Retry {
-	t.Helper()
-	return must(resilience.NewRetry(resilience.RetryConfig{Name: "backend", MaxRetries: retries, InitialBackoff: backoff}))
+	return stagetest.Retry("backend", retries, backoff)
 }
 
-func newBreaker(t *testing.T) *resilience.Breaker {
-	t.Helper()
-	return must(resilience.NewBreaker(resilience.BreakerConfig{Name: "backend", FailureThreshold: 100, OpenTimeout: time.Minute}))
-}
+func newBreaker(t *testing.T) *resilience.Breaker { return stagetest.Breaker("backend") }
 
 // server is a server on 127.0.0.1 that counts its requests and hands each
 // to serve with its number, from 1.
@@ -113,8 +80,8 @@ func TestTimeoutsAreCountedByTheGuardsTimeout(t *testing.T) {
 			t.Fatalf("request %d to a server that hangs: %v, %v; want the *TimeoutError of the stage \"total\"", i+1, resp, err)
 		}
 	}
-	if n := total.count(resilience.TimeoutExpired); n != 2 {
-		t.Errorf("the Timeout stage counted %d time-outs (%v), want 2", n, total.got())
+	if n := total.Count(resilience.TimeoutExpired); n != 2 {
+		t.Errorf("the Timeout stage counted %d time-outs (%v), want 2", n, total.Got())
 	}
 }
 
@@ -150,10 +117,10 @@ func TestPerAttemptTimeoutRetriesAHungAttempt(t *testing.T) {
 		t.Errorf("the server got %d requests, want 2", n)
 	}
 	want := []resilience.TimeoutResult{resilience.TimeoutExpired, resilience.TimeoutSucceeded}
-	if got := attempt.got(); !slices.Equal(got, want) {
+	if got := attempt.Got(); !slices.Equal(got, want) {
 		t.Errorf("per-attempt limit: %v, want %v", got, want)
 	}
-	if got := total.got(); !slices.Equal(got, want[1:]) {
+	if got := total.Got(); !slices.Equal(got, want[1:]) {
 		t.Errorf("total limit: %v, want %v", got, want[1:])
 	}
 	if took >= 5*time.Second {
@@ -280,7 +247,7 @@ func TestPostIsSentOnceUnderAPerAttemptTimeout(t *testing.T) {
 		if n := failed.Load(); n != tc.want {
 			t.Errorf("key %v: the breaker counted %d failures, want %d", tc.key, n, tc.want)
 		}
-		if n := attempt.count(resilience.TimeoutExpired); n != int(tc.want) {
+		if n := attempt.Count(resilience.TimeoutExpired); n != int(tc.want) {
 			t.Errorf("key %v: the per-attempt limit counted %d time-outs, want %d", tc.key, n, tc.want)
 		}
 	}

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/faultproxy"
+	"github.com/resilience-go/resilience/integrations/internal/stagetest"
 	"github.com/resilience-go/resilience/integrations/internal/testserver"
 )
 
@@ -28,47 +28,20 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// timeouts is a Timeout stage, and the results its observer was told of.
-// Put the Timeout itself in a guard, not the timeouts.
-type timeouts struct {
-	*resilience.Timeout
-	mu      sync.Mutex
-	results []resilience.TimeoutResult
-}
+// timeouts is a Timeout stage and the results its observer was told of.
+type timeouts = stagetest.Timeouts
 
-func newTimeout(name string, d time.Duration) *timeouts {
-	x := &timeouts{Timeout: must(resilience.NewTimeout(resilience.TimeoutConfig{Name: name, Duration: d}))}
-	x.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) {
-		x.mu.Lock()
-		defer x.mu.Unlock()
-		x.results = append(x.results, r)
-	}})
-	return x
-}
-
-func (x *timeouts) got() []resilience.TimeoutResult {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return slices.Clone(x.results)
-}
-
-func (x *timeouts) reset() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.results = nil
-}
+func newTimeout(name string, d time.Duration) *timeouts { return stagetest.Timeout(name, d) }
 
 func newGuard(stages ...resilience.Stage) *resilience.Guard {
-	return must(resilience.NewGuard(resilience.GuardConfig{Name: "redis", Stages: stages}))
+	return stagetest.Guard("redis", stages...)
 }
 
 func newRetry(retries int) *resilience.Retry {
-	return must(resilience.NewRetry(resilience.RetryConfig{Name: "redis", MaxRetries: retries, InitialBackoff: time.Millisecond}))
+	return stagetest.Retry("redis", retries, time.Millisecond)
 }
 
-func newBreaker() *resilience.Breaker {
-	return must(resilience.NewBreaker(resilience.BreakerConfig{Name: "redis", FailureThreshold: 100, OpenTimeout: time.Minute}))
-}
+func newBreaker() *resilience.Breaker { return stagetest.Breaker("redis") }
 
 // guardedClient returns a client for addr guarded by g, its read timeout longer
 // than the guards' limits, so that these cut the commands, and the counter
@@ -121,7 +94,7 @@ func TestTimeoutsAreCountedByTheGuardsTimeout(t *testing.T) {
 		}
 	}
 	want := []resilience.TimeoutResult{resilience.TimeoutExpired, resilience.TimeoutExpired}
-	if got := total.got(); !slices.Equal(got, want) {
+	if got := total.Got(); !slices.Equal(got, want) {
 		t.Errorf("the Timeout stage saw %v, want %v", got, want)
 	}
 }
@@ -141,8 +114,8 @@ func TestPerAttemptTimeoutRetriesAHungAttempt(t *testing.T) {
 	}
 	proxy.SlowExisting(600 * time.Millisecond)
 	a.n.Store(0)
-	total.reset()
-	attempt.reset()
+	total.Reset()
+	attempt.Reset()
 
 	start := time.Now()
 	v, err := rdb.Get(t.Context(), "k").Result()
@@ -154,10 +127,10 @@ func TestPerAttemptTimeoutRetriesAHungAttempt(t *testing.T) {
 		t.Errorf("GET: %d attempts, want 2", n)
 	}
 	want := []resilience.TimeoutResult{resilience.TimeoutExpired, resilience.TimeoutSucceeded}
-	if got := attempt.got(); !slices.Equal(got, want) {
+	if got := attempt.Got(); !slices.Equal(got, want) {
 		t.Errorf("per-attempt limit: %v, want %v", got, want)
 	}
-	if got := total.got(); !slices.Equal(got, want[1:]) {
+	if got := total.Got(); !slices.Equal(got, want[1:]) {
 		t.Errorf("total limit: %v, want %v", got, want[1:])
 	}
 	if took >= 5*time.Second {

@@ -13,42 +13,19 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/faultproxy"
+	"github.com/resilience-go/resilience/integrations/internal/stagetest"
 	"github.com/resilience-go/resilience/integrations/internal/testserver"
 )
 
 // newTimeout returns a Timeout of d whose time-outs are counted in n.
 func newTimeout(t *testing.T, name string, d time.Duration, n *atomic.Int32) *resilience.Timeout {
-	t.Helper()
-	tm, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: name, Duration: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != nil {
-		tm.Observe(resilience.TimeoutObserver{Done: func(r resilience.TimeoutResult) {
-			if r == resilience.TimeoutExpired {
-				n.Add(1)
-			}
-		}})
-	}
-	return tm
+	return stagetest.CountingTimeout(name, d, n)
 }
 
-func newBreaker(t *testing.T) *resilience.Breaker {
-	t.Helper()
-	b, err := resilience.NewBreaker(resilience.BreakerConfig{Name: "db", FailureThreshold: 100, OpenTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+func newBreaker(t *testing.T) *resilience.Breaker { return stagetest.Breaker("db") }
 
 func newRetry(t *testing.T, retries int) *resilience.Retry {
-	t.Helper()
-	r, err := resilience.NewRetry(resilience.RetryConfig{Name: "db", MaxRetries: retries, InitialBackoff: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return stagetest.Retry("db", retries, time.Millisecond)
 }
 
 // guarded returns a *sql.DB on base whose calls go through a guard of
