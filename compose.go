@@ -22,8 +22,9 @@ import (
 // Go has no generic methods, so the result type is fixed here, once per
 // chain, rather than on each stage.
 //
-// For panics if a stage is nil: a chain with a hole in it is a programming
-// error, best found when the chain is built.
+// For panics if a stage is nil, or if a RetryBudget does not sit right
+// inside a Retry: a chain with a hole in it is a programming error, best
+// found when the chain is built.
 func For[T any](stages ...Stage) Policy[T] {
 	var links []any
 	for i, s := range stages {
@@ -31,6 +32,9 @@ func For[T any](stages ...Stage) Policy[T] {
 			panic(fmt.Sprintf("resilience: For: stage %d is nil", i))
 		}
 		links = appendStage(links, s)
+	}
+	if err := checkBudgets(links); err != nil {
+		panic("resilience: For: " + err.Error())
 	}
 	return (*chain[T])(newLinks(links))
 }
@@ -110,7 +114,8 @@ var errNilStage = errors.New("resilience: Do called with a nil Stage")
 // Chains passed to Compose are flattened into the new one, so nesting costs
 // nothing at call time.
 //
-// Compose panics if a policy is nil.
+// Compose panics if a policy is nil, or if a RetryBudget does not sit
+// right inside a Retry.
 func Compose[T any](policies ...Policy[T]) Policy[T] {
 	var ls []any
 	for i, p := range policies {
@@ -124,6 +129,9 @@ func Compose[T any](policies ...Policy[T]) Policy[T] {
 			panic(fmt.Sprintf("resilience: Compose: policy %d is nil", i))
 		}
 		ls = append(ls, p)
+	}
+	if err := checkBudgets(ls); err != nil {
+		panic("resilience: Compose: " + err.Error())
 	}
 	return (*chain[T])(newLinks(ls))
 }

@@ -73,7 +73,14 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 			if g.breaker == nil {
 				g.breaker = l
 			}
+		case *RetryBudget:
+			if g.budget == nil {
+				g.budget = l
+			}
 		}
+	}
+	if err := checkBudgets(ls); err != nil {
+		return nil, err
 	}
 	if cfg.Classify != nil {
 		ls = append(ls, &classifier{classify: cfg.Classify})
@@ -114,6 +121,7 @@ type Guard struct {
 	timeout *Timeout
 	retry   *Retry
 	breaker *Breaker
+	budget  *RetryBudget
 	links   *links
 }
 
@@ -144,3 +152,7 @@ func (g *Guard) Retry() *Retry { return g.retry }
 // Breaker returns the guard's outermost circuit breaker, nil if it has
 // none: read its state, force it open, or share it with other chains.
 func (g *Guard) Breaker() *Breaker { return g.breaker }
+
+// RetryBudget returns the guard's outermost retry budget, nil if it has
+// none.
+func (g *Guard) RetryBudget() *RetryBudget { return g.budget }

@@ -32,6 +32,14 @@ type Preset struct {
 	// Retry configures retries of failed attempts. Nil: never retry.
 	Retry *RetryConfig
 
+	// RetryBudget, if set, bounds the retries of all calls together (see
+	// RetryBudget): it sits right inside the Retry, and needs one. Its
+	// Name defaults to Name. Every preset of package presets that retries
+	// sets it to the defaults (retries up to 20% of first attempts, plus
+	// 10 a second); set it to nil to let every call make all its retries
+	// whatever the others do.
+	RetryBudget *RetryBudgetConfig
+
 	// Breaker configures the circuit breaker each attempt goes through.
 	Breaker BreakerConfig
 
@@ -57,8 +65,9 @@ type Preset struct {
 
 // Build makes the policies of p, ready to guard calls to one dependency, or
 // returns an error naming every invalid field of every config. The guard
-// runs a call as Timeout → Retry → Breaker → AttemptTimeout → call (see
-// Guard), leaving out the Retry and the AttemptTimeout when they are nil.
+// runs a call as Timeout → Retry → RetryBudget → Breaker → AttemptTimeout
+// → call (see Guard), leaving out the Retry, the RetryBudget and the
+// AttemptTimeout when they are nil.
 func (p Preset) Build() (*Guard, error) {
 	var (
 		stages []Stage
@@ -77,6 +86,17 @@ func (p Preset) Build() (*Guard, error) {
 			errs = append(errs, err)
 		} else {
 			stages = append(stages, r)
+		}
+	}
+	if p.RetryBudget != nil {
+		bc := *p.RetryBudget
+		bc.Name = or(bc.Name, p.Name)
+		if p.Retry == nil {
+			errs = append(errs, &ConfigError{Field: "Preset.RetryBudget", Value: "set", Reason: "needs a Retry to ask it: set Retry, or leave RetryBudget nil"})
+		} else if b, err := NewRetryBudget(bc); err != nil {
+			errs = append(errs, err)
+		} else {
+			stages = append(stages, b)
 		}
 	}
 	p.Breaker.Name = or(p.Breaker.Name, p.Name)

@@ -205,12 +205,23 @@ func retryDo[T any](r *Retry, ctx context.Context, n next[T]) (T, error) {
 		var zero T
 		return zero, errRetryNotMade
 	}
+	var budget *RetryBudget
+	if n.c != nil {
+		if b, ok := n.c.link.(*RetryBudget); ok {
+			// The budget right inside the retry is run by the retry
+			// itself: it counts this first attempt, and is asked
+			// before each retry.
+			budget = b
+			n.c = (*chain[T])(n.c.rest)
+			b.first()
+		}
+	}
 	v, err := n.call(ctx)
 	if err == nil {
 		r.observe(1, nil)
 		return v, nil
 	}
-	v, attempts, err := retryAgain(r, ctx, n, v, err)
+	v, attempts, err := retryAgain(r, ctx, n, budget, v, err)
 	r.observe(attempts, err)
 	return v, err
 }
@@ -226,11 +237,12 @@ func (r *Retry) observe(attempts int, err error) {
 // retryAgain carries on after a first attempt that failed with v and err,
 // and returns the final result and the number of attempts made. Whatever
 // stops it, the result is the last attempt's.
-func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error) (T, int, error) {
+func retryAgain[T any](r *Retry, ctx context.Context, n next[T], budget *RetryBudget, v T, err error) (T, int, error) {
 	var (
 		b     backoff.ExponentialBackOff
 		begun bool        // b is made
 		timer *time.Timer // made for the first wait, reused for the others
+		actx  *attemptCtx // the context of the attempts from the second on
 	)
 	defer func() {
 		if timer != nil {
@@ -262,13 +274,20 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], v T, err error)
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
 			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline, deadline: deadline}
 		}
+		if budget != nil && !budget.withdraw() {
+			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryBudget}
+		}
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})
 		}
 		if ctxErr := sleep(ctx, delay, &timer); ctxErr != nil {
 			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
 		}
-		if v, err = n.call(ctx); err == nil {
+		if actx == nil {
+			actx = &attemptCtx{Context: ctx}
+		}
+		actx.n.Store(int32(min(attempt+1, math.MaxInt32)))
+		if v, err = n.call(actx); err == nil {
 			return v, attempt + 1, nil
 		}
 	}
@@ -355,8 +374,9 @@ type RetryError struct {
 	Attempts int
 	// Err is the error of the last attempt.
 	Err error
-	// Cause says why the policy stopped: ErrRetriesExhausted, ErrRetryDeadline,
-	// or the caller's context error when it ended during a backoff.
+	// Cause says why the policy stopped: ErrRetriesExhausted,
+	// ErrRetryDeadline, ErrRetryBudget, or the caller's context error when
+	// it ended during a backoff.
 	Cause error
 
 	deadline time.Time // with ErrRetryDeadline: the deadline the policy stopped before
@@ -370,6 +390,10 @@ var (
 	// context's deadline, so the policy did not wait for it. The
 	// *RetryError that carries it matches context.DeadlineExceeded too.
 	ErrRetryDeadline = errors.New("resilience: next retry would pass the deadline")
+	// ErrRetryBudget: the retry budget inside the policy (see
+	// RetryBudget) refused the next retry, since retries to the
+	// dependency were over its share of first attempts.
+	ErrRetryBudget = errors.New("resilience: retry budget spent")
 )
 
 // Error describes the error.
@@ -384,6 +408,8 @@ func (e *RetryError) Error() string {
 		why = "gave up"
 	case e.Cause == ErrRetryDeadline:
 		why = "stopped before the deadline"
+	case e.Cause == ErrRetryBudget:
+		why = "stopped by its budget"
 	case e.Cause != nil:
 		why = "stopped (" + e.Cause.Error() + ")"
 	default:

@@ -28,7 +28,11 @@
 // and, for all of them, a breaker that also opens at an error rate of 50%
 // over the last 100 calls (once 20 are in) and closes after 2 successful
 // probes, and retries that wait 100ms, doubling up to 10s, each wait
-// jittered by ±30%. The timeout bounds the whole call, retries included;
+// jittered by ±30%, within a retry budget: all calls' retries together
+// stay under 20% of their first attempts, plus 10 a second, over the last
+// 10s (resilience.RetryBudget), so that a dependency failing every call
+// sees about 1.2 attempts per call, not 4 or 6. Set RetryBudget to nil
+// on the config to turn the budget off. The timeout bounds the whole call, retries included;
 // the per-attempt limit, inside the breaker, cuts an attempt that hangs so
 // that the breaker counts it and a retry gets the rest of the time. See
 // resilience.Guard for the order the policies run in, and why, and
@@ -68,6 +72,10 @@ const (
 	InitialBackoff     = 100 * time.Millisecond // wait before the first retry
 	MaxBackoff         = 10 * time.Second       // longest wait between retries
 	BackoffMultiplier  = 2.0                    // growth of the wait per retry
+
+	RetryBudgetRatio        = 0.2              // retries allowed per first attempt, all calls together
+	RetryBudgetMinPerSecond = 10               // retries allowed each second whatever the ratio
+	RetryBudgetWindow       = 10 * time.Second // how far back a retry budget counts
 )
 
 // config builds a preset from the values that differ between presets;
@@ -95,6 +103,11 @@ func config(name string, timeout time.Duration, failures int, cooldown time.Dura
 			MaxBackoff:        MaxBackoff,
 			BackoffMultiplier: BackoffMultiplier,
 			Jitter:            true,
+		}
+		p.RetryBudget = &resilience.RetryBudgetConfig{
+			Ratio:        RetryBudgetRatio,
+			MinPerSecond: RetryBudgetMinPerSecond,
+			Window:       RetryBudgetWindow,
 		}
 	}
 	return p

@@ -43,6 +43,7 @@ func want(name string, timeout time.Duration, failures int, cooldown time.Durati
 			BackoffMultiplier: 2,
 			Jitter:            true,
 		}
+		p.RetryBudget = &resilience.RetryBudgetConfig{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}
 	}
 	return p
 }
@@ -99,10 +100,13 @@ func TestPresetValues(t *testing.T) {
 		if (g.Retry() == nil) != (tc.want.Retry == nil) {
 			t.Errorf("%s: Retry() = %v", tc.name, g.Retry())
 		}
-		// The order: Timeout → Retry → Breaker → AttemptTimeout.
+		// The order: Timeout → Retry → RetryBudget → Breaker → AttemptTimeout.
 		wantStages := []string{"timeout " + tc.want.Name}
 		if tc.want.Retry != nil {
-			wantStages = append(wantStages, "retry "+tc.want.Name)
+			wantStages = append(wantStages, "retry "+tc.want.Name, "retry_budget "+tc.want.Name)
+			if g.RetryBudget() == nil {
+				t.Errorf("%s: a preset that retries has no retry budget", tc.name)
+			}
 		}
 		wantStages = append(wantStages, "breaker "+tc.want.Name)
 		if a := tc.want.AttemptTimeout; a != nil {
