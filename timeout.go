@@ -143,7 +143,7 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 // timeoutCooperative runs n with a context that ends after d, and says how
 // the call ended; t is the stage it runs for, nil for WithTimeout.
 func timeoutCooperative[T any](ctx context.Context, t *Timeout, name string, d time.Duration, n next[T]) (T, TimeoutResult, error) {
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+	if deadline, ok := ctx.Deadline(); ok && sooner(deadline, d) {
 		// The caller's deadline comes first: it ends the call, and a timer
 		// of ours would never fire. The call runs under ctx itself, with
 		// the same results: the caller's error, unchanged, when its
@@ -462,3 +462,29 @@ func (h *holder) release() {
 		c()
 	}
 }
+
+// sooner reports whether deadline comes less than d from now, as
+// time.Until(deadline) < d does, mostly without reading the clock (which
+// costs more than the rest of a Timeout's check): clockFloor is a moment
+// already past, so a deadline less than d after it is certainly less than
+// d from now. Only when that does not settle it is the clock read, and
+// the floor moved up to now. The comparison is made on the monotonic
+// clock; a deadline that has no monotonic reading (made from a wall
+// time) is compared with time.Until.
+func sooner(deadline time.Time, d time.Duration) bool {
+	if deadline == deadline.Round(0) { // no monotonic reading
+		return time.Until(deadline) < d
+	}
+	at := deadline.Sub(clockBase)
+	if at-time.Duration(clockFloor.Load()) < d {
+		return true
+	}
+	now := time.Since(clockBase)
+	clockFloor.Store(int64(now)) // a racing store of an earlier moment is still a moment past
+	return at-now < d
+}
+
+var (
+	clockBase  = time.Now() // with a monotonic reading
+	clockFloor atomic.Int64 // a moment already past, as time since clockBase
+)
