@@ -198,6 +198,65 @@ func BenchmarkTimeout(b *testing.B) {
 	})
 }
 
+// BenchmarkTimeoutSoonerDeadline: a time limit of a minute around a call
+// whose caller's context already ends sooner, in 30s, as a caller's own
+// limit often does. The caller's deadline is the one that counts: a
+// library need build no timer of its own.
+func BenchmarkTimeoutSoonerDeadline(b *testing.B) {
+	sooner, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ours := resilience.For[int](must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Minute})))
+	fs := failsafe.With[int](timeout.New[int](time.Minute))
+	run(b, []lib{
+		{"resilience", func() { ours.Do(sooner, noopCtx) }},
+		{"failsafe-go", func() { fs.WithContext(sooner).Get(noop) }},
+		{"context.WithTimeout", func() {
+			c, cancel := context.WithTimeout(sooner, time.Minute)
+			noopCtx(c)
+			cancel()
+		}},
+	})
+}
+
+// BenchmarkBreakerCapturingClosure: a closed breaker around the call a user
+// really writes, a closure that captures its arguments.
+func BenchmarkBreakerCapturingClosure(b *testing.B) {
+	br := must(resilience.NewBreaker(resilience.BreakerConfig{}))
+	fs := failsafe.With[int](circuitbreaker.NewWithDefaults[int]())
+	gb := gobreaker.NewCircuitBreaker[int](gobreaker.Settings{})
+	gr := breaker.New(5, 2, time.Minute)
+	// Each call captures a value of its own, as a user's call captures
+	// its arguments.
+	run(b, []lib{
+		{"resilience", func() {
+			id := 1
+			resilience.Do(ctx, br, func(context.Context) (int, error) { return id, nil })
+		}},
+		{"resilience-Allow+Done", func() {
+			id := 1
+			fn := func(context.Context) (int, error) { return id, nil }
+			if permit, err := br.Allow(ctx); err == nil {
+				_, err = fn(ctx)
+				permit.Done(err)
+			}
+		}},
+		{"failsafe-go", func() { id := 1; fs.Get(func() (int, error) { return id, nil }) }},
+		{"gobreaker", func() { id := 1; gb.Execute(func() (int, error) { return id, nil }) }},
+		{"go-resiliency", func() {
+			id := 1
+			gr.Run(func() error { return errorIf(id == 0) })
+		}},
+	})
+}
+
+// errorIf returns errFail if fail is set, nil otherwise.
+func errorIf(fail bool) error {
+	if fail {
+		return errFail
+	}
+	return nil
+}
+
 // BenchmarkCompose: timeout, retry and breaker, the first outermost, around
 // a call that succeeds. Peers without a way to compose are composed by
 // hand, as a user would.
