@@ -293,9 +293,14 @@ func TestRetryBudgetConfig(t *testing.T) {
 			t.Errorf("%+v: %v, want an error naming %s", tc.cfg, err, tc.field)
 		}
 	}
-	p := resilience.Preset{Name: "x", Timeout: resilience.TimeoutConfig{Duration: time.Second}, RetryBudget: &resilience.RetryBudgetConfig{}}
-	if _, err := p.Build(); !errors.Is(err, resilience.ErrInvalidConfig) || !strings.Contains(err.Error(), "Preset.RetryBudget") {
-		t.Errorf("a preset with a budget and no retry: %v, want an error naming Preset.RetryBudget", err)
+	p := resilience.Preset{Name: "x", Timeout: resilience.TimeoutConfig{Duration: time.Second}, RetryBudget: &resilience.RetryBudgetConfig{Ratio: -1}}
+	if g, err := p.Build(); err != nil || g.RetryBudget() != nil {
+		t.Errorf("a preset with a budget and no retry: %v, budget %v; want it built without the budget, which nothing would ask", err, g.RetryBudget())
+	}
+	r := resilience.RetryConfig{MaxRetries: 1}
+	p.Retry = &r
+	if _, err := p.Build(); !errors.Is(err, resilience.ErrInvalidConfig) || !strings.Contains(err.Error(), "RetryBudgetConfig.Ratio") {
+		t.Errorf("a preset with a bad budget: %v, want an error naming RetryBudgetConfig.Ratio", err)
 	}
 }
 

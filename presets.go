@@ -33,8 +33,10 @@ type Preset struct {
 	Retry *RetryConfig
 
 	// RetryBudget, if set, bounds the retries of all calls together (see
-	// RetryBudget): it sits right inside the Retry, and needs one. Its
-	// Name defaults to Name. Every preset of package presets that retries
+	// RetryBudget): it sits right inside the Retry. With Retry nil there
+	// is nothing to bound, and Build leaves it out, so that setting Retry
+	// to nil is all it takes to turn retries off. Its Name defaults to
+	// Name. Every preset of package presets that retries
 	// sets it to the defaults (retries up to 20% of first attempts, plus
 	// 10 a second); set it to nil to let every call make all its retries
 	// whatever the others do.
@@ -88,12 +90,10 @@ func (p Preset) Build() (*Guard, error) {
 			stages = append(stages, r)
 		}
 	}
-	if p.RetryBudget != nil {
+	if p.RetryBudget != nil && p.Retry != nil {
 		bc := *p.RetryBudget
 		bc.Name = or(bc.Name, p.Name)
-		if p.Retry == nil {
-			errs = append(errs, &ConfigError{Field: "Preset.RetryBudget", Value: "set", Reason: "needs a Retry to ask it: set Retry, or leave RetryBudget nil"})
-		} else if b, err := NewRetryBudget(bc); err != nil {
+		if b, err := NewRetryBudget(bc); err != nil {
 			errs = append(errs, err)
 		} else {
 			stages = append(stages, b)
