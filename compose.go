@@ -90,6 +90,14 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 		if s != nil {
 			c.link = s
 		}
+	case *Throttler:
+		if s != nil {
+			c.link = s
+		}
+	case *RateLimiter:
+		if s != nil {
+			c.link = s
+		}
 	default:
 		if !isNil(s) {
 			c.link = s
@@ -202,6 +210,10 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 			return bulkheadDoLending(l, ctx, n)
 		}
 		return bulkheadDo(l, ctx, n)
+	case *Throttler:
+		return throttleDo(l, ctx, n)
+	case *RateLimiter:
+		return rateLimitDo(l, ctx, n)
 	case *Fallback[T]:
 		return l.run(ctx, n)
 	case *classifier:
