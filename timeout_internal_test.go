@@ -15,7 +15,7 @@ func TestSoonerDecidesAsTimeUntil(t *testing.T) {
 	for i := range 2000 {
 		// A floor anywhere from an hour before the process began to now.
 		clockFloor.Store(int64(time.Since(clockBase)) - rand.Int64N(int64(time.Hour)))
-		d := time.Duration(1+rand.Int64N(int64(2*time.Hour)))
+		d := time.Duration(1 + rand.Int64N(int64(2*time.Hour)))
 		// A deadline from an hour ago to three hours ahead, kept 50ms
 		// away from now+d, so that the time the test takes cannot move it
 		// across.
