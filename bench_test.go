@@ -226,6 +226,50 @@ func BenchmarkGuard(b *testing.B) {
 	})
 }
 
+// BenchmarkGuardTimer: a guard's time limits beside what they are built
+// on. A guard of a Timeout and a Breaker against one context.WithTimeout
+// and its cancel; the gRPC preset's guard (a total and a per-attempt
+// limit, a retry and its budget, a breaker) against two nested ones.
+// Goal: within 1.1x.
+func BenchmarkGuardTimer(b *testing.B) {
+	ctx := context.Background()
+	b.Run("impl=context.WithTimeout", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tctx, cancel := context.WithTimeout(ctx, time.Second)
+			noop(tctx)
+			cancel()
+		}
+	})
+	g := must(resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{
+		must(resilience.NewTimeout(resilience.TimeoutConfig{Duration: time.Second})),
+		must(resilience.NewBreaker(resilience.BreakerConfig{})),
+	}}))
+	b.Run("impl=guard", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.Do(ctx, g, noop)
+		}
+	})
+	b.Run("impl=context.WithTimeout-nested", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			actx, acancel := context.WithTimeout(tctx, 10*time.Second)
+			noop(actx)
+			acancel()
+			cancel()
+		}
+	})
+	grpc := presets.GRPC()
+	b.Run("impl=grpc-preset", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.Do(ctx, grpc, noop)
+		}
+	})
+}
+
 // BenchmarkRetryFailsTwice: a retry policy around a call that fails twice
 // and then succeeds, with the shortest waits.
 func BenchmarkRetryFailsTwice(b *testing.B) {
