@@ -128,6 +128,23 @@ func rejectBreaker(b *resilience.Breaker) func() {
 	return b.Reset
 }
 
+// statsObserver observes an Observable stage through its Stats: the calls
+// it counted with the given result.
+func statsObserver(result string) func(resilience.Stage) func() int {
+	return func(s resilience.Stage) func() int {
+		count := func() int {
+			for _, c := range s.(resilience.Observable).Stats().Calls {
+				if c.Result == result {
+					return int(c.N)
+				}
+			}
+			return -1
+		}
+		before := count()
+		return func() int { return count() - before }
+	}
+}
+
 func conformanceTable() []conformance {
 	timeoutObserver := func(s resilience.Stage) func() int {
 		var n atomic.Int64
@@ -174,6 +191,20 @@ func conformanceTable() []conformance {
 		}})),
 			func(s resilience.Stage) func() int { return observeBreaker(guardBreaker(s)) },
 			func(s resilience.Stage) func() { return rejectBreaker(guardBreaker(s)) }, 30},
+		{"throttle", must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "th"})), statsObserver("admitted"), nil, 30},
+		// A rate limiter turns away a call whose context has ended without
+		// taking a token: it sees the panicking call, the 3 after it and
+		// the last.
+		{"rate_limit", must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "rl", Rate: 1e9})), statsObserver("admitted"), nil, 5},
+		{"guard", must(resilience.NewGuard(resilience.GuardConfig{Name: "gc", Stages: []resilience.Stage{
+			must(resilience.NewRetry(resilience.RetryConfig{Name: "gc", MaxRetries: 2, InitialBackoff: time.Millisecond})),
+			must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Name: "gc"})),
+			must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "gc", Rate: 1e9})),
+			must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "gc"})),
+			must(resilience.NewBreaker(resilience.BreakerConfig{Name: "gc"})),
+		}})),
+			func(s resilience.Stage) func() int { return observeBreaker(guardBreaker(s)) },
+			func(s resilience.Stage) func() { return rejectBreaker(guardBreaker(s)) }, 5}, // the rate limiter stops the cancelled calls
 		{"counting", &counting{name: "c"},
 			func(s resilience.Stage) func() int {
 				c := s.(*counting)

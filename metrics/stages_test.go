@@ -13,6 +13,7 @@ import (
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/metrics"
+	"github.com/resilience-go/resilience/presets"
 )
 
 // limiter is a stage of a kind metrics knows nothing of: it admits a
@@ -223,5 +224,52 @@ func TestInstrumentReadsStagesOutsideItsLock(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Instrument deadlocked: it called Stats under its own lock")
+	}
+}
+
+// TestOverloadStagesHaveSeries: the retry budget of every preset that
+// retries, a throttler and a rate limiter have their series as soon as
+// their guard is instrumented, with no code of their own here.
+func TestOverloadStagesHaveSeries(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := must(metrics.New(reg))
+	cfg := presets.ExternalHTTPConfig()
+	cfg.Retry.NoBackoff, cfg.Retry.InitialBackoff, cfg.Retry.BackoffMultiplier, cfg.Retry.Jitter = true, 0, 0, false
+	g := must(cfg.Build())
+	throttle := must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "search"}))
+	limit := must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "search", Rate: 1, Burst: 1}))
+	if err := m.Instrument(g, throttle, limit); err != nil {
+		t.Fatal(err)
+	}
+	// One call that fails on every attempt: 1 first attempt, and retries
+	// from the budget's floor of 10 a second over its 10s window.
+	resilience.Do(context.Background(), g, func(context.Context) (int, error) { return 0, errors.New("down") })
+	resilience.Do(context.Background(), throttle, ok)
+	resilience.Do(context.Background(), limit, ok)
+	resilience.Do(context.Background(), limit, ok)
+	want := `
+# HELP resilience_retry_budget_calls_total Calls through retry_budget stages, by how they ended.
+# TYPE resilience_retry_budget_calls_total counter
+resilience_retry_budget_calls_total{name="external-http",result="first"} 1
+resilience_retry_budget_calls_total{name="external-http",result="refused"} 0
+resilience_retry_budget_calls_total{name="external-http",result="retried"} 5
+# HELP resilience_throttle_calls_total Calls through throttle stages, by how they ended.
+# TYPE resilience_throttle_calls_total counter
+resilience_throttle_calls_total{name="search",result="admitted"} 1
+resilience_throttle_calls_total{name="search",result="rejected"} 0
+# HELP resilience_rate_limit_calls_total Calls through rate_limit stages, by how they ended.
+# TYPE resilience_rate_limit_calls_total counter
+resilience_rate_limit_calls_total{name="search",result="admitted"} 1
+resilience_rate_limit_calls_total{name="search",result="rejected"} 1
+resilience_rate_limit_calls_total{name="search",result="waited"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"resilience_retry_budget_calls_total", "resilience_throttle_calls_total", "resilience_rate_limit_calls_total"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"resilience_retry_budget_retries_left", "resilience_throttle_reject_probability", "resilience_rate_limit_tokens"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 1 {
+			t.Errorf("%s: %d series, %v; want 1", name, n, err)
+		}
 	}
 }
