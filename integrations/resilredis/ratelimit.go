@@ -30,6 +30,7 @@ const (
 
 // ErrRateLimited matches the rejection of a call by a RateLimiter over its
 // quota (see RateLimitedError). Such a rejection matches
+// resilience.ErrRateLimited, as a local limiter's does, and
 // resilience.ErrRejected too: the call did not run, and no retry repeats it.
 var ErrRateLimited = errors.New("resilredis: rate limit exceeded")
 
@@ -516,7 +517,7 @@ func (e *RateLimitedError) Error() string {
 
 // Is reports whether target is ErrRateLimited or resilience.ErrRejected.
 func (e *RateLimitedError) Is(target error) bool {
-	return target == ErrRateLimited || target == resilience.ErrRejected
+	return target == ErrRateLimited || target == resilience.ErrRateLimited || target == resilience.ErrRejected
 }
 
 // RetryAfter returns Delay, for code that tells its own callers when to

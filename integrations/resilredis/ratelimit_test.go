@@ -570,7 +570,7 @@ func TestRateLimiterIsAStage(t *testing.T) {
 	calls := 0
 	for i := range 2 {
 		_, err := resilience.Do(ctx, g, func(context.Context) (int, error) { calls++; return 1, nil })
-		if want := i == 1; errors.Is(err, ErrRateLimited) != want || errors.Is(err, resilience.ErrRejected) != want {
+		if want := i == 1; errors.Is(err, ErrRateLimited) != want || errors.Is(err, resilience.ErrRateLimited) != want || errors.Is(err, resilience.ErrRejected) != want {
 			t.Errorf("call %d through a guard: %v", i, err)
 		}
 	}
