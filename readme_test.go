@@ -223,6 +223,49 @@ func readmeOwnStage(ctx context.Context) error {
 	return nil
 }
 
+func readmeCallers(timeout *resilience.Timeout, retry *resilience.Retry, breaker *resilience.Breaker) (*resilience.Guard, error) {
+	budget, err1 := resilience.NewRetryBudget(resilience.RetryBudgetConfig{Name: "search"}) // 20% of first attempts, plus 10 a second
+	limit, err2 := resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "search", Rate: 100, MaxWait: 50 * time.Millisecond})
+	throttle, err3 := resilience.NewThrottler(resilience.ThrottlerConfig{Name: "search"}) // K = 2, over 2 minutes
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, err
+	}
+	// The budget goes right inside the retry; each attempt takes a token and
+	// counts for the throttler; the breaker is innermost.
+	return resilience.NewGuard(resilience.GuardConfig{Name: "search", Stages: []resilience.Stage{
+		timeout, retry, budget, limit, throttle, breaker,
+	}})
+}
+
+// TestREADMECallers runs the guard of the README's "Protecting a
+// dependency from its callers": against a dependency that fails every
+// call, 3 retries a call make about 1.2 attempts a call, not 4.
+func TestREADMECallers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		search, err := readmeCallers(
+			must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "search", Duration: 2 * time.Second})),
+			must(resilience.NewRetry(resilience.RetryConfig{Name: "search", MaxRetries: 3, NoBackoff: true})),
+			must(resilience.NewBreaker(resilience.BreakerConfig{Name: "search", FailureThreshold: 1 << 20, ErrorRateThreshold: 1})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(search.Stages()); got != 6 || search.RetryBudget() == nil {
+			t.Fatalf("%d stages, budget %v; want 6, with the budget", got, search.RetryBudget())
+		}
+		const calls = 2000
+		attempts := 0
+		for range calls {
+			resilience.Do(context.Background(), search, func(context.Context) (int, error) { attempts++; return 0, errUnavailable })
+			time.Sleep(10 * time.Millisecond) // 100 calls a second: the rate limit's
+		}
+		// 20s of calls: 20% of 2000, plus the floor's 10 a second and the
+		// window's 100 at the start.
+		if perCall, most := float64(attempts)/calls, 1.2+float64(10*20+100)/calls; perCall > most {
+			t.Errorf("%.3f attempts per call, want at most %.3f", perCall, most)
+		}
+	})
+}
+
 func Example_readme() {
 	ctx := context.Background()
 	readmeQuickStart(ctx, "hello")
