@@ -2,6 +2,20 @@
 // package resilience: a RoundTripper that runs each request through a
 // Guard, any Guard, every stage of it in order, and a middleware that
 // sheds load with a Bulkhead.
+//
+// Between services that both use it, each hop says two things. A
+// Transport sends each request's attempt number (AttemptHeader), which
+// Server hands to the handler (resilience.CallerAttempt). And a handler
+// whose own call to a dependency gave up answers with WriteGaveUp, whose
+// PushbackHeader of -1 tells the Transports calling it not to retry:
+// only the layer right above an overloaded service retries it. With two
+// layers that retry twice each, a request from the top then costs the
+// overloaded service 3 attempts, not 9:
+//
+//	client -> A (Transport, 2 retries) -> B (overloaded)
+//
+// Wire counts the calls and attempts sent with a guard, for package
+// metrics.
 package resilhttp
 
 import (
@@ -79,10 +93,24 @@ func IsFailureStatus(resp *http.Response) bool {
 // response sets the wait before the next attempt, capped by the retry
 // policy's MaxBackoff.
 //
+// A 429 or a 503 is marked resilience.Overloaded as well, for the
+// stages that count the answers of an overloaded dependency (an adaptive
+// throttler); errors.Is and errors.As see through the mark, and retrying
+// and counting are as for any failure. A failed response with a
+// PushbackHeader of -1 is a permanent failure: never retried, counted by
+// the breaker. A pushback of zero or more milliseconds sets the wait
+// before the next attempt, in place of a Retry-After.
+//
+// Each attempt's request carries AttemptHeader, its attempt number; the
+// caller's request is not changed (each attempt is sent with a copy of
+// its header). The attempts sent and the calls made are counted in the
+// guard's Wire.
+//
 // A failed response about to be retried is drained and closed first, so
 // that its connection goes back to the pool. When no retry is left, the
 // last response is returned as it came, with a nil error, as
-// http.Transport returns any response: check its StatusCode. A request
+// http.Transport returns any response: check its StatusCode, or
+// ResponseError, which gives the guard's error for it. A request
 // that a stage refused to send (an open breaker, a full bulkhead) fails
 // with the stage's error, which matches resilience.ErrRejected; one that
 // a time limit of the guard ended, with the *resilience.TimeoutError of
@@ -102,6 +130,7 @@ func IsFailureStatus(resp *http.Response) bool {
 type Transport struct {
 	base      http.RoundTripper
 	guard     *resilience.Guard
+	wire      *outcome.Wire // the guard's
 	unsafe    bool
 	isFailure func(*http.Response) bool
 }
@@ -116,6 +145,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	t := &Transport{
 		base:      cfg.Base,
 		guard:     cfg.Guard,
+		wire:      outcome.WireOf(cfg.Guard),
 		unsafe:    cfg.RetryUnsafe,
 		isFailure: cfg.IsFailure,
 	}
@@ -129,10 +159,45 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 }
 
 // statusError is how a failed response travels through the policies, so
-// that the breaker counts it and the retry policy sees it.
-type statusError struct{ resp *http.Response }
+// that the breaker counts it and the retry policy sees it. It holds
+// nothing of the response but its status: ResponseError keeps it for as
+// long as the response lives, no longer.
+type statusError struct {
+	status  string
+	attempt int // which attempt of the round trip it answered, from 1
+}
 
-func (e *statusError) Error() string { return "resilhttp: server answered " + e.resp.Status }
+func (e *statusError) Error() string { return "resilhttp: server answered " + e.status }
+
+// failure is the error that resp, a failed response to attempt number
+// attempt, travels through the guard as: marked resilience.Overloaded for
+// a 429 or a 503, permanent when its PushbackHeader says not to retry,
+// and carrying the wait of its PushbackHeader or, failing that, of its
+// Retry-After.
+func failure(resp *http.Response, attempt int) error {
+	var err error = &statusError{status: resp.Status, attempt: attempt}
+	if code := resp.StatusCode; code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+		err = resilience.Overloaded(err)
+	}
+	if wait, retry, ok := outcome.Pushback(resp.Header.Values(PushbackHeader)); ok {
+		if !retry {
+			return resilience.Permanent(&outcome.NoRetry{Err: err})
+		}
+		return resilience.RetryAfter(err, wait)
+	}
+	if d, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
+		err = resilience.RetryAfter(err, d)
+	}
+	return err
+}
+
+// answers reports whether err is the failed response to attempt number
+// attempt, or wraps it. (Its variable, which escapes, is made only for an
+// error.)
+func answers(err error, attempt int) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.attempt == attempt
+}
 
 // RoundTrip sends req through the guard. See Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -154,6 +219,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			pending = nil
 		}
 		r := req.WithContext(ctx)
+		r.Header = withAttempt(req.Header, resilience.Attempt(ctx))
 		if attempt > 0 && req.GetBody != nil {
 			body, err := req.GetBody()
 			if err != nil {
@@ -162,6 +228,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		attempt++
+		t.wire.Sent(attempt)
 		resp, err := t.base.RoundTrip(r)
 		if err != nil {
 			return nil, err
@@ -171,14 +238,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		bufferBody(resp)
 		pending = resp
-		var failed error = &statusError{resp}
-		if d, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-			failed = resilience.RetryAfter(failed, d)
-		}
-		return resp, failed
+		return resp, failure(resp, attempt)
 	})
 
-	var se *statusError
 	switch {
 	case err == nil:
 		if resp == nil {
@@ -191,9 +253,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The caller gave up: nothing more is returned.
 		resp = nil
 		err = parent.Err()
-	case errors.As(err, &se) && se.resp == pending:
-		// No retry left: the last answer is the caller's, as it came.
-		resp, err = se.resp, nil
+	case pending != nil && answers(err, attempt):
+		// No retry left: the last answer is the caller's, as it came, and
+		// the guard's error is ResponseError's.
+		remember(pending, err)
+		resp, err = pending, nil
 	default:
 		// A stage's error (a time-out, a rejection) or Base's.
 		resp = nil
@@ -202,6 +266,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		discard(pending)
 	}
 	if attempt == 0 {
+		t.wire.Unsent()
 		closeBody(req) // never sent (a stage refused it): Base did not close it
 	}
 	if resp == nil {

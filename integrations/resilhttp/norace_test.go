@@ -1,0 +1,5 @@
+//go:build !race
+
+package resilhttp
+
+const raceEnabled = false
