@@ -9,6 +9,7 @@ require (
 	github.com/eapache/go-resiliency v1.7.0
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/resilience-go/resilience v0.2.0
+	github.com/resilience-go/resilience/integrations v0.2.0
 	github.com/sony/gobreaker/v2 v2.4.0
 )
 
