@@ -26,7 +26,8 @@ import (
 // would count them as one. With grpc.WithDisableRetry, one attempt of the
 // guard is one attempt on the server. gRPC's transparent retry, which
 // grpc.WithDisableRetry leaves on, resends only an attempt that never
-// reached the server's application, once.
+// reached the server's application, once; the guard's Wire does not
+// count those (see Wire).
 //
 // It returns an error if g is nil, the zero Guard, or has a time limit
 // that abandons calls (TimeoutConfig.Abandon).

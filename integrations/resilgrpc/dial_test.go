@@ -3,9 +3,11 @@ package resilgrpc
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/resilience-go/resilience"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,18 +30,16 @@ const retryConfig = `{"methodConfig": [{
 }]}`
 
 // attempts is a TestService that fails every call with Unavailable and
-// counts the attempts that reach it, and those that grpc-go marked as its
-// own retries (the grpc-previous-rpc-attempts header).
+// records the grpc-previous-rpc-attempts header of each attempt that
+// reaches it: the guard's retries send one, and grpc-go's own another.
 type attempts struct {
 	testgrpc.UnimplementedTestServiceServer
-	calls, retried chan struct{}
+	calls chan []string
 }
 
 func (s *attempts) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	s.calls <- struct{}{}
-	if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("grpc-previous-rpc-attempts")) > 0 {
-		s.retried <- struct{}{}
-	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	s.calls <- md.Get("grpc-previous-rpc-attempts")
 	return nil, status.Error(codes.Unavailable, "down")
 }
 
@@ -51,43 +51,46 @@ func (s *attempts) StreamingOutputCall(_ *testgrpc.StreamingOutputCallRequest, s
 // Under a service config whose retry policy retries UNAVAILABLE, grpc-go
 // retries inside the interceptor: with the options of DialOptions, one
 // attempt of the guard is one attempt on the server, for unary calls and
-// streams; with the interceptors alone, each guard attempt is 4.
+// streams, and each retry carries the guard's count of the attempts
+// before it, alone; with the interceptors alone, each guard attempt is 4.
 func TestDialOptionsLeaveTheRetryToTheGuard(t *testing.T) {
-	srv := &attempts{calls: make(chan struct{}, 100), retried: make(chan struct{}, 100)}
+	srv := &attempts{calls: make(chan []string, 100)}
 	lis := startService(t, srv)
-	count := func(c chan struct{}) int {
-		n := 0
+	seen := func() (got [][]string) {
 		for {
 			select {
-			case <-c:
-				n++
+			case v := <-srv.calls:
+				got = append(got, v)
 			default:
-				return n
+				return got
 			}
 		}
 	}
 	const retries = 2 // the guard's: 3 attempts
+
+	// What each of them carries.
+	guardOnly := [][]string{nil, {"1"}, {"2"}}
 	for _, tc := range []struct {
 		name    string
-		opts    func(t *testing.T) []grpc.DialOption
+		opts    func(t *testing.T, g *resilience.Guard) []grpc.DialOption
 		perCall int
 	}{
-		{"DialOptions", func(t *testing.T) []grpc.DialOption {
-			opts, err := DialOptions(guard(t, retries, 100))
+		{"DialOptions", func(t *testing.T, g *resilience.Guard) []grpc.DialOption {
+			opts, err := DialOptions(g)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return opts
 		}, retries + 1},
-		{"interceptors alone", func(t *testing.T) []grpc.DialOption {
-			g := guard(t, retries, 100)
+		{"interceptors alone", func(t *testing.T, g *resilience.Guard) []grpc.DialOption {
 			unary, _ := UnaryClientInterceptor(g)
 			stream, _ := StreamClientInterceptor(g)
 			return []grpc.DialOption{grpc.WithChainUnaryInterceptor(unary), grpc.WithChainStreamInterceptor(stream)}
 		}, (retries + 1) * 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := append(tc.opts(t), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			g := guard(t, retries, 100)
+			opts := append(tc.opts(t, g), grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithDefaultServiceConfig(retryConfig))
 			conn, err := grpc.NewClient(lis, opts...)
 			if err != nil {
@@ -101,9 +104,9 @@ func TestDialOptionsLeaveTheRetryToTheGuard(t *testing.T) {
 			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("unary: err = %v, want Unavailable", err)
 			}
-			if n, r := count(srv.calls), count(srv.retried); n != tc.perCall || (tc.perCall == retries+1 && r != 0) {
-				t.Errorf("unary: %d attempts reached the server (%d of them grpc-go's retries) for %d attempts of the guard, want %d",
-					n, r, retries+1, tc.perCall)
+			if got := seen(); len(got) != tc.perCall || tc.perCall == retries+1 && !slices.EqualFunc(got, guardOnly, slices.Equal) {
+				t.Errorf("unary: %d attempts reached the server (carrying %q) for %d attempts of the guard, want %d (carrying %q)",
+					len(got), got, retries+1, tc.perCall, guardOnly)
 			}
 
 			s, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{})
@@ -113,9 +116,14 @@ func TestDialOptionsLeaveTheRetryToTheGuard(t *testing.T) {
 			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("stream: err = %v, want Unavailable", err)
 			}
-			if n, r := count(srv.calls), count(srv.retried); n != tc.perCall || (tc.perCall == retries+1 && r != 0) {
-				t.Errorf("stream: %d attempts reached the server (%d of them grpc-go's retries) for %d attempts of the guard, want %d",
-					n, r, retries+1, tc.perCall)
+			if got := seen(); len(got) != tc.perCall || tc.perCall == retries+1 && !slices.EqualFunc(got, guardOnly, slices.Equal) {
+				t.Errorf("stream: %d attempts reached the server (carrying %q) for %d attempts of the guard, want %d (carrying %q)",
+					len(got), got, retries+1, tc.perCall, guardOnly)
+			}
+
+			// The wire counts the guard's attempts, not grpc-go's.
+			if w := Wire(g).Stats(); w.Calls[0].N != 2 || w.Calls[1].N != 2*(retries+1) {
+				t.Errorf("the wire counted %v, want 2 calls and %d attempts", w.Calls, 2*(retries+1))
 			}
 		})
 	}

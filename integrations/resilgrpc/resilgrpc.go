@@ -23,6 +23,22 @@
 //		Name:   "users",
 //		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
 //	})
+//
+// Between services that both use it, each hop says two things, in gRFC
+// A6's words. The client interceptors send each retry's count of the
+// attempts before it (PreviousAttemptsKey), which the server's hop
+// interceptors (ServerOptions) hand to the handler
+// (resilience.CallerAttempt). And a handler whose own call to a
+// dependency gave up returns that call's error: the hop interceptors
+// answer codes.Unavailable with the trailer PushbackKey of -1, which the
+// client interceptors calling it never retry. Only the layer right above
+// an overloaded service retries it: with two layers that retry twice
+// each, a call from the top costs it 3 attempts, not 9.
+//
+//	srv := grpc.NewServer(resilgrpc.ServerOptions()...)
+//
+// Wire counts the calls and attempts sent with a guard, for package
+// metrics.
 package resilgrpc
 
 import (
@@ -69,8 +85,10 @@ func IsRetryable(code codes.Code) bool {
 
 // classify turns what a call returned into what the policies see: nil for
 // an answer from a working server, an error for a failure, marked
-// permanent when it is not worth retrying.
-func classify(ctx context.Context, err error) error {
+// resilience.Overloaded for Unavailable and ResourceExhausted, and
+// permanent when it is not worth retrying or the server's pushback says
+// not to retry. A pushback wait sets the delay before the next attempt.
+func classify(ctx context.Context, err error, pb pushback) error {
 	if err == nil {
 		return nil
 	}
@@ -80,11 +98,20 @@ func classify(ctx context.Context, err error) error {
 		return &outcome.Failure{Err: err, CtxErr: ctx.Err()}
 	case !IsFailure(code):
 		return nil
-	case IsRetryable(code):
-		return &outcome.Failure{Err: err}
-	default:
-		return resilience.Permanent(&outcome.Failure{Err: err})
 	}
+	var f error = &outcome.Failure{Err: err}
+	if code == codes.Unavailable || code == codes.ResourceExhausted {
+		f = resilience.Overloaded(f)
+	}
+	switch {
+	case pb.ok && !pb.retry:
+		return resilience.Permanent(&outcome.NoRetry{Err: f})
+	case !IsRetryable(code):
+		return resilience.Permanent(f)
+	case pb.ok:
+		return resilience.RetryAfter(f, pb.wait)
+	}
+	return f
 }
 
 // PolicyError is the error of a call that the policies ended: cut by a
@@ -147,16 +174,27 @@ func (e *PolicyError) GRPCStatus() *status.Status {
 }
 
 // result is what the caller gets: the call's own error when the policies
-// ran it to the end, or theirs as a *PolicyError.
+// ran it to the end, or theirs as a *PolicyError. A call whose retries
+// gave up, or that its server said not to retry, gets the call's own
+// error with the policies' behind it (a *stoppedError).
 func result(err, answered error) error {
-	err = outcome.Result(err, answered)
+	out := outcome.Result(err, answered)
 	switch {
-	case errors.Is(err, resilience.ErrTimeout):
-		return &PolicyError{Code: codes.DeadlineExceeded, Err: err}
-	case errors.Is(err, resilience.ErrRejected):
-		return &PolicyError{Code: codes.Unavailable, Err: err}
+	case errors.Is(out, resilience.ErrTimeout):
+		return &PolicyError{Code: codes.DeadlineExceeded, Err: out}
+	case errors.Is(out, resilience.ErrRejected):
+		return &PolicyError{Code: codes.Unavailable, Err: out}
 	}
-	return err
+	if err != nil && outcome.DontRetry(err) && isFailure(err) { // and out is the Failure's Err
+		return &stoppedError{err: out, policy: err}
+	}
+	return out
+}
+
+// isFailure reports whether err is a failed attempt's, or wraps one.
+func isFailure(err error) bool {
+	var f *outcome.Failure
+	return errors.As(err, &f)
 }
 
 // checkBulkhead refuses a nil bulkhead, and one not made by
@@ -185,21 +223,50 @@ func checkGuard(fn string, g *resilience.Guard) error {
 // within the total limit. A call that must not be sent twice is made with
 // resilience.AtMostOnce(ctx): no stage repeats it, whatever failed.
 //
+// Unavailable and ResourceExhausted are marked resilience.Overloaded as
+// well, for the stages that count the answers of an overloaded server (an
+// adaptive throttler); errors.Is and errors.As see through the mark, and
+// retrying and counting are as for any failure. A failure whose trailer
+// PushbackKey is -1 is permanent: never retried, counted by the breaker.
+// Each retry carries PreviousAttemptsKey. The calls and the attempts
+// handed to grpc-go are counted in the guard's Wire.
+//
 // A call the policies end returns a *PolicyError; otherwise the call's own
-// error comes back as it was. It returns an error if g is nil, the zero
+// error comes back: as it was, or, when the guard's retry gave up on it
+// or the server said not to retry it, with the guard's error behind it,
+// for resilience.GaveUp and errors.Is (its text, and the status that
+// status.FromError and status.Code read, are the server's). A server that
+// returns it from a handler under UnaryServerHopInterceptor tells its own
+// clients not to retry. It returns an error if g is nil, the zero
 // Guard, or has a time limit that abandons calls (TimeoutConfig.Abandon).
 func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, error) {
 	if err := checkGuard("UnaryClientInterceptor", g); err != nil {
 		return nil, err
 	}
+	wire := outcome.WireOf(g)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-		var answered error
+		var c struct {
+			answered error // the last attempt's
+			sent     int   // attempts handed to invoker
+		}
 		_, err := outcome.Run(ctx, g, false, func(ctx context.Context) (struct{}, error) {
-			err := invoker(ctx, method, req, reply, cc, opts...)
-			answered = err
-			return struct{}{}, classify(ctx, err)
+			c.sent++
+			wire.Sent(c.sent)
+			ctx = withPreviousAttempts(ctx, resilience.Attempt(ctx))
+			slot := getSlot(opts)
+			err := invoker(ctx, method, req, reply, cc, slot.opts...)
+			var pb pushback
+			if err != nil {
+				pb = readPushback(slot.md)
+			}
+			slot.put()
+			c.answered = err
+			return struct{}{}, classify(ctx, err, pb)
 		})
-		return result(err, answered)
+		if c.sent == 0 {
+			wire.Unsent()
+		}
+		return result(err, c.answered)
 	}, nil
 }
 

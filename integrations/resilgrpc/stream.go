@@ -53,7 +53,14 @@ const maxReplay = 64
 // or retried.
 //
 // Opening the stream and waiting for its first message are each retried
-// up to the policy's limit.
+// up to the policy's limit. Each stream opened for a retry carries
+// PreviousAttemptsKey, the streams opened for the call before it. A
+// stream that fails before its first message with the trailer PushbackKey
+// of -1 is not retried. The calls and the streams opened are counted in
+// the guard's Wire. The failures are classified as for unary calls
+// (Unavailable and ResourceExhausted marked resilience.Overloaded), and a
+// stream whose retries gave up fails with the server's status, with the
+// guard's error behind it (see UnaryClientInterceptor).
 //
 // The guard's other stages (its time limits, bulkheads and stages of your
 // own) and its Classify do not apply to streams. A stage holds what it gives a call (a
@@ -71,13 +78,18 @@ func StreamClientInterceptor(g *resilience.Guard) (grpc.StreamClientInterceptor,
 	if r := g.Retry(); r != nil {
 		retry = resilience.For[grpc.ClientStream](r)
 	}
+	wire := outcome.WireOf(g)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		opts = opts[:len(opts):len(opts)] // appended to for each attempt, never in the caller's array
-		st := &streamState{ctx: ctx, breaker: g.Breaker(), retry: retry,
+		st := &streamState{ctx: ctx, breaker: g.Breaker(), retry: retry, wire: wire,
 			open: func(ctx context.Context, finished func(error)) (grpc.ClientStream, error) {
 				return streamer(ctx, desc, cc, method, append(opts, grpc.OnFinish(finished))...)
 			}}
-		if _, err := st.attempts(func() (grpc.ClientStream, error) { return st.attempt(nil) }); err != nil {
+		_, err := st.attempts(func() (grpc.ClientStream, error) { return st.attempt(nil) })
+		if st.opened == 0 { // read after the attempts, which ran on this goroutine
+			wire.Unsent()
+		}
+		if err != nil {
 			return nil, err
 		}
 		s := &clientStream{st: st}
@@ -130,8 +142,11 @@ type streamState struct {
 	breaker *resilience.Breaker                  // nil: no permits
 	retry   resilience.Policy[grpc.ClientStream] // nil: no retries
 	open    func(ctx context.Context, finished func(error)) (grpc.ClientStream, error)
+	wire    *outcome.Wire // the guard's
 
 	mu      sync.Mutex
+	opened  int      // streams opened, counting every attempt
+	pb      pushback // the trailer's pushback of the attempt that failed last
 	cur     *attempt // the current attempt
 	sent    []any    // messages sent before the first answer
 	closed  bool     // CloseSend was called
@@ -170,13 +185,14 @@ func (st *streamState) attempts(fn func() (grpc.ClientStream, error)) (grpc.Clie
 			return nil, resilience.Permanent(err)
 		}
 		answered = err
+		pb := st.takePushback()
 		switch {
 		case err == io.EOF:
 			return cs, nil // the stream ended cleanly
 		case errors.Is(err, resilience.ErrRejected):
 			return nil, err // the breaker's own rejection
 		}
-		return cs, classify(ctx, err)
+		return cs, classify(ctx, err, pb)
 	}
 	var cs grpc.ClientStream
 	var err error
@@ -208,10 +224,20 @@ func (st *streamState) attempt(first func(*attempt) error) (grpc.ClientStream, e
 		}
 	}
 	a := &attempt{caller: st.ctx, cancel: cancel, permit: permit}
+	st.mu.Lock()
+	st.opened++
+	n := st.opened
+	st.mu.Unlock()
+	st.wire.Sent(n)
+	// A retry says so: the attempts this interceptor made, or, for its
+	// first, those an outer retry made.
+	if n == 1 {
+		n = resilience.Attempt(st.ctx)
+	}
 	// gRPC calls finished once, however the stream ends: RecvMsg's error
 	// or io.EOF, an error seen by Header or made by SendMsg, the end of
 	// the context, the ClientConn closing.
-	cs, err := st.open(ctx, a.finished)
+	cs, err := st.open(withPreviousAttempts(ctx, n), a.finished)
 	if err != nil {
 		a.report(err)
 		cancel()
@@ -353,7 +379,17 @@ func breakerError(ctx context.Context, err error) error {
 	if err == io.EOF {
 		return nil // ended cleanly
 	}
-	return classify(ctx, err)
+	return classify(ctx, err, pushback{})
+}
+
+// takePushback returns the pushback of the attempt that failed last, and
+// forgets it.
+func (st *streamState) takePushback() pushback {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pb := st.pb
+	st.pb = pushback{}
+	return pb
 }
 
 // stopLocked ends retrying. st.mu is held.
@@ -409,11 +445,14 @@ func (st *streamState) recvMsg(m any) error {
 	first := func(a *attempt) error {
 		err := a.cs.RecvMsg(m)
 		a.report(err)
+		st.mu.Lock()
 		if err == nil || err == io.EOF {
-			st.mu.Lock()
 			st.stopLocked()
-			st.mu.Unlock()
+		} else {
+			// The stream has ended: its trailer may say not to retry.
+			st.pb = readPushback(a.cs.Trailer())
 		}
+		st.mu.Unlock()
 		return err
 	}
 	if noRetry || st.retry == nil {

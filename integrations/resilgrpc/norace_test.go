@@ -1,0 +1,5 @@
+//go:build !race
+
+package resilgrpc
+
+const raceEnabled = false
