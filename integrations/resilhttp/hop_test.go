@@ -587,3 +587,15 @@ func TestWireCountingAllocatesNothing(t *testing.T) {
 // and the call, and 3 for the copy of the header that carries
 // AttemptHeader. Counting the attempt allocates nothing.
 const maxRoundTripAllocs = 12
+
+// Server(nil) serves with http.DefaultServeMux, as http.Server does,
+// rather than panic on the first request.
+func TestServerOfNil(t *testing.T) {
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "http://a/resilhttp-test-nothing-here", nil)
+	r.Header.Set(AttemptHeader, "2")
+	noPanic(t, func() error { Server(nil).ServeHTTP(w, r); return nil })
+	if w.Code != http.StatusNotFound {
+		t.Errorf("status %d, want DefaultServeMux's 404", w.Code)
+	}
+}
