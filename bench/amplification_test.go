@@ -30,8 +30,8 @@ import (
 
 // The amplification scenarios: how many requests a dependency receives
 // for each call its clients make, when it fails (TestAmplification, retry
-// budgets) and when it is overloaded (TestThrottling, adaptive
-// throttlers). Each dependency is an httptest server on 127.0.0.1, closed
+// budgets), when it is overloaded (TestThrottling, adaptive throttlers),
+// and when it fails two hops down (TestTwoHops, "don't retry"). Each dependency is an httptest server on 127.0.0.1, closed
 // by the test; the requests are counted, never timed.
 
 // ampClients is how many goroutines call at once in TestAmplification.
@@ -267,9 +267,11 @@ const (
 
 // capacityServer accepts one request for every four calls its clients are
 // offered, and answers 503 to the rest, until it recovers; then it accepts
-// every request. Each offered call adds a quarter of a token, up to two; a
-// request takes a whole one or is turned down. Capacity is counted in
-// calls, not time, so that a slow run shifts nothing.
+// every request. Each offered call adds a quarter of a token; a request
+// takes a whole one or is turned down. Capacity is counted in calls, not
+// time, so that a slow run shifts nothing; tokens bank up to a quarter of
+// the goroutines, so that capacity unused for a moment is lost, but not
+// that of calls offered all at once by goroutines that woke together.
 type capacityServer struct {
 	*httptest.Server
 	recovered atomic.Bool
@@ -300,7 +302,7 @@ func newCapacityServer() *capacityServer {
 // offer counts a call offered to the client, before it decides anything.
 func (s *capacityServer) offer() {
 	s.mu.Lock()
-	s.credit = min(s.credit+0.25, 2)
+	s.credit = min(s.credit+0.25, thrClients/4)
 	s.mu.Unlock()
 }
 
@@ -489,4 +491,129 @@ func perAccept(reached, accepted int64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", float64(reached)/float64(accepted))
+}
+
+// TestTwoHops counts the attempts that reach B, a service that fails
+// every request, for each call of a client of A, a service that calls B:
+//
+//	client -> A -> B (503 to everything)
+//
+// where the client and A each retry twice at once. When A answers 503 on
+// B's failure, the client retries it too, and each of its 3 attempts
+// makes A try B 3 times: 9. When A answers with resilhttp.WriteGaveUp
+// (503 with Retry-Pushback-Ms: -1), the client's Transport does not
+// retry: 3. failsafehttp has no such signal; A answers 503. With
+// TWOHOPS_TABLE=FILE it writes the table, in markdown.
+func TestTwoHops(t *testing.T) {
+	const (
+		retries = 2
+		clients = 8
+		calls   = 8 * clients
+	)
+	ourRetry := func(name string) *resilience.Guard {
+		r := must(resilience.NewRetry(resilience.RetryConfig{Name: name, MaxRetries: retries, NoBackoff: true}))
+		return must(resilience.NewGuard(resilience.GuardConfig{Name: name, Stages: []resilience.Stage{r}}))
+	}
+	ours := func(signal bool) func(base http.RoundTripper) (http.RoundTripper, func(w http.ResponseWriter, resp *http.Response, err error)) {
+		return func(base http.RoundTripper) (http.RoundTripper, func(http.ResponseWriter, *http.Response, error)) {
+			rt := must(resilhttp.NewTransport(resilhttp.TransportConfig{Base: base, Guard: ourRetry("hop")}))
+			answer := func(w http.ResponseWriter, resp *http.Response, err error) {
+				if err == nil {
+					err = resilhttp.ResponseError(resp) // nil unless the Transport counted resp as a failure
+				}
+				if signal && resilhttp.WriteGaveUp(w, err) {
+					return
+				}
+				if err != nil {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+			}
+			return rt, answer
+		}
+	}
+	rows := []struct {
+		name string
+		// hop returns the RoundTripper of one hop's client, over base,
+		// and how A answers after its call to B returned resp or err.
+		hop func(base http.RoundTripper) (http.RoundTripper, func(w http.ResponseWriter, resp *http.Response, err error))
+	}{
+		{"resilience: A answers 503", ours(false)},
+		{"resilience: A answers with WriteGaveUp (Retry-Pushback-Ms: -1)", ours(true)},
+		{"failsafe-go: A answers 503 (no such signal)", func(base http.RoundTripper) (http.RoundTripper, func(http.ResponseWriter, *http.Response, error)) {
+			rp := failsafehttp.NewRetryPolicyBuilder().WithMaxRetries(retries).Build()
+			return failsafehttp.NewRoundTripper(base, rp), func(w http.ResponseWriter, resp *http.Response, err error) {
+				if err != nil || resp.StatusCode != http.StatusOK {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+			}
+		}},
+	}
+
+	var table strings.Builder
+	fmt.Fprintf(&table, "client -> A -> B, on 127.0.0.1, B answering 503 to every request; the client and A each retry %d times, at once; %d client calls from %d goroutines; attempts counted by A and B, per client call\n\n", retries, calls, clients)
+	table.WriteString("| library | attempts at A | attempts at B | client calls that succeed |\n|---|---:|---:|---:|\n")
+	perCall := make([]float64, len(rows))
+	for i, row := range rows {
+		var atA, atB, ok atomic.Int64
+		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			atB.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		baseB := loopbackBase()
+		toB, answer := row.hop(bufferedBodies{baseB})
+		clientOfB := &http.Client{Transport: toB}
+		a := httptest.NewServer(resilhttp.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			atA.Add(1)
+			req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, b.URL, nil)
+			if err != nil {
+				panic(err)
+			}
+			resp, err := clientOfB.Do(req)
+			if err == nil {
+				defer resp.Body.Close()
+			}
+			answer(w, resp, err)
+		})))
+		baseA := loopbackBase()
+		toA, _ := row.hop(bufferedBodies{baseA})
+		client := &http.Client{Transport: toA}
+
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for range calls / clients {
+					resp, err := client.Get(a.URL)
+					if err != nil {
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						ok.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		baseA.CloseIdleConnections()
+		a.Close()
+		baseB.CloseIdleConnections()
+		b.Close()
+
+		perCall[i] = float64(atB.Load()) / calls
+		fmt.Fprintf(&table, "| %s | %.2f | %.2f | %d of %d |\n", row.name, float64(atA.Load())/calls, perCall[i], ok.Load(), calls)
+	}
+	t.Log("\n" + table.String())
+	if path := os.Getenv("TWOHOPS_TABLE"); path != "" {
+		if err := os.WriteFile(path, []byte(table.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if want := float64((1 + retries) * (1 + retries)); perCall[0] != want {
+		t.Errorf("%s: %.2f attempts at B per client call, want exactly %g", rows[0].name, perCall[0], want)
+	}
+	if want := float64(1 + retries); perCall[1] > want {
+		t.Errorf("%s: %.2f attempts at B per client call, want at most %g", rows[1].name, perCall[1], want)
+	}
 }
