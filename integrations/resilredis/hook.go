@@ -101,6 +101,7 @@ type Hook struct {
 	guard       *resilience.Guard
 	blocking    *resilience.Guard // for blocking commands: see blockingGuard
 	retryWrites bool
+	wire        *outcome.Wire // guard's: every command and pipeline counts into it
 }
 
 // NewHook returns a Hook configured by cfg, or an error if cfg.Guard is
@@ -113,7 +114,7 @@ func NewHook(cfg Config) (*Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites}, nil
+	return &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard)}, nil
 }
 
 // DialHook returns next unchanged: dialing happens inside a command's call,
@@ -188,11 +189,14 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 		ctx, g = context.WithValue(ctx, waitKey{}, wait), h.blocking
 	}
 	var answered error
+	attempt := 0
 	_, err := outcome.Run(ctx, g, false, func(ctx context.Context) (struct{}, error) {
 		var started time.Time
 		if blocks {
 			started = time.Now()
 		}
+		attempt++
+		h.wire.Sent(attempt)
 		err := call(ctx)
 		answered = err
 		failed := h.classify(err, readOnly)
@@ -201,6 +205,9 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 		}
 		return struct{}{}, failed
 	})
+	if attempt == 0 {
+		h.wire.Unsent()
+	}
 	return outcome.Result(err, answered)
 }
 
@@ -404,3 +411,11 @@ func checkOptions(opt *redis.Options) error {
 	}
 	return errors.New("resilredis: Attach: " + strings.Join(bad, "; "))
 }
+
+// Wire returns the count of the commands and pipelines run through g and
+// of the attempts of them sent to Redis, with their ratio, the
+// amplification g's retries cause, as a stage for package metrics to
+// export (resilience_wire_calls_total{name,result="call|attempt"} and
+// resilience_wire_amplification{name}). Every integration counts into the
+// one Wire of a guard.
+func Wire(g *resilience.Guard) resilience.Observable { return outcome.WireOf(g) }

@@ -109,6 +109,7 @@ type Connector struct {
 	retries   bool  // the guard has a Retry that retries
 	noRetry   error // not nil if the guard has no retry stage: why RetryReads cannot work
 	isFailure func(error) bool
+	wire      *outcome.Wire // guard's: every call counts into it
 }
 
 // NewConnector returns a Connector that guards base's connections as cfg
@@ -122,7 +123,7 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 	if err := outcome.Check("resilsql", "Config.Guard", cfg.Guard); err != nil {
 		return nil, err
 	}
-	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), noRetry: noRetry(cfg.Guard), isFailure: cfg.IsFailure}
+	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), noRetry: noRetry(cfg.Guard), isFailure: cfg.IsFailure, wire: outcome.WireOf(cfg.Guard)}
 	if c.isFailure == nil {
 		c.isFailure = IsFailure
 	}
@@ -257,7 +258,10 @@ func IsFailure(err error) bool {
 // may be retried is: any other is made at most once.
 func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context.Context) (T, error)) (T, error) {
 	var answered error
+	attempt := 0
 	v, err := outcome.Run(ctx, c.guard, !retried, func(ctx context.Context) (T, error) {
+		attempt++
+		c.wire.Sent(attempt)
 		v, err := fn(ctx)
 		answered = err
 		if err != nil && c.isFailure(err) {
@@ -265,6 +269,9 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 		}
 		return v, nil // the database answered, perhaps with an error
 	})
+	if attempt == 0 {
+		c.wire.Unsent()
+	}
 	return v, outcome.Result(err, answered)
 }
 
@@ -273,7 +280,10 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 // the query returns.
 func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Context) (driver.Rows, error)) (driver.Rows, error) {
 	var answered error
+	attempt := 0
 	rows, release, err := outcome.RunHeld(ctx, c.guard, !retried, func(ctx context.Context) (driver.Rows, error) {
+		attempt++
+		c.wire.Sent(attempt)
 		rows, err := fn(ctx)
 		answered = err
 		if err != nil && c.isFailure(err) {
@@ -281,6 +291,9 @@ func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Co
 		}
 		return rows, nil
 	})
+	if attempt == 0 {
+		c.wire.Unsent()
+	}
 	err = outcome.Result(err, answered)
 	if err == nil && rows == nil {
 		err = errors.New("resilsql: the driver returned no rows and no error")
@@ -337,3 +350,11 @@ func retries(g *resilience.Guard) bool {
 	}
 	return false
 }
+
+// Wire returns the count of the calls run through g and of the attempts
+// of them sent to the database, with their ratio, the amplification g's
+// retries cause, as a stage for package metrics to export
+// (resilience_wire_calls_total{name,result="call|attempt"} and
+// resilience_wire_amplification{name}). Every integration counts into the
+// one Wire of a guard.
+func Wire(g *resilience.Guard) resilience.Observable { return outcome.WireOf(g) }

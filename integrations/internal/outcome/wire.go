@@ -56,6 +56,9 @@ func WireOf(g *resilience.Guard) *Wire {
 // a later one otherwise. n counts the call's attempts, from 1, as the
 // integration sends them.
 func (w *Wire) Sent(n int) {
+	if w == nil { // a zero integration's: counted nowhere
+		return
+	}
 	if n == 1 {
 		w.first.Add(1)
 		return
@@ -65,7 +68,11 @@ func (w *Wire) Sent(n int) {
 
 // Unsent counts a call that ended without sending any attempt: a stage
 // of the guard refused it, or its context ended first.
-func (w *Wire) Unsent() { w.never.Add(1) }
+func (w *Wire) Unsent() {
+	if w != nil {
+		w.never.Add(1)
+	}
+}
 
 // Calls returns the calls counted so far.
 func (w *Wire) Calls() uint64 { return w.never.Load() + w.first.Load() }
