@@ -160,12 +160,18 @@ func isTimeout(err error) bool {
 //
 //	resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{timeout, retry, throttler, breaker}})
 //
-// A dependency that accepted a share of its requests recovers within a
-// Window of accepting everything again. After a total outage, when the
-// window holds almost no accepts, the probability is close to 1 and the
-// few calls that get through have to win the accepts back: recovery then
-// takes a few Windows, which a shorter Window shortens. So does a new
-// throttler whose very first calls meet an overloaded dependency.
+// Once the dependency accepts everything again, the overload's requests
+// leave the window within a Window and a bucket; what keeps rejecting
+// after that is only the throttler's own rejections since the recovery,
+// which count as requests not accepted. While the dependency accepted at
+// least about 1/K of what it was sent (which the throttler itself sees
+// to), those are few next to the accepts, and every call is admitted
+// within a Window and a bucket (measured: about half a Window). After a
+// total outage, when the window holds almost no accepts, the probability
+// is close to 1 and the few calls that get through have to win the
+// accepts back: recovery then takes a few Windows, which a shorter
+// Window shortens. So does a new throttler whose very first calls meet
+// an overloaded dependency.
 //
 // The throttler reads no clock while the window holds no request that
 // was not accepted (the window is clean): requests then equal accepts,
