@@ -206,6 +206,10 @@ type report struct {
 	// TimedOut the attempts and calls a time limit cut.
 	FailedAttempts int64
 	TimedOut       int64
+	// WireCalls and WireAttempts are the calls through the chain and the
+	// attempts of them that reached the backend (resilhttp.Wire);
+	// BudgetRefused, the retries the preset's retry budget held back.
+	WireCalls, WireAttempts, BudgetRefused uint64
 }
 
 // network is where the backend listens and how clients reach it.
@@ -379,6 +383,8 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	rep.Retries = retries.Load()
 	rep.FailedAttempts = failedAttempts.Load()
 	rep.TimedOut = timedOut.Load()
+	rep.WireCalls, rep.WireAttempts = count(resilhttp.Wire(guard), "call"), count(resilhttp.Wire(guard), "attempt")
+	rep.BudgetRefused = count(guard.RetryBudget(), "refused")
 	writeSummary(out, rep)
 	return rep, ctx.Err()
 }
@@ -396,7 +402,23 @@ func writeSummary(out io.Writer, rep *report) {
 	}
 	fmt.Fprintf(&b, "\nthrough the chain: %d attempts failed, %d cut by a time limit, %d retries, %d state changes; the breaker ends %s\n",
 		rep.FailedAttempts, rep.TimedOut, rep.Retries, len(rep.Transitions), rep.Final)
+	perCall := 0.0
+	if rep.WireCalls > 0 {
+		perCall = float64(rep.WireAttempts) / float64(rep.WireCalls)
+	}
+	fmt.Fprintf(&b, "the backend saw %d attempts for %d calls through the chain (%.2f a call); the retry budget held back %d retries\n",
+		rep.WireAttempts, rep.WireCalls, perCall, rep.BudgetRefused)
 	io.WriteString(out, b.String())
+}
+
+// count returns the calls s counted with result.
+func count(s resilience.Observable, result string) uint64 {
+	for _, c := range s.Stats().Calls {
+		if c.Result == result {
+			return c.N
+		}
+	}
+	return 0
 }
 
 // round shortens a latency for the table.

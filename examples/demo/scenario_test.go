@@ -116,6 +116,11 @@ func TestScenario(t *testing.T) {
 			t.Errorf("through the chain: %d ok, %d failed, %d rejected, %d attempts failed, %d cut by a time limit, %d retries; want each of ok, rejected, failed attempts, time-outs and retries seen",
 				ok, failed, rejected, rep.FailedAttempts, rep.TimedOut, rep.Retries)
 		}
+		// Every call through the chain is counted by the Wire, and each
+		// attempt that reached the backend: the first ones and the retries.
+		if calls, _, _, _, _ := rep.Guarded.snapshot(); rep.WireCalls != uint64(calls) || rep.WireAttempts < uint64(ok+failed) || rep.WireAttempts > uint64(calls)+uint64(rep.Retries) {
+			t.Errorf("Wire: %d calls, %d attempts; want the %d calls, and from the %d not rejected to those plus the %d retries", rep.WireCalls, rep.WireAttempts, calls, ok+failed, rep.Retries)
+		}
 		if p99 := rep.Guarded.percentile(0.99); p99 > 200*time.Millisecond {
 			t.Errorf("p99 through the chain %v, want at most the 200ms time limit", p99)
 		}
