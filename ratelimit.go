@@ -148,7 +148,18 @@ func (l *RateLimiter) Stats() Stats {
 
 // rateLimitDo runs the rest of a chain once l gives it a token.
 func rateLimitDo[T any](l *RateLimiter, ctx context.Context, n next[T]) (T, error) {
-	if err := l.take(ctx); err != nil {
+	var err error
+	switch now := time.Now(); {
+	case l.lim == nil:
+		err = errRateLimiterNotMade
+	case ctx.Err() != nil:
+		err = ctx.Err() // an ended call takes no token
+	case l.lim.AllowN(now, 1): // the path of nearly every call, written out here
+		l.admitted.Add(1)
+	default:
+		err = l.noToken(ctx, now)
+	}
+	if err != nil {
 		var zero T
 		return zero, err
 	}
@@ -158,19 +169,9 @@ func rateLimitDo[T any](l *RateLimiter, ctx context.Context, n next[T]) (T, erro
 	return n.c.Do(ctx, n.fn)
 }
 
-// take takes a token for a call, waiting for one if l may.
-func (l *RateLimiter) take(ctx context.Context) error {
-	if l.lim == nil {
-		return errRateLimiterNotMade
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now := time.Now()
-	if l.lim.AllowN(now, 1) {
-		l.admitted.Add(1)
-		return nil
-	}
+// noToken takes a token for a call that found none free at now, waiting
+// for one if l may.
+func (l *RateLimiter) noToken(ctx context.Context, now time.Time) error {
 	if l.maxWait == 0 {
 		if d := l.untilToken(now); d > 0 || !l.lim.AllowN(now, 1) {
 			return l.reject(d)
