@@ -149,6 +149,9 @@ func timeoutCooperative[T any](ctx context.Context, t *Timeout, name string, d t
 		// the same results: the caller's error, unchanged, when its
 		// deadline passes.
 		v, err := n.call(ctx)
+		if err == nil {
+			return v, TimeoutSucceeded, nil
+		}
 		return v, timeoutResult(ctx, ctx, err), err
 	}
 	tctx, cancel := context.WithTimeout(ctx, d)
