@@ -340,3 +340,16 @@ func BenchmarkRetryBudget(b *testing.B) {
 		})
 	}
 }
+
+// TestRetryBudgetRefusalIsObserved: the Retry's observer sees a call its
+// budget stopped, with its error matching ErrRetryBudget.
+func TestRetryBudgetRefusalIsObserved(t *testing.T) {
+	r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, NoBackoff: true}))
+	var seen []error
+	r.Observe(resilience.RetryObserver{Done: func(_ int, err error) { seen = append(seen, err) }})
+	b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.1, MinPerSecond: 0}))
+	resilience.For[int](r, b).Do(context.Background(), func(context.Context) (int, error) { return 0, errBoom })
+	if len(seen) != 1 || !errors.Is(seen[0], resilience.ErrRetryBudget) || !errors.Is(seen[0], errBoom) {
+		t.Errorf("observer saw %v, want one call ending in the budget's refusal, with the call's error", seen)
+	}
+}
