@@ -19,20 +19,25 @@ type RetryBudgetConfig struct {
 
 	// Ratio is the share of first attempts that retries may add: with
 	// 0.2, a hundred calls may be followed by twenty retries between
-	// them, over and above MinPerSecond. From 0 to 1000; default 0.2
-	// (Envoy's retry budget, Finagle's and Linkerd's). A Ratio of 0
-	// leaves only MinPerSecond.
+	// them, over and above the floor. Above 0, at most 1000; default 0.2
+	// (Envoy's retry budget, Finagle's and Linkerd's).
 	Ratio float64
 
 	// MinPerSecond is the floor: retries allowed each second whatever the
 	// Ratio, so that a quiet client, whose few calls earn almost no
-	// retries, can still retry. At least 0; default 10 (Finagle's).
+	// retries, can still retry. Above 0, at most 1e9; default 10
+	// (Finagle's). See NoFloor for none.
 	MinPerSecond float64
+
+	// NoFloor leaves the budget no floor: only Ratio × the first attempts
+	// in the window may be retried, which leaves a quiet client almost
+	// no retries. MinPerSecond must then be unset. Default false.
+	NoFloor bool
 
 	// Window is how far back the budget counts first attempts and
 	// retries: the retries made in the last Window may not pass Ratio ×
 	// the first attempts made in it, plus MinPerSecond × Window in
-	// seconds. At least 100ms; default 10s (Finagle's).
+	// seconds. From 100ms to 24h; default 10s (Finagle's).
 	Window time.Duration
 }
 
@@ -92,7 +97,7 @@ type RetryBudget struct {
 	left    atomic.Uint64 // retries left at the last look, as float64 bits
 
 	mu     sync.Mutex // guards what follows; held by withdraw, no callback under it
-	looked time.Time  // when the budget last looked at the clock; zero before that
+	looked time.Time  // when the budget last looked at the clock, or was made
 	seen   uint64     // firsts at that look
 	start  time.Time  // the start of the newest slot
 	head   int        // the newest slot's index in slots
@@ -108,19 +113,25 @@ type budgetSlot struct {
 // naming every invalid field of cfg.
 func NewRetryBudget(cfg RetryBudgetConfig) (*RetryBudget, error) {
 	ck := checker{typ: "RetryBudgetConfig"}
-	ck.check(cfg.Ratio >= 0 && cfg.Ratio <= 1000, "Ratio", cfg.Ratio, "must be a number from 0 to 1000")
-	ck.check(cfg.MinPerSecond >= 0 && cfg.MinPerSecond <= 1e9, "MinPerSecond", cfg.MinPerSecond, "must be a number from 0 to 1e9")
+	ck.check(cfg.Ratio >= 0 && cfg.Ratio <= 1000, "Ratio", cfg.Ratio, "must be a number above 0, at most 1000 (0 for the default)")
+	ck.check(cfg.MinPerSecond >= 0 && cfg.MinPerSecond <= 1e9, "MinPerSecond", cfg.MinPerSecond, "must be a number above 0, at most 1e9 (0 for the default; NoFloor for none)")
+	ck.check(!cfg.NoFloor || cfg.MinPerSecond == 0, "MinPerSecond", cfg.MinPerSecond, "must be unset with NoFloor, which allows no retries beyond the Ratio")
 	ck.check(cfg.Window == 0 || cfg.Window >= 100*time.Millisecond && cfg.Window <= 24*time.Hour, "Window", cfg.Window, "must be from 100ms to 24h")
 	if err := ck.err(); err != nil {
 		return nil, err
 	}
-	if cfg.Ratio == 0 && cfg.MinPerSecond == 0 {
-		// Both unset: the defaults. One set to 0 alone is a choice.
-		cfg.Ratio, cfg.MinPerSecond = DefaultRetryBudgetRatio, DefaultRetryBudgetMinPerSecond
+	cfg.Ratio = or(cfg.Ratio, DefaultRetryBudgetRatio)
+	if !cfg.NoFloor {
+		cfg.MinPerSecond = or(cfg.MinPerSecond, DefaultRetryBudgetMinPerSecond)
 	}
 	cfg.Window = or(cfg.Window, DefaultRetryBudgetWindow)
 	b := &RetryBudget{cfg: cfg, slot: cfg.Window / budgetSlots, floor: cfg.MinPerSecond * cfg.Window.Seconds()}
 	b.left.Store(math.Float64bits(b.floor))
+	// The first look spreads the first attempts counted until then over
+	// the time since the budget was made, as every later look does over
+	// the time since the one before.
+	b.looked = time.Now()
+	b.start = b.looked
 	return b, nil
 }
 
@@ -193,18 +204,15 @@ func (b *RetryBudget) advance(now time.Time) {
 	total := b.firsts.Load()
 	fresh := float64(total - b.seen)
 	b.seen = total
-	if b.looked.IsZero() {
-		// The first look: the attempts so far are taken to be recent.
-		b.looked, b.start = now, now
-		b.slots[0].firsts = fresh
-		return
-	}
 	since := now.Sub(b.looked)
-	b.looked = now
 	if since <= 0 {
+		// A look that read the clock before the last one took the lock
+		// (or a clock from another synctest bubble): the attempts are
+		// the newest slot's, and the last look stays the latest.
 		b.slots[b.head].firsts += fresh
 		return
 	}
+	b.looked = now
 	if since >= b.cfg.Window {
 		// Nothing counted before survives; of the fresh attempts, those
 		// of the last Window are kept, spread over its slots.

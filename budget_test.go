@@ -65,7 +65,7 @@ func TestRetryBudgetBoundsAttempts(t *testing.T) {
 // every failed call still has its retry: the budget changes nothing.
 func TestRetryBudgetLeavesRareFailuresAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.2, MinPerSecond: 0}))
+		b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.2, NoFloor: true}))
 		p := budgeted(b, 5)
 		failed := 0
 		for i := range 5000 {
@@ -91,7 +91,7 @@ func TestRetryBudgetLeavesRareFailuresAlone(t *testing.T) {
 // the call with its last attempt's result and error, inside a RetryError
 // whose Cause is ErrRetryBudget; it is not a rejection.
 func TestRetryBudgetRefusalKeepsTheLastError(t *testing.T) {
-	b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.5, MinPerSecond: 0, Window: time.Hour}))
+	b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.5, NoFloor: true, Window: time.Hour}))
 	p := budgeted(b, 3)
 	errLast := errors.New("last")
 	calls := 0
@@ -169,10 +169,10 @@ func TestRetryBudgetWindowForgets(t *testing.T) {
 // 1000 calls, then 100s of quiet, leave 100 of them in a 10s window.
 func TestRetryBudgetSpreadsAQuietSpell(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 1, MinPerSecond: 0, Window: 10 * time.Second}))
+		b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 1, NoFloor: true, Window: 10 * time.Second}))
 		p := budgeted(b, 1)
-		// A look at the clock: the first retry asked for.
-		p.Do(context.Background(), func(context.Context) (int, error) { return 0, errBoom })
+		// No retry is asked for, and the budget does not look at the
+		// clock, until the quiet spell is over.
 		for range 1000 {
 			time.Sleep(100 * time.Millisecond)
 			p.Do(context.Background(), ok)
@@ -287,6 +287,9 @@ func TestRetryBudgetConfig(t *testing.T) {
 		{resilience.RetryBudgetConfig{MinPerSecond: math.NaN()}, "RetryBudgetConfig.MinPerSecond"},
 		{resilience.RetryBudgetConfig{Window: time.Millisecond}, "RetryBudgetConfig.Window"},
 		{resilience.RetryBudgetConfig{Window: -time.Second}, "RetryBudgetConfig.Window"},
+		{resilience.RetryBudgetConfig{Window: 25 * time.Hour}, "RetryBudgetConfig.Window"},
+		{resilience.RetryBudgetConfig{Ratio: 1001}, "RetryBudgetConfig.Ratio"},
+		{resilience.RetryBudgetConfig{NoFloor: true, MinPerSecond: 1}, "RetryBudgetConfig.MinPerSecond"},
 	} {
 		_, err := resilience.NewRetryBudget(tc.cfg)
 		if !errors.Is(err, resilience.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
@@ -347,9 +350,97 @@ func TestRetryBudgetRefusalIsObserved(t *testing.T) {
 	r := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3, NoBackoff: true}))
 	var seen []error
 	r.Observe(resilience.RetryObserver{Done: func(_ int, err error) { seen = append(seen, err) }})
-	b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.1, MinPerSecond: 0}))
+	b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.1, NoFloor: true}))
 	resilience.For[int](r, b).Do(context.Background(), func(context.Context) (int, error) { return 0, errBoom })
 	if len(seen) != 1 || !errors.Is(seen[0], resilience.ErrRetryBudget) || !errors.Is(seen[0], errBoom) {
 		t.Errorf("observer saw %v, want one call ending in the budget's refusal, with the call's error", seen)
+	}
+}
+
+// TestRetryBudgetDefaultsPerField: a field left at zero takes its own
+// default, whatever the others are set to.
+func TestRetryBudgetDefaultsPerField(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Ratio set alone: the floor's default still lets a quiet client
+		// (a failing call every minute) retry every call.
+		p := budgeted(must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.1})), 1)
+		for i := range 10 {
+			attempts := 0
+			p.Do(context.Background(), func(context.Context) (int, error) { attempts++; return 0, errBoom })
+			if attempts != 2 {
+				t.Fatalf("call %d: %d attempts, want 2: the floor's default was not applied", i, attempts)
+			}
+			time.Sleep(time.Minute)
+		}
+		// MinPerSecond set alone: Ratio's default, 20% of 1000 calls made
+		// at once, plus the floor's 1 × 10s.
+		b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{MinPerSecond: 1}))
+		p = budgeted(b, 1)
+		retried := 0
+		for range 1000 {
+			p.Do(context.Background(), func(ctx context.Context) (int, error) {
+				if resilience.Attempt(ctx) > 1 {
+					retried++
+				}
+				return 0, errBoom
+			})
+		}
+		if retried < 200 || retried > 210 {
+			t.Errorf("%d of 1000 calls retried, want 200 to 210 (Ratio's default 0.2, and the floor)", retried)
+		}
+	})
+}
+
+// TestRetryBudgetOutageAfterAHealthySpell: a budget made at start-up, and
+// never asked for a retry during an hour of healthy calls, bounds the
+// retries from the first second of an outage: the hour's first attempts
+// are spread over the hour, not taken as the last window's.
+func TestRetryBudgetOutageAfterAHealthySpell(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const perSecond = 100
+		b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.1, NoFloor: true}))
+		p := budgeted(b, 3)
+		for range 3600 {
+			for range perSecond {
+				p.Do(context.Background(), ok)
+			}
+			time.Sleep(time.Second)
+		}
+		attempts := 0
+		for range perSecond {
+			p.Do(context.Background(), func(context.Context) (int, error) { attempts++; return 0, errBoom })
+		}
+		// 0.1 × the last 10s' 1000 healthy calls, and these 100: 110
+		// retries, not 0.1 × the hour's 360,000.
+		if retries := attempts - perSecond; retries < 105 || retries > 111 {
+			t.Errorf("%d retries in the first second of the outage, want about 110: 10%% of the last window's first attempts", retries)
+		}
+	})
+}
+
+// TestGaveUp: a Retry gave up when it retried in vain or its budget
+// refused a retry; one that never retries, or a call that failed with no
+// Retry, did not.
+func TestGaveUp(t *testing.T) {
+	ctx := context.Background()
+	fail := func(context.Context) (int, error) { return 0, errBoom }
+	run := func(stages ...resilience.Stage) error { _, err := resilience.For[int](stages...).Do(ctx, fail); return err }
+	if err := run(must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 2, NoBackoff: true}))); !resilience.GaveUp(err) {
+		t.Errorf("retries used up: GaveUp(%v) = false", err)
+	}
+	if err := run(must(resilience.NewRetry(resilience.RetryConfig{NoBackoff: true}))); resilience.GaveUp(err) {
+		t.Errorf("a Retry with MaxRetries 0: GaveUp(%v) = true, want false: it made no retry", err)
+	}
+	refusing := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.1, NoFloor: true}))
+	if err := run(must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 2, NoBackoff: true})), refusing); !resilience.GaveUp(err) {
+		t.Errorf("budget refused: GaveUp(%v) = false", err)
+	}
+	if resilience.GaveUp(errBoom) || resilience.GaveUp(nil) {
+		t.Error("GaveUp of an error no Retry returned, or of nil: true")
+	}
+	// An outer Retry that never retries, around an inner one that gave up.
+	err := run(must(resilience.NewRetry(resilience.RetryConfig{NoBackoff: true})), must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 1, NoBackoff: true})))
+	if !resilience.GaveUp(err) {
+		t.Errorf("an inner Retry that gave up, inside one that never retries: GaveUp(%v) = false", err)
 	}
 }
