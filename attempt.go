@@ -2,16 +2,18 @@ package resilience
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 )
 
-// Attempt returns which attempt of a call ctx belongs to, from 1: 1 for
+// Attempt returns which attempt of a call is running on ctx, from 1: 1 for
 // the first attempt (and for a context no Retry ran), 2 for the first
 // retry, and so on. A Retry sets it on the context of each attempt it
 // makes from the second on. With nested retries, the innermost Retry that
 // has retried is read: an inner Retry's first attempt, made for the
-// outer's second, reads 2, since it is sent for the second time.
+// outer's second, reads 2, since it is sent for the second time. The
+// attempts of one call from the second on share one context, whose number
+// moves on with each: a context kept from an earlier attempt (by work the
+// attempt left running) reads the attempt running now.
 //
 // The integrations send it with each request (resilhttp as the
 // Resilience-Attempt header, resilgrpc as grpc-previous-rpc-attempts), so
@@ -88,11 +90,23 @@ func (e *overloadedError) Error() string { return e.err.Error() }
 func (e *overloadedError) Unwrap() error { return e.err }
 
 // GaveUp reports whether err says that a Retry gave up on its dependency:
-// its retries were used up (ErrRetriesExhausted) or its budget refused
-// the next one (ErrRetryBudget). A server whose call to its own
-// dependency ends so should tell its callers not to retry (resilhttp and
-// resilgrpc say how): the retries that could help have been made, one hop
-// down, and more from above would only multiply them.
+// it retried and its retries were used up (ErrRetriesExhausted after more
+// than one attempt), or its budget refused a retry (ErrRetryBudget). A
+// server whose call to its own dependency ends so should tell its callers
+// not to retry (resilhttp and resilgrpc say how): the retries that could
+// help have been made, one hop down, and more from above would only
+// multiply them. A Retry with MaxRetries 0 never gives up in this sense:
+// it made no retry, so retrying from above is the only retrying there is.
 func GaveUp(err error) bool {
-	return errors.Is(err, ErrRetriesExhausted) || errors.Is(err, ErrRetryBudget)
+	for err != nil {
+		re, ok := as[*RetryError](err)
+		if !ok {
+			return false
+		}
+		if re.Cause == ErrRetryBudget || re.Cause == ErrRetriesExhausted && re.Attempts > 1 {
+			return true
+		}
+		err = re.Err // a Retry's error may wrap an inner Retry's
+	}
+	return false
 }

@@ -72,7 +72,8 @@ func TestDontRetry(t *testing.T) {
 		{nil, false},
 		{down, false},
 		{resilience.Permanent(down), false},
-		{&resilience.RetryError{Err: down, Cause: resilience.ErrRetriesExhausted}, true},
+		{&resilience.RetryError{Attempts: 3, Err: down, Cause: resilience.ErrRetriesExhausted}, true},
+		{&resilience.RetryError{Attempts: 1, Err: down, Cause: resilience.ErrRetriesExhausted}, false}, // no retry made: MaxRetries 0
 		{&resilience.RetryError{Err: down, Cause: resilience.ErrRetryBudget}, true},
 		{&resilience.RetryError{Err: down, Cause: resilience.ErrRetryDeadline}, false},
 		{resilience.Permanent(&NoRetry{Err: down}), true},
