@@ -590,3 +590,31 @@ func TestServerSheds(t *testing.T) {
 		t.Errorf("%d slots in use after every call ended", n)
 	}
 }
+
+// A stream's retries before its first message are bounded by the guard's
+// retry budget, as a unary call's are: with a budget of half a retry per
+// first attempt and no floor, the first stream failing before its first
+// message is not retried, and the second is, once.
+func TestStreamRetriesWithinTheBudget(t *testing.T) {
+	srv := &server{}
+	addr := start(t, srv)
+	g := guard(t, 2, 100, func(p *resilience.Preset) {
+		p.RetryBudget = &resilience.RetryBudgetConfig{Ratio: 0.5, NoFloor: true, Window: time.Hour}
+	})
+	c := dial(t, addr, g)
+	one := []*testgrpc.ResponseParameters{{Size: 1}}
+	for i, want := range []int{1, 2} {
+		srv.script(codes.Unavailable, codes.Unavailable, codes.Unavailable)
+		s, err := c.StreamingOutputCall(t.Context(), &testgrpc.StreamingOutputCallRequest{ResponseParameters: one})
+		if err == nil {
+			_, err = recvAll(s)
+		}
+		if status.Code(err) != codes.Unavailable || srv.count() != want {
+			t.Errorf("stream %d: %v after %d streams; want Unavailable after %d (the budget's)", i+1, err, srv.count(), want)
+		}
+	}
+	// Refused: stream 1's first retry, and stream 2's second.
+	if st := g.RetryBudget().Stats(); st.Calls[0].N != 2 || st.Calls[1].N != 1 || st.Calls[2].N != 2 {
+		t.Errorf("budget %+v, want 2 first attempts, 1 retry let through, 2 refused", st.Calls)
+	}
+}

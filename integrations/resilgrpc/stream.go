@@ -62,8 +62,12 @@ const maxReplay = 64
 // stream whose retries gave up fails with the server's status, with the
 // guard's error behind it (see UnaryClientInterceptor).
 //
-// The guard's other stages (its time limits, bulkheads and stages of your
-// own) and its Classify do not apply to streams. A stage holds what it gives a call (a
+// The guard's retry budget, right inside its retry, bounds the retries of
+// a stream that fails before its first message, as it does the unary
+// calls'; the retries of a stream that could not even be opened are
+// bounded by MaxRetries alone. The guard's other stages (its time
+// limits, bulkheads, rate limiters, throttlers and stages of your own)
+// and its Classify do not apply to streams. A stage holds what it gives a call (a
 // permit, a slot, a context) until the call returns, while a stream's
 // outcome is known only once its first message arrives, after the
 // interceptor has handed the stream to the caller; so the breaker's permit
@@ -74,18 +78,33 @@ func StreamClientInterceptor(g *resilience.Guard) (grpc.StreamClientInterceptor,
 	if err := checkGuard("StreamClientInterceptor", g); err != nil {
 		return nil, err
 	}
-	var retry resilience.Policy[grpc.ClientStream]
+	var retry, retryFirst resilience.Policy[grpc.ClientStream]
 	if r := g.Retry(); r != nil {
 		retry = resilience.For[grpc.ClientStream](r)
+		retryFirst = retry
+		// The retry budget right inside the retry, if the guard has one,
+		// bounds the retries of a stream that fails before its first
+		// message, nearly all of a stream's retries: it counts each stream
+		// that opened once, as a first attempt, and is asked before each
+		// stream opened again.
+		stages := g.Stages()
+		for i, s := range stages[:len(stages)-1] {
+			if s == resilience.Stage(r) {
+				if b, ok := stages[i+1].(*resilience.RetryBudget); ok {
+					retryFirst = resilience.For[grpc.ClientStream](r, b)
+				}
+				break
+			}
+		}
 	}
 	wire := outcome.WireOf(g)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		opts = opts[:len(opts):len(opts)] // appended to for each attempt, never in the caller's array
-		st := &streamState{ctx: ctx, breaker: g.Breaker(), retry: retry, wire: wire,
+		st := &streamState{ctx: ctx, breaker: g.Breaker(), retry: retry, retryFirst: retryFirst, wire: wire,
 			open: func(ctx context.Context, finished func(error)) (grpc.ClientStream, error) {
 				return streamer(ctx, desc, cc, method, append(opts, grpc.OnFinish(finished))...)
 			}}
-		_, err := st.attempts(func() (grpc.ClientStream, error) { return st.attempt(nil) })
+		_, err := st.attempts(st.retry, func() (grpc.ClientStream, error) { return st.attempt(nil) })
 		if st.opened == 0 { // read after the attempts, which ran on this goroutine
 			wire.Unsent()
 		}
@@ -141,8 +160,11 @@ type streamState struct {
 	ctx     context.Context
 	breaker *resilience.Breaker                  // nil: no permits
 	retry   resilience.Policy[grpc.ClientStream] // nil: no retries
-	open    func(ctx context.Context, finished func(error)) (grpc.ClientStream, error)
-	wire    *outcome.Wire // the guard's
+	// retryFirst is retry with the guard's retry budget, for the retries
+	// before the first message.
+	retryFirst resilience.Policy[grpc.ClientStream]
+	open       func(ctx context.Context, finished func(error)) (grpc.ClientStream, error)
+	wire       *outcome.Wire // the guard's
 
 	mu      sync.Mutex
 	opened  int      // streams opened, counting every attempt
@@ -177,7 +199,7 @@ func (stopRetrying) Error() string { return "resilgrpc: the stream can no longer
 
 // attempts runs fn, retried as the retry policy allows, and returns what
 // the caller gets.
-func (st *streamState) attempts(fn func() (grpc.ClientStream, error)) (grpc.ClientStream, error) {
+func (st *streamState) attempts(retry resilience.Policy[grpc.ClientStream], fn func() (grpc.ClientStream, error)) (grpc.ClientStream, error) {
 	var answered error
 	call := func(ctx context.Context) (grpc.ClientStream, error) {
 		cs, err := fn()
@@ -196,8 +218,8 @@ func (st *streamState) attempts(fn func() (grpc.ClientStream, error)) (grpc.Clie
 	}
 	var cs grpc.ClientStream
 	var err error
-	if st.retry != nil {
-		cs, err = st.retry.Do(st.ctx, call)
+	if retry != nil {
+		cs, err = retry.Do(st.ctx, call)
 	} else {
 		cs, err = call(st.ctx)
 	}
@@ -459,7 +481,7 @@ func (st *streamState) recvMsg(m any) error {
 		return first(a)
 	}
 	tries := 0
-	_, err := st.attempts(func() (grpc.ClientStream, error) {
+	_, err := st.attempts(st.retryFirst, func() (grpc.ClientStream, error) {
 		if tries++; tries == 1 {
 			return a.cs, first(a)
 		}
