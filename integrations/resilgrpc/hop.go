@@ -164,9 +164,17 @@ func withPreviousAttempts(ctx context.Context, n int) context.Context {
 func noRetryTrailer() metadata.MD { return metadata.MD{PushbackKey: {"-1"}} }
 
 // gaveUpStatus is the error a server answers with when its call to a
-// dependency ended with err, which gave up.
+// dependency ended with err, which gave up: the status's own message if
+// err is one (not one wrapped in an error of the handler's, whose text
+// would be its), and otherwise a fixed one, since the text of an
+// error from the handler's dependency (a RetryError naming it, its
+// address) is not for the handler's callers, as an HTTP server's body is
+// not (WriteGaveUp).
 func gaveUpStatus(err error) error {
-	return status.Error(codes.Unavailable, status.Convert(err).Message())
+	if se, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		return status.Error(codes.Unavailable, se.GRPCStatus().Message())
+	}
+	return status.Error(codes.Unavailable, "overloaded: a dependency of this service is failing; do not retry")
 }
 
 // pushback is a failed call's retry pushback (see outcome.Pushback).

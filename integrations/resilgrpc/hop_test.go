@@ -415,10 +415,12 @@ func TestHopInterceptorsSayDoNotRetry(t *testing.T) {
 		msg      string
 		pushback []string
 	}{
-		{"gave up", gaveUp, codes.Unavailable, gaveUp.Error(), []string{"-1"}},
+		// A status error keeps its message; any other error's text is the
+		// handler's dependency's, not for its callers: a fixed message.
+		{"gave up", gaveUp, codes.Unavailable, "overloaded: a dependency of this service is failing; do not retry", []string{"-1"}},
 		{"gave up, from a client of this package", &stoppedError{err: status.Error(codes.ResourceExhausted, "B is full"), policy: gaveUp},
 			codes.Unavailable, "B is full", []string{"-1"}},
-		{"refused by the budget", fmt.Errorf("calling B: %w", refused), codes.Unavailable, "calling B: " + refused.Error(), []string{"-1"}},
+		{"refused by the budget", fmt.Errorf("calling B: %w", refused), codes.Unavailable, "overloaded: a dependency of this service is failing; do not retry", []string{"-1"}},
 		{"an answer", plain, codes.NotFound, "no such user", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
