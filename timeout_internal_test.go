@@ -3,6 +3,7 @@ package resilience
 import (
 	"math/rand/v2"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -47,5 +48,21 @@ func TestSoonerDecidesAsTimeUntil(t *testing.T) {
 	clockFloor.Store(floor - int64(2*time.Hour))
 	if !sooner(time.Now().Add(time.Minute), time.Hour) || clockFloor.Load() < floor {
 		t.Error("a stale floor was not moved up to now")
+	}
+}
+
+// TestSoonerInABubbleKeepsTheFloor: a deadline made outside a synctest
+// bubble, decided inside one, whose clock has no monotonic reading,
+// leaves the process's floor as it was.
+func TestSoonerInABubbleKeepsTheFloor(t *testing.T) {
+	defer clockFloor.Store(clockFloor.Load())
+	clockFloor.Store(int64(time.Since(clockBase)) - int64(2*time.Hour))
+	floor := clockFloor.Load()
+	deadline := time.Now().Add(time.Minute) // a monotonic reading, from outside
+	synctest.Test(t, func(t *testing.T) {
+		sooner(deadline, time.Hour)
+	})
+	if clockFloor.Load() != floor {
+		t.Errorf("the floor moved from %v to %v inside a bubble", time.Duration(floor), time.Duration(clockFloor.Load()))
 	}
 }
