@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -58,7 +59,8 @@ type RateLimitConfig struct {
 	Period time.Duration
 
 	// Burst is how many calls the fleet may make at once after a quiet
-	// spell, beyond the steady Rate. Default: Rate.
+	// spell (GCRA's burst: the whole of what may go at once, not extra on
+	// top of Rate). Default: Rate.
 	Burst int
 
 	// Replicas is how many replicas share the quota. Required, at least 1.
@@ -407,14 +409,39 @@ func (l *RateLimiter) ask(ctx context.Context, probe bool) (res *redis_rate.Resu
 func (l *RateLimiter) allow(ctx context.Context) (res *redis_rate.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			// Only a runtime error of redis_rate's own, reading a reply
+			// of the wrong shape: a panic anywhere else (a nil pointer in
+			// a client hook of the user's) is a bug, and goes on up the
+			// stack.
 			re, ok := r.(runtime.Error)
-			if !ok {
+			if !ok || !panickedIn("github.com/go-redis/redis_rate/") {
 				panic(r)
 			}
 			res, err = nil, fmt.Errorf("resilredis: a reply to the rate limit script that is not its own: %w", re)
 		}
 	}()
 	return l.gcra.Allow(ctx, l.key, l.limit)
+}
+
+// panickedIn reports whether the panic being recovered was raised by a
+// function of the package whose path starts with pkg: the first frame
+// under the runtime's panic frames, as a deferred function sees them.
+func panickedIn(pkg string) bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	inRuntime := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case strings.HasPrefix(f.Function, "runtime."):
+			inRuntime = true
+		case inRuntime:
+			return strings.HasPrefix(f.Function, pkg)
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // waitLocal decides a call by the local share. A call that will not wait
@@ -465,7 +492,7 @@ func (l *RateLimiter) mayWait(ctx context.Context, start, now time.Time, d time.
 		return false
 	}
 	deadline, ok := ctx.Deadline()
-	return !ok || !now.Add(d).After(deadline)
+	return !ok || now.Add(d).Before(deadline) // a wait that would reach the deadline leaves the call no time
 }
 
 func (l *RateLimiter) rejection(after time.Duration, local bool) error {

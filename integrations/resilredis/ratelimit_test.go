@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -431,7 +432,7 @@ func TestRateLimiterFallsBackWithinRedisTimeout(t *testing.T) {
 	// in a second. Four workers each asking after every back-off would
 	// wait four times as often.
 	if n := slow.Load(); n < 2 || n > 13 {
-		t.Errorf("%d calls waited for Redis in 1s, want those in flight and then one after each back-off, 9 to 12", n)
+		t.Errorf("%d calls waited for Redis in 1s, want those in flight and then one after each back-off, 2 to 13", n)
 	}
 	if count(l, "admitted_local") == 0 || redisUp(l) {
 		t.Errorf("stats with Redis slow: %+v; want calls admitted locally, redis_up 0", l.Stats())
@@ -682,4 +683,31 @@ func TestRateLimiterDefaults(t *testing.T) {
 			t.Errorf("%+v: defaults not set: %+v, timeout %v, backoff %v", tc.cfg, l.limit, l.timeout, l.backoff)
 		}
 	}
+}
+
+// panicHook panics as a bug in a client hook of the user's would.
+type panicHook struct{}
+
+func (panicHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (panicHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		var p *int
+		return errors.New(strconv.Itoa(*p)) // a nil pointer
+	}
+}
+func (panicHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A panic in the client's own hooks is not Redis answering garbage: it
+// goes on up to the caller, where only redis_rate's reading of a reply of
+// the wrong shape is taken for a Redis that cannot be reached.
+func TestRateLimiterLetsAHookPanic(t *testing.T) {
+	l := newLimiter(t, limiterClient(t, "127.0.0.1:1", panicHook{}), RateLimitConfig{Key: "panics", Rate: 10, Replicas: 1})
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("a nil pointer in a client hook did not reach the caller")
+		}
+	}()
+	l.Run(context.Background(), func(context.Context) error { return nil })
 }
