@@ -93,7 +93,10 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 // ordered list of them, made with NewGuard, or the shape a Preset builds,
 // which runs a call as
 //
-//	Timeout → Retry → Breaker → call
+//	Timeout → Retry → RetryBudget → Breaker → AttemptTimeout → call
+//
+// (the Retry and its budget only if it retries, the per-attempt limit only
+// if it has one)
 //
 // The time limit is outermost, so it bounds what the caller waits, retries
 // and backoff included; the retry policy does not start an attempt it

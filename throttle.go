@@ -91,8 +91,11 @@ const (
 //     A call made with a deadline already past counts so too: the
 //     throttler does not look at the clock to tell.
 //   - Every other error is an accept: a failure that says nothing of
-//     load (a refused connection the integrations do not mark, a
-//     malformed request) is the breaker's business, not the throttler's.
+//     load (a malformed request, a refused connection resilhttp does not
+//     mark) is the breaker's business, not the throttler's. resilgrpc
+//     marks every Unavailable, and grpc-go reports its own failure to
+//     connect with that code too: behind resilgrpc, a throttler counts a
+//     server it cannot reach as an overloaded one.
 //
 // A rejection by a stage (ErrRejected), the caller's cancellation
 // (context.Canceled while ctx is done) and an error a Guard's Classify
