@@ -1,6 +1,6 @@
 module github.com/resilience-go/resilience/bench
 
-go 1.25.0
+go 1.26.0
 
 require (
 	github.com/afex/hystrix-go v0.0.0-20180502004556-fa1af6a1f4f5
@@ -15,5 +15,7 @@ require (
 
 require (
 	github.com/bits-and-blooms/bitset v1.24.4 // indirect
+	github.com/influxdata/tdigest v0.0.1 // indirect
 	github.com/smartystreets/goconvey v1.8.1 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )
