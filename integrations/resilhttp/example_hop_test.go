@@ -25,13 +25,14 @@ func retryTwice(name string) *resilience.Guard {
 	return guard
 }
 
-// A server behind Server knows which attempt of its client each request
-// is: here the third, after two 503s.
+// A server behind Server knows which retry of its client each request
+// is: a first attempt sends none (0), the retries their numbers; here the
+// third attempt succeeds, after two 503s.
 func ExampleServer() {
 	var mu sync.Mutex
 	var seen []int
 	srv := httptest.NewServer(resilhttp.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		attempt := resilience.CallerAttempt(r.Context()) // 0 if the client sent none
+		attempt := resilience.CallerAttempt(r.Context()) // 0 for a first attempt, or a client that sends none
 		mu.Lock()
 		seen = append(seen, attempt)
 		mu.Unlock()
@@ -53,7 +54,7 @@ func ExampleServer() {
 	mu.Lock()
 	defer mu.Unlock()
 	fmt.Println(resp.StatusCode, "at attempts", seen)
-	// Output: 200 at attempts [1 2 3]
+	// Output: 200 at attempts [0 2 3]
 }
 
 // Service A calls B, which is overloaded, through a Transport that

@@ -12,9 +12,12 @@ import (
 )
 
 // AttemptHeader is the request header in which a Transport sends the
-// attempt number of each request, from 1, as resilience.Attempt reads it
-// off the attempt's context: "1" for a first attempt, "2" for the first
-// retry, and so on. Server reads it. A value the caller set is replaced.
+// attempt number of each retry, as resilience.Attempt reads it off the
+// attempt's context: "2" for the first retry, "3" for the second, and so
+// on. A first attempt carries none (as gRPC's grpc-previous-rpc-attempts
+// is sent on retries only), so that a request sent once goes out as the
+// caller made it, at no cost. Server reads it. A value the caller set is
+// replaced, on a first attempt by none.
 const AttemptHeader = "Resilience-Attempt"
 
 // PushbackHeader is the response header by which a server tells its
@@ -33,9 +36,10 @@ const AttemptHeader = "Resilience-Attempt"
 const PushbackHeader = "Retry-Pushback-Ms"
 
 // Server returns a handler that serves each request with h, the request's
-// context telling which attempt of its client it is: a client that sent
-// AttemptHeader (a Transport does) gets its attempt number, from 1, read
-// by resilience.CallerAttempt; 0 says it sent none. A value that is not a
+// context telling which attempt of its client it is: a retry whose client
+// sent AttemptHeader (a Transport does) gets its attempt number, from 2,
+// read by resilience.CallerAttempt; 0 says it sent none, as for a first
+// attempt. A value that is not a
 // decimal number from 1 to 2147483647 (math.MaxInt32, the largest
 // resilience.Attempt returns), digits only, is ignored; of several, the
 // largest is taken. A nil h is http.DefaultServeMux, as in http.Server.
@@ -141,11 +145,16 @@ func Wire(g *resilience.Guard) resilience.Observable { return outcome.WireOf(g) 
 // KindWire is the kind of the stage Wire returns.
 const KindWire = outcome.KindWire
 
-// withAttempt returns a copy of h, the caller's header, with AttemptHeader
-// set to n: the request of one attempt. h is left as it was, since a
-// RoundTripper may not change the request it is given; as Header.Clone
-// does, every value is copied into one array.
+// withAttempt returns the header of the request of attempt n, from h, the
+// caller's: h itself for a first attempt that h gives no AttemptHeader,
+// and otherwise a copy, with AttemptHeader set to n for a retry and left
+// out for a first attempt. h is left as it was, since a RoundTripper may
+// not change the request it is given; as Header.Clone does, every value
+// is copied into one array.
 func withAttempt(h http.Header, n int) http.Header {
+	if _, set := h[AttemptHeader]; n <= 1 && !set {
+		return h
+	}
 	nv := 1
 	for _, vv := range h {
 		nv += len(vv)
@@ -164,7 +173,9 @@ func withAttempt(h http.Header, n int) http.Header {
 		out[k] = sv[:m:m]
 		sv = sv[m:]
 	}
-	sv[0] = strconv.Itoa(n)
-	out[AttemptHeader] = sv[:1:1]
+	if n > 1 {
+		sv[0] = strconv.Itoa(n)
+		out[AttemptHeader] = sv[:1:1]
+	}
 	return out
 }

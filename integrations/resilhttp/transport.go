@@ -4,7 +4,7 @@
 // sheds load with a Bulkhead.
 //
 // Between services that both use it, each hop says two things. A
-// Transport sends each request's attempt number (AttemptHeader), which
+// Transport sends each retry's attempt number (AttemptHeader), which
 // Server hands to the handler (resilience.CallerAttempt). And a handler
 // whose own call to a dependency gave up answers with WriteGaveUp, whose
 // PushbackHeader of -1 tells the Transports calling it not to retry:
@@ -101,9 +101,9 @@ func IsFailureStatus(resp *http.Response) bool {
 // the breaker. A pushback of zero or more milliseconds sets the wait
 // before the next attempt, in place of a Retry-After.
 //
-// Each attempt's request carries AttemptHeader, its attempt number; the
-// caller's request is not changed (each attempt is sent with a copy of
-// its header). The attempts sent and the calls made are counted in the
+// Each retry's request carries AttemptHeader, its attempt number, and a
+// first attempt none; the caller's request is not changed (a retry is
+// sent with a copy of its header). The attempts sent and the calls made are counted in the
 // guard's Wire.
 //
 // A failed response about to be retried is drained and closed first, so
