@@ -192,7 +192,8 @@ func readPushback(md metadata.MD) pushback {
 // the caller's call options, and grpc.Trailer to fill md. Slots are
 // pooled, so that asking for the trailer allocates nothing. A unary
 // invoker has filled md when it returns, and keeps nothing of the
-// options.
+// options; one that returned because the call's context ended might not
+// have, and its slot is not pooled again.
 type trailerSlot struct {
 	md   metadata.MD
 	opts []grpc.CallOption

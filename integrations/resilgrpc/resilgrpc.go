@@ -259,7 +259,12 @@ func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, e
 			if err != nil {
 				pb = readPushback(slot.md)
 			}
-			slot.put()
+			if ctx.Err() == nil {
+				// An invoker that returned when the context ended may have
+				// left work behind that writes the trailer later: that slot
+				// is left to the collector, not handed to another call.
+				slot.put()
+			}
 			c.answered = err
 			return struct{}{}, classify(ctx, err, pb)
 		})

@@ -419,3 +419,6 @@ func checkOptions(opt *redis.Options) error {
 // resilience_wire_amplification{name}). Every integration counts into the
 // one Wire of a guard.
 func Wire(g *resilience.Guard) resilience.Observable { return outcome.WireOf(g) }
+
+// KindWire is the kind of the stage Wire returns.
+const KindWire = outcome.KindWire

@@ -358,3 +358,6 @@ func retries(g *resilience.Guard) bool {
 // resilience_wire_amplification{name}). Every integration counts into the
 // one Wire of a guard.
 func Wire(g *resilience.Guard) resilience.Observable { return outcome.WireOf(g) }
+
+// KindWire is the kind of the stage Wire returns.
+const KindWire = outcome.KindWire
