@@ -424,7 +424,10 @@ func TestRetryBudgetOutageAfterAHealthySpell(t *testing.T) {
 func TestGaveUp(t *testing.T) {
 	ctx := context.Background()
 	fail := func(context.Context) (int, error) { return 0, errBoom }
-	run := func(stages ...resilience.Stage) error { _, err := resilience.For[int](stages...).Do(ctx, fail); return err }
+	run := func(stages ...resilience.Stage) error {
+		_, err := resilience.For[int](stages...).Do(ctx, fail)
+		return err
+	}
 	if err := run(must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 2, NoBackoff: true}))); !resilience.GaveUp(err) {
 		t.Errorf("retries used up: GaveUp(%v) = false", err)
 	}
