@@ -1,5 +1,0 @@
-//go:build !race
-
-package resilgrpc
-
-const raceEnabled = false

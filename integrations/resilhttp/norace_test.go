@@ -1,5 +1,0 @@
-//go:build !race
-
-package resilhttp
-
-const raceEnabled = false
