@@ -149,15 +149,18 @@ func (l *RateLimiter) Stats() Stats {
 // rateLimitDo runs the rest of a chain once l gives it a token.
 func rateLimitDo[T any](l *RateLimiter, ctx context.Context, n next[T]) (T, error) {
 	var err error
-	switch now := time.Now(); {
+	switch {
 	case l.lim == nil:
 		err = errRateLimiterNotMade
 	case ctx.Err() != nil:
-		err = ctx.Err() // an ended call takes no token
-	case l.lim.AllowN(now, 1): // the path of nearly every call, written out here
-		l.admitted.Add(1)
+		err = ctx.Err() // an ended call takes no token, and reads no clock
 	default:
-		err = l.noToken(ctx, now)
+		// The path of nearly every call, written out here.
+		if now := time.Now(); l.lim.AllowN(now, 1) {
+			l.admitted.Add(1)
+		} else {
+			err = l.noToken(ctx, now)
+		}
 	}
 	if err != nil {
 		var zero T
