@@ -160,15 +160,15 @@ type ampResult struct {
 	elapsed  time.Duration
 }
 
-// ampRun makes calls GETs to srv through c from ampClients goroutines.
-func ampRun(c *http.Client, srv *failingServer, calls int) ampResult {
+// getAll makes calls GETs of url through c, from goroutines at once, and
+// returns how many were answered 200.
+func getAll(c *http.Client, url string, goroutines, calls int) int64 {
 	var ok atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
-	for range ampClients {
+	for range goroutines {
 		wg.Go(func() {
-			for range calls / ampClients {
-				resp, err := c.Get(srv.URL)
+			for range calls / goroutines {
+				resp, err := c.Get(url)
 				if err != nil {
 					continue
 				}
@@ -181,9 +181,16 @@ func ampRun(c *http.Client, srv *failingServer, calls int) ampResult {
 		})
 	}
 	wg.Wait()
+	return ok.Load()
+}
+
+// ampRun makes calls GETs to srv through c from ampClients goroutines.
+func ampRun(c *http.Client, srv *failingServer, calls int) ampResult {
+	start := time.Now()
+	ok := getAll(c, srv.URL, ampClients, calls)
 	return ampResult{
 		attempts: float64(srv.requests.Load()) / float64(calls),
-		success:  float64(ok.Load()) / float64(calls),
+		success:  float64(ok) / float64(calls),
 		elapsed:  time.Since(start),
 	}
 }
@@ -556,7 +563,7 @@ func TestTwoHops(t *testing.T) {
 	table.WriteString("| library | attempts at A | attempts at B | client calls that succeed |\n|---|---:|---:|---:|\n")
 	perCall := make([]float64, len(rows))
 	for i, row := range rows {
-		var atA, atB, ok atomic.Int64
+		var atA, atB atomic.Int64
 		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			atB.Add(1)
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -580,30 +587,14 @@ func TestTwoHops(t *testing.T) {
 		toA, _ := row.hop(bufferedBodies{baseA})
 		client := &http.Client{Transport: toA}
 
-		var wg sync.WaitGroup
-		for range clients {
-			wg.Go(func() {
-				for range calls / clients {
-					resp, err := client.Get(a.URL)
-					if err != nil {
-						continue
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						ok.Add(1)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		ok := getAll(client, a.URL, clients, calls)
 		baseA.CloseIdleConnections()
 		a.Close()
 		baseB.CloseIdleConnections()
 		b.Close()
 
 		perCall[i] = float64(atB.Load()) / calls
-		fmt.Fprintf(&table, "| %s | %.2f | %.2f | %d of %d |\n", row.name, float64(atA.Load())/calls, perCall[i], ok.Load(), calls)
+		fmt.Fprintf(&table, "| %s | %.2f | %.2f | %d of %d |\n", row.name, float64(atA.Load())/calls, perCall[i], ok, calls)
 	}
 	t.Log("\n" + table.String())
 	if path := os.Getenv("TWOHOPS_TABLE"); path != "" {
