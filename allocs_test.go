@@ -2,6 +2,7 @@ package resilience_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -26,19 +27,32 @@ func TestHappyPathAllocatesNothing(t *testing.T) {
 	fallback := must(resilience.NewFallback(resilience.FallbackConfig[int]{Func: func(context.Context, error) (int, error) { return 0, nil }}))
 
 	for name, p := range map[string]resilience.Policy[int]{
-		"closed breaker":            resilience.For[int](closed),
-		"open breaker":              resilience.For[int](open),
-		"timed breaker":             resilience.For[int](timed),
-		"retry":                     resilience.For[int](retry),
-		"bulkhead":                  resilience.For[int](bulkhead),
-		"retry, breaker, bulkhead":  resilience.For[int](retry, closed, bulkhead),
-		"fallback around the rest":  resilience.Compose(fallback, resilience.For[int](retry, closed, bulkhead)),
-		"nested Compose, flattened": resilience.Compose(resilience.For[int](retry), resilience.Compose(resilience.For[int](closed), resilience.For[int](bulkhead))),
-		"empty chain":               resilience.For[int](),
+		"closed breaker":              resilience.For[int](closed),
+		"open breaker":                resilience.For[int](open),
+		"timed breaker":               resilience.For[int](timed),
+		"retry":                       resilience.For[int](retry),
+		"bulkhead":                    resilience.For[int](bulkhead),
+		"retry, breaker, bulkhead":    resilience.For[int](retry, closed, bulkhead),
+		"fallback around the rest":    resilience.Compose(fallback, resilience.For[int](retry, closed, bulkhead)),
+		"nested Compose, flattened":   resilience.Compose(resilience.For[int](retry), resilience.Compose(resilience.For[int](closed), resilience.For[int](bulkhead))),
+		"empty chain":                 resilience.For[int](),
+		"stale cache around the rest": resilience.Compose(must(resilience.NewStaleCache(resilience.StaleCacheConfig[int]{MaxAge: time.Minute})), resilience.For[int](closed)),
 	} {
 		if n := testing.AllocsPerRun(1000, func() { p.Do(ctx, noop) }); n != 0 {
 			t.Errorf("%s: %v allocations per call, want 0", name, n)
 		}
+	}
+	// A keyed breaker, key found: the lookup allocates nothing.
+	keyed := must(resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{}))
+	for i := range 100 {
+		resilience.Do(resilience.WithKey(ctx, strconv.Itoa(i)), keyed, noop)
+	}
+	keyedCtx := resilience.WithKey(ctx, "42")
+	if n := testing.AllocsPerRun(1000, func() { resilience.Do(keyedCtx, keyed, noop) }); n != 0 {
+		t.Errorf("keyed breaker, key found: %v allocations per call, want 0", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { keyed.Breaker("42") }); n != 0 {
+		t.Errorf("KeyedBreaker.Breaker, key found: %v allocations per call, want 0", n)
 	}
 	for name, s := range map[string]resilience.Stage{"breaker": closed, "retry": retry, "bulkhead": bulkhead} {
 		if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, s, noop) }); n != 0 {

@@ -45,6 +45,8 @@ func (s State) String() string {
 type StateChange struct {
 	// Name is the breaker's name.
 	Name string
+	// Key is the key of a KeyedBreaker's breaker, "" for any other.
+	Key string
 	// From and To are the states before and after.
 	From, To State
 	// At is when the transition happened.
@@ -158,6 +160,7 @@ const MaxWindowSize = window.MaxCountSize
 // breakerSettings is a BreakerConfig with the defaults filled in.
 type breakerSettings struct {
 	name             string
+	key              string // a KeyedBreaker's breaker's key
 	failureThreshold int64
 	errorRate        float64
 	minCalls         int64
@@ -289,7 +292,8 @@ type Breaker struct {
 	timed *window.Time
 	run   failureRun // with a time-based window: the failures in a row
 
-	mu         sync.Mutex // held to change state; guards the fields below
+	mu         sync.Mutex    // held to change state; guards the fields below
+	family     *KeyedBreaker // the family of a keyed breaker, until it is evicted
 	timer      *time.Timer
 	events     []StateChange // transitions not yet reported to OnStateChange
 	delivering bool          // a goroutine is reporting events
@@ -325,7 +329,10 @@ type period struct {
 	_ [64]byte
 	// Closed: failures in a row. Written by failing calls only.
 	consecutive atomic.Int64
-	_           [56]byte
+	// Closed, in a KeyedBreaker: the family's cap has held this period
+	// closed at least once.
+	held atomic.Bool
+	_    [55]byte
 	// HalfOpen: probes in flight, and successful probes so far.
 	probes    atomic.Int32
 	successes atomic.Int32
@@ -338,7 +345,13 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newBreaker(s)
+}
+
+// newBreaker returns a closed breaker with settings s, checked.
+func newBreaker(s breakerSettings) (*Breaker, error) {
 	b := &Breaker{cfg: s}
+	var err error
 	if s.windowPeriod > 0 {
 		b.timed, err = window.NewTime(s.windowPeriod, s.windowBuckets)
 	} else {
@@ -347,7 +360,7 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	if err != nil { // unreachable: settings checked the window's arguments
 		return nil, err
 	}
-	if s.windowPeriod > 0 && cfg.FailureThreshold != Off {
+	if s.windowPeriod > 0 && s.failureThreshold != math.MaxInt64 {
 		b.run.times = make([]time.Time, s.failureThreshold)
 	}
 	b.cur.Store(&period{state: Closed, mode: automatic, count: b.count, timed: b.timed})
@@ -381,7 +394,7 @@ func (b *Breaker) newPeriod(s State, m mode) *period {
 			b.timed.Reset()
 		}
 	} else {
-		p.rejection = OpenError{Name: b.cfg.name, State: s}
+		p.rejection = OpenError{Name: b.cfg.name, Key: b.cfg.key, State: s}
 	}
 	return p
 }
@@ -451,6 +464,9 @@ func (b *Breaker) force(s State, m mode) {
 		b.mu.Unlock()
 		return
 	}
+	if k := b.family; k != nil {
+		k.forced(prev.state, s) // past the cap if need be: forcing is the user's call
+	}
 	b.switchLocked(prev, b.newPeriod(s, m))
 	b.mu.Unlock()
 	b.deliver()
@@ -464,9 +480,38 @@ func (b *Breaker) transition(from *period, to State) {
 		b.mu.Unlock()
 		return
 	}
+	if k := b.family; k != nil && (from.state == Closed) != (to == Closed) {
+		if to == Closed {
+			k.ejected.Add(-1)
+		} else if !k.eject() {
+			// The family has as many keys open as its cap allows: this
+			// one stays closed, and says so.
+			b.mu.Unlock()
+			k.held(b, from)
+			return
+		}
+	}
 	b.switchLocked(from, b.newPeriod(to, automatic))
 	b.mu.Unlock()
 	b.deliver()
+}
+
+// retire detaches b from its KeyedBreaker, which has evicted it: it no
+// longer counts among the family's open keys, and its open timeout's timer
+// is stopped. A call still running through b finishes as usual.
+func (b *Breaker) retire() {
+	b.mu.Lock()
+	if k := b.family; k != nil {
+		if p := b.cur.Load(); p.state != Closed {
+			k.ejected.Add(-1)
+		}
+		b.family = nil
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.mu.Unlock()
 }
 
 // switchLocked makes p the current period. b.mu is held.
@@ -482,7 +527,7 @@ func (b *Breaker) switchLocked(prev, p *period) {
 	}
 	b.cur.Store(p)
 	if prev.state != p.state && b.reports() {
-		b.events = append(b.events, StateChange{Name: b.cfg.name, From: prev.state, To: p.state, At: now})
+		b.events = append(b.events, StateChange{Name: b.cfg.name, Key: b.cfg.key, From: prev.state, To: p.state, At: now})
 	}
 }
 
@@ -878,6 +923,8 @@ func or[T comparable](v, def T) T {
 type OpenError struct {
 	// Name is the breaker's name (BreakerConfig.Name).
 	Name string
+	// Key is the key of a KeyedBreaker's breaker, "" for any other.
+	Key string
 	// State is Open, or HalfOpen when the breaker is probing and all its
 	// probe permits are taken.
 	State State
@@ -889,13 +936,17 @@ type OpenError struct {
 
 // Error describes the error.
 func (e *OpenError) Error() string {
+	name := strconv.Quote(e.Name)
+	if e.Key != "" {
+		name += " for key " + strconv.Quote(e.Key)
+	}
 	switch {
 	case e.State == HalfOpen:
-		return fmt.Sprintf("resilience: circuit breaker %q is half-open and all its probes are in flight", e.Name)
+		return fmt.Sprintf("resilience: circuit breaker %s is half-open and all its probes are in flight", name)
 	case e.Until.IsZero():
-		return fmt.Sprintf("resilience: circuit breaker %q is forced open", e.Name)
+		return fmt.Sprintf("resilience: circuit breaker %s is forced open", name)
 	default:
-		return fmt.Sprintf("resilience: circuit breaker %q is open; next probe in %v", e.Name, approx(e.RetryAfter()))
+		return fmt.Sprintf("resilience: circuit breaker %s is open; next probe in %v", name, approx(e.RetryAfter()))
 	}
 }
 

@@ -98,6 +98,10 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 		if s != nil {
 			c.link = s
 		}
+	case *KeyedBreaker:
+		if s != nil {
+			c.link = s
+		}
 	default:
 		if !isNil(s) {
 			c.link = s
@@ -214,7 +218,11 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		return throttleDo(l, ctx, n)
 	case *RateLimiter:
 		return rateLimitDo(l, ctx, n)
+	case *KeyedBreaker:
+		return keyedDo(l, ctx, n)
 	case *Fallback[T]:
+		return l.run(ctx, n)
+	case *StaleCache[T]:
 		return l.run(ctx, n)
 	case *classifier:
 		return classifyDo(l, ctx, n)

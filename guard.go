@@ -77,6 +77,10 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 			if g.budget == nil {
 				g.budget = l
 			}
+		case *KeyedBreaker:
+			if g.keyed == nil {
+				g.keyed = l
+			}
 		}
 	}
 	if err := checkBudgets(ls); err != nil {
@@ -125,6 +129,7 @@ type Guard struct {
 	retry   *Retry
 	breaker *Breaker
 	budget  *RetryBudget
+	keyed   *KeyedBreaker
 	links   *links
 }
 
@@ -159,3 +164,7 @@ func (g *Guard) Breaker() *Breaker { return g.breaker }
 // RetryBudget returns the guard's outermost retry budget, nil if it has
 // none.
 func (g *Guard) RetryBudget() *RetryBudget { return g.budget }
+
+// KeyedBreaker returns the guard's outermost family of breakers per key,
+// nil if it has none.
+func (g *Guard) KeyedBreaker() *KeyedBreaker { return g.keyed }

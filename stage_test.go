@@ -191,6 +191,19 @@ func conformanceTable() []conformance {
 		}})),
 			func(s resilience.Stage) func() int { return observeBreaker(guardBreaker(s)) },
 			func(s resilience.Stage) func() { return rejectBreaker(guardBreaker(s)) }, 30},
+		{"keyed_breaker", must(resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{Name: "kb"})),
+			func(s resilience.Stage) func() int {
+				k := s.(*resilience.KeyedBreaker)
+				count := func() (n int) {
+					for _, c := range k.Stats().Calls[:4] { // every result but "capped"
+						n += int(c.N)
+					}
+					return n
+				}
+				before := count()
+				return func() int { return count() - before }
+			},
+			func(s resilience.Stage) func() { return rejectBreaker(s.(*resilience.KeyedBreaker).Breaker("")) }, 30},
 		{"throttle", must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "th"})), statsObserver("admitted"), nil, 30},
 		// A rate limiter turns away a call whose context has ended without
 		// taking a token: it sees the panicking call, the 3 after it and
