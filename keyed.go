@@ -118,6 +118,7 @@ type KeyedBreaker struct {
 	// It may lack keys added since, which all has, and hold keys evicted
 	// since, marked gone.
 	read    atomic.Pointer[map[string]*keyEntry]
+	obs     atomic.Pointer[BreakerObserver] // nil until Observe
 	live    atomic.Int64
 	ejected atomic.Int64 // live keys whose breaker is not closed
 	capped  atomic.Uint64
@@ -134,6 +135,7 @@ type KeyedBreaker struct {
 
 // keyEntry is one key's breaker and its counts.
 type keyEntry struct {
+	k   *KeyedBreaker
 	key string
 	b   *Breaker
 	// used: called since the clock's hand last passed (CLOCK's reference
@@ -145,7 +147,31 @@ type keyEntry struct {
 	obs  BreakerObserver
 }
 
-func (e *keyEntry) count(_ State, r CallResult) { e.n[r].Add(1) }
+func (e *keyEntry) count(s State, r CallResult) {
+	e.n[r].Add(1)
+	if o := e.k.obs.Load(); o != nil && o.Call != nil {
+		o.Call(s, r)
+	}
+}
+
+func (e *keyEntry) changed(c StateChange) {
+	if o := e.k.obs.Load(); o != nil && o.StateChange != nil {
+		o.StateChange(c)
+	}
+}
+
+// Observe adds o to the observers of every key's breaker, those made
+// already and those to come: o.Call sees every call through the family,
+// o.StateChange every key's transitions, with StateChange.Key saying
+// which.
+func (k *KeyedBreaker) Observe(o BreakerObserver) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old := k.obs.Load(); old != nil {
+		o = BreakerObserver{Call: join2(old.Call, o.Call), StateChange: join1(old.StateChange, o.StateChange)}
+	}
+	k.obs.Store(&o)
+}
 
 // NewKeyedBreaker returns a family of breakers configured by cfg, or an
 // error naming every invalid field of cfg and of cfg.Breaker.
@@ -264,12 +290,12 @@ func (k *KeyedBreaker) add(key string) *keyEntry {
 		e.used.Store(true)
 		return e
 	}
-	e = &keyEntry{key: key}
+	e = &keyEntry{k: k, key: key}
 	s := k.settings
 	s.key = key
 	e.b, _ = newBreaker(s) // s was checked by NewKeyedBreaker
 	e.b.family = k
-	e.obs = BreakerObserver{Call: e.count}
+	e.obs = BreakerObserver{Call: e.count, StateChange: e.changed}
 	e.b.obs.Store(&e.obs)
 	e.used.Store(true)
 

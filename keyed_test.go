@@ -380,3 +380,34 @@ func TestKeyedBreakerConcurrent(t *testing.T) {
 		t.Errorf("counted %d calls of %d", sum, calls.Load())
 	}
 }
+
+// TestPresetBreakerPerKey: a preset with BreakerPerKey builds a
+// KeyedBreaker from its Breaker config, in the breaker's place.
+func TestPresetBreakerPerKey(t *testing.T) {
+	p := resilience.Preset{
+		Name:          "api",
+		Timeout:       resilience.TimeoutConfig{Duration: time.Second},
+		Breaker:       resilience.BreakerConfig{FailureThreshold: 2},
+		BreakerPerKey: &resilience.KeyedBreakerConfig{MaxKeys: 5, MaxEjectedPercent: 50},
+	}
+	g := must(p.Build())
+	k := g.KeyedBreaker()
+	if k == nil || g.Breaker() != nil || k.Name() != "api" {
+		t.Fatalf("KeyedBreaker %v, Breaker %v; want a family named api and no shared breaker", k, g.Breaker())
+	}
+	keyedCall(g, "a", true)
+	keyedCall(g, "a", true)
+	if err := keyedCall(g, "a", false); !errors.Is(err, resilience.ErrOpen) {
+		t.Errorf("a after 2 failures: %v, want ErrOpen (FailureThreshold 2 from Preset.Breaker)", err)
+	}
+	if err := keyedCall(g, "b", false); err != nil {
+		t.Errorf("b: %v, want nil", err)
+	}
+	p.BreakerPerKey = &resilience.KeyedBreakerConfig{Breaker: resilience.BreakerConfig{FailureThreshold: 3}, MaxKeys: -1}
+	_, err := p.Build()
+	for _, want := range []string{"Preset.BreakerPerKey.Breaker", "KeyedBreakerConfig.MaxKeys -1"} {
+		if !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("Build: %v; want it to name %s", err, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"reflect"
 )
 
 // Preset is a tuned set of configs for one kind of dependency: a time limit
@@ -45,6 +46,17 @@ type Preset struct {
 	// Breaker configures the circuit breaker each attempt goes through.
 	Breaker BreakerConfig
 
+	// BreakerPerKey, if set, gives each key its own breaker, configured by
+	// Breaker: Build makes a KeyedBreaker of them, with MaxKeys,
+	// MaxEjectedPercent and OnCapped from here (leave its Breaker field
+	// zero; its Name defaults to Breaker's). The key is the one WithKey
+	// put in the call's context; the integrations set it (a resilhttp
+	// Transport to the request's host). Guard.KeyedBreaker returns the
+	// family, and Guard.Breaker nil. presets.ExternalHTTPConfig sets it:
+	// one failing host of an API, or one of the many a client calls, is
+	// cut off alone. Nil: one breaker for every call.
+	BreakerPerKey *KeyedBreakerConfig
+
 	// AttemptTimeout, if set, limits each attempt, inside the breaker: an
 	// attempt that hangs is cut short, counted as a failure by the
 	// breaker, and retried while Timeout leaves time for it. Its Name
@@ -69,7 +81,8 @@ type Preset struct {
 // returns an error naming every invalid field of every config. The guard
 // runs a call as Timeout → Retry → RetryBudget → Breaker → AttemptTimeout
 // → call (see Guard), leaving out the Retry, the RetryBudget and the
-// AttemptTimeout when they are nil.
+// AttemptTimeout when they are nil; with BreakerPerKey, the Breaker is a
+// KeyedBreaker.
 func (p Preset) Build() (*Guard, error) {
 	var (
 		stages []Stage
@@ -100,7 +113,18 @@ func (p Preset) Build() (*Guard, error) {
 		}
 	}
 	p.Breaker.Name = or(p.Breaker.Name, p.Name)
-	if b, err := NewBreaker(p.Breaker); err != nil {
+	if p.BreakerPerKey != nil {
+		kc := *p.BreakerPerKey
+		if !reflect.ValueOf(kc.Breaker).IsZero() {
+			errs = append(errs, &ConfigError{Field: "Preset.BreakerPerKey.Breaker", Value: "set", Reason: "must be left zero: each key's breaker is configured by Preset.Breaker"})
+		}
+		kc.Breaker = p.Breaker
+		if k, err := NewKeyedBreaker(kc); err != nil {
+			errs = append(errs, err)
+		} else {
+			stages = append(stages, k)
+		}
+	} else if b, err := NewBreaker(p.Breaker); err != nil {
 		errs = append(errs, err)
 	} else {
 		stages = append(stages, b)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -235,6 +236,51 @@ func readmeCallers(timeout *resilience.Timeout, retry *resilience.Retry, breaker
 	return resilience.NewGuard(resilience.GuardConfig{Name: "search", Stages: []resilience.Stage{
 		timeout, retry, budget, limit, throttle, breaker,
 	}})
+}
+
+type shard struct{ Addr string }
+
+func (shard) Order(ctx context.Context, id int) (string, error) { return "order", nil }
+
+func readmeKeyed(ctx context.Context, sh shard, id int) (string, error) {
+	shards, err := resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{
+		Name:              "orders",
+		MaxKeys:           64, // more than there are shards: only keys nobody calls are evicted
+		MaxEjectedPercent: 25, // never more than a quarter of the shards cut off
+	})
+	if err != nil {
+		return "", err
+	}
+	// Each call goes through the breaker of the key in its context.
+	return resilience.Do(resilience.WithKey(ctx, sh.Addr), shards, func(ctx context.Context) (string, error) {
+		return sh.Order(ctx, id)
+	})
+}
+
+func readmeStale(ctx context.Context, guard *resilience.Guard, id int) (*User, error) {
+	cache, err := resilience.NewStaleCache(resilience.StaleCacheConfig[*User]{Name: "users", MaxAge: 10 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	users := resilience.Compose(cache, resilience.For[*User](guard)) // the cache outermost
+	u, err := users.Do(resilience.WithKey(ctx, strconv.Itoa(id)), func(ctx context.Context) (*User, error) {
+		return client.GetUser(ctx, &GetUserRequest{ID: id})
+	})
+	if age, ok := resilience.StaleAge(err); ok {
+		log.Printf("user %d: serving what we had %v ago: %v", id, age, err)
+		return u, nil
+	}
+	return u, err
+}
+
+// TestREADMEKeyed runs the README's keyed snippets.
+func TestREADMEKeyed(t *testing.T) {
+	if v, err := readmeKeyed(context.Background(), shard{Addr: "10.0.0.7:5432"}, 1); v != "order" || err != nil {
+		t.Errorf("readmeKeyed: %q, %v", v, err)
+	}
+	if u, err := readmeStale(context.Background(), presets.GRPC(), 1); err != nil || u.Name != "ada" {
+		t.Errorf("readmeStale: %v, %v", u, err)
+	}
 }
 
 // TestREADMECallers runs the guard of the README's "Protecting a

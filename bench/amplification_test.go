@@ -122,6 +122,7 @@ func newFailingServer(share float64) *failingServer {
 // is disabled: the question is what retries do, not the breaker.
 func ourHTTPClient(base http.RoundTripper, withBudget bool) *http.Client {
 	cfg := presets.ExternalHTTPConfig()
+	cfg.BreakerPerKey = nil // one server: one breaker, disabled below
 	cfg.Retry.NoBackoff = true
 	cfg.Retry.InitialBackoff, cfg.Retry.BackoffMultiplier, cfg.Retry.Jitter = 0, 0, false
 	if !withBudget {

@@ -22,6 +22,7 @@
 //	database        10s      10 failures, 30s cooldown  none       none
 //	Redis           5s       3 failures, 15s cooldown   2 retries  2s
 //	external HTTP   60s      5 failures, 120s cooldown  5 retries  20s
+//	                         (a breaker per host)
 //	Kafka           5s       5 failures, 30s cooldown   3 retries  2s
 //	object storage  120s     5 failures, 60s cooldown   5 retries  none
 //
@@ -76,6 +77,9 @@ const (
 	RetryBudgetRatio        = 0.2              // retries allowed per first attempt, all calls together
 	RetryBudgetMinPerSecond = 10               // retries allowed each second whatever the ratio
 	RetryBudgetWindow       = 10 * time.Second // how far back a retry budget counts
+
+	MaxKeys           = resilience.DefaultMaxKeys           // hosts with a breaker of their own, in the presets with one per host
+	MaxEjectedPercent = resilience.DefaultMaxEjectedPercent // share of those hosts that may be open at once
 )
 
 // config builds a preset from the values that differ between presets;
@@ -141,10 +145,17 @@ func RedisConfig() resilience.Preset {
 }
 
 // ExternalHTTPConfig returns the preset for third-party HTTP APIs: 60s, a
-// breaker that opens after 5 failures in a row and probes after 120s, 5
-// retries, and 20s for each attempt.
+// breaker per host that opens after 5 failures in a row and probes after
+// 120s, 5 retries, and 20s for each attempt. The breakers are a
+// resilience.KeyedBreaker (BreakerPerKey), one per scheme, host and port
+// a resilhttp Transport sends to, up to 10,000 hosts, at most 10% of them
+// open at once (one always may): a client that calls many hosts (webhooks,
+// a crawler, regional endpoints) loses only the failing ones. Set
+// BreakerPerKey to nil for one breaker over every host.
 func ExternalHTTPConfig() resilience.Preset {
-	return config("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)
+	p := config("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)
+	p.BreakerPerKey = &resilience.KeyedBreakerConfig{MaxKeys: MaxKeys, MaxEjectedPercent: MaxEjectedPercent}
+	return p
 }
 
 // KafkaConfig returns the preset for Kafka producers: 5s, a breaker that

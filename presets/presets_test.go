@@ -48,6 +48,13 @@ func want(name string, timeout time.Duration, failures int, cooldown time.Durati
 	return p
 }
 
+// perHost gives p a breaker per host, as the presets table says: up to
+// 10,000 hosts, 10% of them open at once.
+func perHost(p resilience.Preset) resilience.Preset {
+	p.BreakerPerKey = &resilience.KeyedBreakerConfig{MaxKeys: 10000, MaxEjectedPercent: 10}
+	return p
+}
+
 var table = []struct {
 	name   string
 	config func() resilience.Preset
@@ -57,7 +64,7 @@ var table = []struct {
 	{"gRPC", presets.GRPCConfig, presets.GRPC, want("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)},
 	{"database", presets.DatabaseConfig, presets.Database, want("database", 10*time.Second, 10, 30*time.Second, 0, 0)},
 	{"Redis", presets.RedisConfig, presets.Redis, want("redis", 5*time.Second, 3, 15*time.Second, 2, 2*time.Second)},
-	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, want("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)},
+	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, perHost(want("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second))},
 	{"Kafka", presets.KafkaConfig, presets.Kafka, want("kafka", 5*time.Second, 5, 30*time.Second, 3, 2*time.Second)},
 	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, want("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)},
 }
@@ -94,8 +101,16 @@ func TestPresetValues(t *testing.T) {
 			t.Errorf("%s: Classify is set", tc.name)
 		}
 		g := tc.guard()
-		if g.Name() != tc.want.Name || g.Breaker().Name() != tc.want.Name || g.Timeout().Duration() != tc.want.Timeout.Duration {
-			t.Errorf("%s: guard %q, breaker %q, timeout %v", tc.name, g.Name(), g.Breaker().Name(), g.Timeout().Duration())
+		var breaker resilience.Stage = g.Breaker()
+		breakerKind := "breaker "
+		if tc.want.BreakerPerKey != nil {
+			breaker, breakerKind = g.KeyedBreaker(), "keyed_breaker "
+			if g.Breaker() != nil {
+				t.Errorf("%s: a breaker per host, and a shared one", tc.name)
+			}
+		}
+		if g.Name() != tc.want.Name || breaker.Name() != tc.want.Name || g.Timeout().Duration() != tc.want.Timeout.Duration {
+			t.Errorf("%s: guard %q, breaker %q, timeout %v", tc.name, g.Name(), breaker.Name(), g.Timeout().Duration())
 		}
 		if (g.Retry() == nil) != (tc.want.Retry == nil) {
 			t.Errorf("%s: Retry() = %v", tc.name, g.Retry())
@@ -108,7 +123,7 @@ func TestPresetValues(t *testing.T) {
 				t.Errorf("%s: a preset that retries has no retry budget", tc.name)
 			}
 		}
-		wantStages = append(wantStages, "breaker "+tc.want.Name)
+		wantStages = append(wantStages, breakerKind+tc.want.Name)
 		if a := tc.want.AttemptTimeout; a != nil {
 			wantStages = append(wantStages, "timeout "+tc.want.Name+".attempt")
 			var last *resilience.Timeout
@@ -230,6 +245,16 @@ func TestTimeoutCoversRetries(t *testing.T) {
 	})
 }
 
+// observeBreakers adds o to the observers of g's breaker, or of each of
+// its breakers per key.
+func observeBreakers(g *resilience.Guard, o resilience.BreakerObserver) {
+	if k := g.KeyedBreaker(); k != nil {
+		k.Observe(o)
+		return
+	}
+	g.Breaker().Observe(o)
+}
+
 // TestAttemptTimeoutRetriesAHungAttempt: in each preset with a per-attempt
 // limit, an attempt that hangs is cut at that limit, counted by the
 // breaker, and retried within the total, which succeeds.
@@ -242,7 +267,7 @@ func TestAttemptTimeoutRetriesAHungAttempt(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				g := tc.guard()
 				failures := 0
-				g.Breaker().Observe(resilience.BreakerObserver{Call: func(_ resilience.State, r resilience.CallResult) {
+				observeBreakers(g, resilience.BreakerObserver{Call: func(_ resilience.State, r resilience.CallResult) {
 					if r == resilience.CallFailed {
 						failures++
 					}

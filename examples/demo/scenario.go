@@ -127,6 +127,7 @@ func get(ctx context.Context, client *http.Client, url string) (string, error) {
 func guardConfig() resilience.Preset {
 	p := presets.ExternalHTTPConfig()
 	p.Name = "backend"
+	p.BreakerPerKey = nil // one backend: one breaker
 	p.Timeout.Duration = 200 * time.Millisecond
 	p.AttemptTimeout.Duration = 80 * time.Millisecond
 	p.Breaker.OpenTimeout = time.Second

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,6 +68,32 @@ type TransportConfig struct {
 	// attempt is retried and the breaker counts it. Default
 	// IsFailureStatus.
 	IsFailure func(*http.Response) bool
+
+	// Key gives the key of a request, for a guard with a breaker per key
+	// (a resilience.KeyedBreaker, as presets.ExternalHTTP has): each key's
+	// calls go through a breaker of their own. Default HostKey: one
+	// breaker per scheme, host and port. With a guard of one breaker, the
+	// key is not used; for one breaker over every host, give the Transport
+	// such a guard (set the preset's BreakerPerKey to nil), or a Key that
+	// returns a constant.
+	Key func(*http.Request) string
+}
+
+// HostKey is the default TransportConfig.Key: the request's scheme, host
+// and port, the port spelled out when the URL leaves it implied, as in
+// "https://api.example.com:443".
+func HostKey(req *http.Request) string {
+	u := req.URL
+	port := u.Port()
+	if port == "" {
+		switch u.Scheme {
+		case "https", "wss":
+			port = "443"
+		default:
+			port = "80"
+		}
+	}
+	return u.Scheme + "://" + net.JoinHostPort(u.Hostname(), port)
 }
 
 // IsFailureStatus is the default TransportConfig.IsFailure: a 5xx status
@@ -133,6 +160,7 @@ type Transport struct {
 	wire      *outcome.Wire // the guard's
 	unsafe    bool
 	isFailure func(*http.Response) bool
+	key       func(*http.Request) string // nil when the guard has no breaker per key
 }
 
 // NewTransport returns a Transport configured by cfg, or an error if
@@ -154,6 +182,12 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	if t.isFailure == nil {
 		t.isFailure = IsFailureStatus
+	}
+	if cfg.Guard.KeyedBreaker() != nil {
+		t.key = cfg.Key
+		if t.key == nil {
+			t.key = HostKey
+		}
 	}
 	return t, nil
 }
@@ -213,7 +247,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// resilience.Stage), and all have returned when the guard has.
 	var pending *http.Response // a failed response not yet handed back
 	attempt := 0
-	resp, release, err := outcome.RunHeldAlways(parent, t.guard, once, func(ctx context.Context) (*http.Response, error) {
+	ctx := parent
+	if t.key != nil {
+		ctx = resilience.WithKey(parent, t.key(req))
+	}
+	resp, release, err := outcome.RunHeldAlways(ctx, t.guard, once, func(ctx context.Context) (*http.Response, error) {
 		if pending != nil {
 			discard(pending)
 			pending = nil

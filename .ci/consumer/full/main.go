@@ -74,14 +74,16 @@ func run() error {
 	}
 	var calls float64
 	for _, f := range families {
-		if f.GetName() == "resilience_circuit_breaker_calls_total" {
+		// The preset has a breaker per host: a KeyedBreaker, whose calls
+		// are resilience_keyed_breaker_calls_total.
+		if f.GetName() == "resilience_keyed_breaker_calls_total" {
 			for _, s := range f.GetMetric() {
 				calls += s.GetCounter().GetValue()
 			}
 		}
 	}
 	if calls != 2 {
-		return fmt.Errorf("resilience_circuit_breaker_calls_total sums to %v, want 2", calls)
+		return fmt.Errorf("resilience_keyed_breaker_calls_total sums to %v, want 2", calls)
 	}
 	fmt.Printf("GET %s: %d %q after %d attempts; the breaker counted %v calls\n",
 		srv.Listener.Addr(), resp.StatusCode, body, requests.Load(), calls)
