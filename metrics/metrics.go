@@ -16,7 +16,8 @@
 // Nothing is registered on the global registry unless you pass it
 // (prometheus.DefaultRegisterer). Every series is labelled with the policy's
 // name and values from small fixed sets: never an error's text, never
-// anything that grows with traffic.
+// anything that grows with traffic. The one label that comes from the
+// calls, a keyed breaker's key, is opt-in (Config.KeyLabels) and capped.
 //
 // # Series
 //
@@ -49,6 +50,22 @@
 //
 //	resilience_K_calls_total{name="N",result}   counter, one series per result it reports
 //	resilience_K_G{name="N"}                    gauge, for each gauge G it reports
+//
+// A *resilience.KeyedBreaker is one of those, of kind keyed_breaker: its
+// family's calls (success, failure, ignored, rejected, capped) and its
+// keys, ejected and ejection_limit gauges. With Config.KeyLabels set to
+// L > 0 it also has series per key, for at most L keys and "other":
+//
+//	resilience_keyed_breaker_key_calls_total{name="N",key,result}   counter; result: success, failure, ignored, rejected
+//	resilience_keyed_breaker_key_state{name="N",key,state}          gauge, keys in the state; state: closed, open, half-open
+//
+// The first L keys seen at a scrape (the busiest first, among those seen
+// at once) take a key label value of their own for good; every other key
+// is counted under key="other", whose state series count the keys in each
+// state. A labelled key whose breaker was evicted is in no state (0 for
+// all three) until it is called again, and its counter goes on from where
+// it was. Keys are whatever callers send (hosts, shards, tenants), so
+// without the cap they would be a label of unbounded cardinality.
 //
 // Every series is created, at zero, when its policy is instrumented, so
 // that rates and alerts work from the first scrape.
@@ -98,7 +115,10 @@ type Metrics struct {
 	state         *prometheus.Desc
 	inUse         *prometheus.Desc
 	maxConcurrent *prometheus.Desc
+	keyCalls      *prometheus.Desc
+	keyState      *prometheus.Desc
 
+	cfg Config
 	reg prometheus.Registerer // where the collectors of other kinds go
 
 	mu        sync.Mutex             // guards the maps
@@ -107,6 +127,28 @@ type Metrics struct {
 	bulkheads map[string]*resilience.Bulkhead
 	retries   map[string]*resilience.Retry
 	timeouts  map[string]*resilience.Timeout
+	keyed     map[string]*keyedSeries // by name; only with cfg.KeyLabels > 0
+}
+
+// Config configures a Metrics. The zero Config is New's.
+type Config struct {
+	// KeyLabels is how many keys of each *resilience.KeyedBreaker have
+	// series of their own (resilience_keyed_breaker_key_calls_total and
+	// resilience_keyed_breaker_key_state, labelled with the key): the
+	// first KeyLabels keys seen, the rest counted together under
+	// key="other". 0, the default, gives no series per key at all, only
+	// the family's. Each key takes 7 series; keep KeyLabels to the hosts
+	// or shards you would chart one by one.
+	KeyLabels int
+}
+
+// check returns a *resilience.ConfigError for each invalid field.
+func (c Config) check() error {
+	if c.KeyLabels < 0 {
+		return &resilience.ConfigError{Field: "metrics.Config.KeyLabels", Value: c.KeyLabels,
+			Reason: "must be 0 (no series per key, the default) or the most keys to give series of their own"}
+	}
+	return nil
 }
 
 // New makes the collectors and registers them with reg.
@@ -115,20 +157,42 @@ type Metrics struct {
 // Metrics instead, so that packages sharing a registry can each call New.
 // A registry holding other collectors of the same metric names is an
 // error, as is a nil reg.
+//
+// New is NewWithConfig with the zero Config, except that it returns the
+// Metrics already on reg whatever that one's Config.
 func New(reg prometheus.Registerer) (*Metrics, error) {
+	return newWith("New", reg, Config{}, false)
+}
+
+// NewWithConfig is New with cfg. A cfg with an invalid field is an error
+// naming it, which matches resilience.ErrInvalidConfig. If reg already
+// holds the collectors of an earlier New or NewWithConfig, NewWithConfig
+// returns that Metrics if it has the same Config, and an error if not.
+func NewWithConfig(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
+	return newWith("NewWithConfig", reg, cfg, true)
+}
+
+func newWith(fn string, reg prometheus.Registerer, cfg Config, strict bool) (*Metrics, error) {
 	if reg == nil {
-		return nil, errors.New("metrics: New: nil prometheus.Registerer (pass prometheus.DefaultRegisterer to use the global registry)")
+		return nil, fmt.Errorf("metrics: %s: nil prometheus.Registerer (pass prometheus.DefaultRegisterer to use the global registry)", fn)
+	}
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("metrics: %s: %w", fn, err)
 	}
 	m := newMetrics()
+	m.cfg = cfg
 	m.reg = reg
 	if err := reg.Register(m); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			if existing, ok := are.ExistingCollector.(*Metrics); ok {
+				if strict && existing.cfg != cfg {
+					return nil, fmt.Errorf("metrics: %s: the registry already holds the collectors of a Metrics with %+v, not %+v: make the Metrics of a registry once, with one Config", fn, existing.cfg, cfg)
+				}
 				return existing, nil
 			}
 		}
-		return nil, fmt.Errorf("metrics: New: registering the resilience collectors: %w", err)
+		return nil, fmt.Errorf("metrics: %s: registering the resilience collectors: %w", fn, err)
 	}
 	return m, nil
 }
@@ -167,11 +231,18 @@ func newMetrics() *Metrics {
 			"Calls running in bulkheads.", []string{"name"}, nil),
 		maxConcurrent: prometheus.NewDesc("resilience_bulkhead_max_concurrent",
 			"Calls bulkheads let run at once.", []string{"name"}, nil),
+		keyCalls: prometheus.NewDesc("resilience_keyed_breaker_key_calls_total",
+			"Calls through the breakers of keyed breakers, by key (the first keys seen; the others as key=\"other\") and how they ended.",
+			[]string{"name", "key", "result"}, nil),
+		keyState: prometheus.NewDesc("resilience_keyed_breaker_key_state",
+			"Keys of keyed breakers in each state: for a labelled key, 1 for the state its breaker is in and 0 for the others; for key=\"other\", how many of the other keys are in it.",
+			[]string{"name", "key", "state"}, nil),
 		kinds:     map[string]*kindSeries{},
 		breakers:  map[string]*breakerSeries{},
 		bulkheads: map[string]*resilience.Bulkhead{},
 		retries:   map[string]*resilience.Retry{},
 		timeouts:  map[string]*resilience.Timeout{},
+		keyed:     map[string]*keyedSeries{},
 	}
 }
 
@@ -186,6 +257,10 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.state
 	ch <- m.inUse
 	ch <- m.maxConcurrent
+	// Described whatever the Config, so that every Metrics has the same
+	// descriptors and New finds the one already on a registry.
+	ch <- m.keyCalls
+	ch <- m.keyState
 }
 
 // Collect implements prometheus.Collector.
@@ -212,6 +287,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for name, b := range m.bulkheads {
 		bulkheads = append(bulkheads, named[*resilience.Bulkhead]{name, b})
 	}
+	keyed := make([]*keyedSeries, 0, len(m.keyed))
+	for _, k := range m.keyed {
+		keyed = append(keyed, k)
+	}
 	m.mu.Unlock()
 
 	for _, nb := range breakers {
@@ -233,6 +312,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, nb := range bulkheads {
 		ch <- prometheus.MustNewConstMetric(m.inUse, prometheus.GaugeValue, float64(nb.stage.InUse()), nb.name)
 		ch <- prometheus.MustNewConstMetric(m.maxConcurrent, prometheus.GaugeValue, float64(nb.stage.MaxConcurrent()), nb.name)
+	}
+	for _, k := range keyed {
+		for _, s := range k.collect(m.keyCalls, m.keyState) {
+			ch <- s
+		}
 	}
 }
 
@@ -342,6 +426,12 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 			if m.bulkheads[s.Name()] == nil {
 				m.bulkheads[s.Name()] = s
 				m.instrumentBulkhead(s)
+			}
+		case *resilience.KeyedBreaker:
+			// Its family's series come from its Stats, below; its keys'
+			// only if asked for.
+			if m.cfg.KeyLabels > 0 && m.keyed[s.Name()] == nil {
+				m.keyed[s.Name()] = newKeyedSeries(s, m.cfg.KeyLabels)
 			}
 		}
 	}
