@@ -315,10 +315,12 @@ func (k *KeyedBreaker) add(key string) *keyEntry {
 	}
 	k.all[key] = e
 	k.missed()
-	k.mu.Unlock()
 	if old != nil {
+		// Under k.mu, so that Stats never sees the key gone and its
+		// counts not yet kept.
 		k.evict(old)
 	}
+	k.mu.Unlock()
 	return e
 }
 
@@ -353,7 +355,9 @@ func (k *KeyedBreaker) victim() int {
 	}
 }
 
-// evict retires an evicted entry's breaker and keeps its counts.
+// evict retires an evicted entry's breaker and keeps its counts. k.mu is
+// held (retire takes the breaker's lock inside it; nothing takes k.mu
+// inside a breaker's).
 func (k *KeyedBreaker) evict(e *keyEntry) {
 	e.b.retire()
 	for i := range e.n {
@@ -401,14 +405,16 @@ func (k *KeyedBreaker) held(b *Breaker, p *period) {
 // when the key was evicted may go uncounted.
 func (k *KeyedBreaker) Stats() Stats {
 	var n [4]uint64
+	k.mu.Lock()
 	for i := range n {
 		n[i] = k.evicted[i].Load()
 	}
-	k.each(func(e *keyEntry) {
+	for _, e := range k.all {
 		for i := range n {
 			n[i] += e.n[i].Load()
 		}
-	})
+	}
+	k.mu.Unlock()
 	return Stats{
 		Calls: []Count{
 			{Result: "success", N: n[CallSucceeded]},

@@ -411,3 +411,33 @@ func TestPresetBreakerPerKey(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyedBreakerStatsOnlyGrow: under calls that evict keys all the
+// time, the family's counts read by Stats never go down.
+func TestKeyedBreakerStatsOnlyGrow(t *testing.T) {
+	k := must(resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{Name: "g", MaxKeys: 2}))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				keyedCall(k, fmt.Sprint(g, i%5), false)
+			}
+		})
+	}
+	last := uint64(0)
+	for range 20000 {
+		n := statsCount(k, "success")
+		if n < last {
+			t.Fatalf("success went from %d down to %d", last, n)
+		}
+		last = n
+	}
+	close(done)
+	wg.Wait()
+}
