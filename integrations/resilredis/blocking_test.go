@@ -324,13 +324,24 @@ func TestBlockingCommandsWaitForTheBreakerToClose(t *testing.T) {
 	p.Breaker.SuccessThreshold = 1
 	g := must(p.Build())
 	rdb, sent := guardedClient(t, srv.Addr, g, false)
+	// State reports HalfOpen from the instant the open time has passed, a
+	// moment before the breaker's timer makes the move and lets a probe
+	// through: wait for the move itself.
+	halfOpen := make(chan struct{})
+	g.Breaker().Observe(resilience.BreakerObserver{StateChange: func(c resilience.StateChange) {
+		if c.To == resilience.HalfOpen {
+			close(halfOpen)
+		}
+	}})
 	permit, err := g.Breaker().Allow(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	permit.Done(errors.New("down")) // open, for 50ms
-	if err := testserver.WaitFor(t.Context(), func() bool { return g.Breaker().State() == resilience.HalfOpen }); err != nil {
-		t.Fatal(err)
+	select {
+	case <-halfOpen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the breaker did not move to half-open")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
