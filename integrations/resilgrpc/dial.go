@@ -29,17 +29,23 @@ import (
 // reached the server's application, once; the guard's Wire does not
 // count those (see Wire).
 //
+// The options opts go to both interceptors: with KeyByMethod, a guard
+// with a *resilience.KeyedBreaker keys calls and streams by target and
+// method rather than by target alone (see UnaryClientInterceptor). One
+// guard may guard many connections: with a KeyedBreaker, each target has
+// its breaker.
+//
 // It returns an error if g is nil, the zero Guard, or has a time limit
 // that abandons calls (TimeoutConfig.Abandon).
-func DialOptions(g *resilience.Guard) ([]grpc.DialOption, error) {
+func DialOptions(g *resilience.Guard, opts ...ClientOption) ([]grpc.DialOption, error) {
 	if err := checkGuard("DialOptions", g); err != nil {
 		return nil, err
 	}
-	unary, err := UnaryClientInterceptor(g)
+	unary, err := UnaryClientInterceptor(g, opts...)
 	if err != nil {
 		return nil, err
 	}
-	stream, err := StreamClientInterceptor(g)
+	stream, err := StreamClientInterceptor(g, opts...)
 	if err != nil {
 		return nil, err
 	}

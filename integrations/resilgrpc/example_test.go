@@ -134,3 +134,63 @@ func ExampleDialOptions() {
 	// Output:
 	// Unavailable after 3 calls to the server
 }
+
+// KeyByMethod gives each method of a guarded connection a breaker of its
+// own, in a guard with a KeyedBreaker: the server's Check fails every
+// call, and once Check's breaker has opened, List goes on being called.
+func ExampleKeyByMethod() {
+	checkDown := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == healthpb.Health_Check_FullMethodName {
+			return nil, status.Error(codes.Unavailable, "down")
+		}
+		return handler(ctx, req)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := grpc.NewServer(grpc.UnaryInterceptor(checkDown))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	perKey, err := resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{
+		Name:    "health",
+		Breaker: resilience.BreakerConfig{FailureThreshold: 2, OpenTimeout: time.Minute},
+	})
+	if err != nil {
+		panic(err)
+	}
+	guard, err := resilience.NewGuard(resilience.GuardConfig{Name: "health", Stages: []resilience.Stage{perKey}})
+	if err != nil {
+		panic(err)
+	}
+	opts, err := resilgrpc.DialOptions(guard, resilgrpc.KeyByMethod())
+	if err != nil {
+		panic(err)
+	}
+	conn, err := grpc.NewClient(lis.Addr().String(), append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	ctx := context.Background()
+
+	for range 3 {
+		_, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+		fmt.Println("Check:", status.Code(err), errors.Is(err, resilience.ErrOpen))
+	}
+	_, err = client.List(ctx, &healthpb.HealthListRequest{})
+	fmt.Println("List:", err)
+	key := lis.Addr().String() + "/grpc.health.v1.Health/"
+	check, _ := perKey.Lookup(key + "Check")
+	list, _ := perKey.Lookup(key + "List")
+	fmt.Println("breakers: Check", check.State(), "List", list.State())
+	// Output:
+	// Check: Unavailable false
+	// Check: Unavailable false
+	// Check: Unavailable true
+	// List: <nil>
+	// breakers: Check open List closed
+}

@@ -24,6 +24,14 @@
 //		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
 //	})
 //
+// One guard may guard the connections to many servers. Give it a
+// *resilience.KeyedBreaker and the interceptors key each call and stream
+// by its ClientConn's target, so that each server has its breaker: one that fails is cut off, the others go on
+// being called. With KeyByMethod the key is the target and the method, so
+// that one failing method of a service does not cut off the others:
+//
+//	opts, err := resilgrpc.DialOptions(guard, resilgrpc.KeyByMethod())
+//
 // Between services that both use it, each hop says two things, in gRFC
 // A6's words. The client interceptors send each retry's count of the
 // attempts before it (PreviousAttemptsKey), which the server's hop
@@ -239,12 +247,30 @@ func checkGuard(fn string, g *resilience.Guard) error {
 // returns it from a handler under UnaryServerHopInterceptor tells its own
 // clients not to retry. It returns an error if g is nil, the zero
 // Guard, or has a time limit that abandons calls (TimeoutConfig.Abandon).
-func UnaryClientInterceptor(g *resilience.Guard) (grpc.UnaryClientInterceptor, error) {
+//
+// When g has a *resilience.KeyedBreaker (g.KeyedBreaker() is not nil),
+// each call is keyed with resilience.WithKey, for the guard's stages, by
+// its ClientConn's target (cc.Target(), the string given to
+// grpc.NewClient), or by its target and method with KeyByMethod: a
+// failing server, or a failing method, opens its own breaker and the
+// others go on being called. The key replaces any the caller's context
+// carries, which is some other dependency's. It costs two allocations per
+// call (the context and the key in it), three with KeyByMethod; a guard
+// without a KeyedBreaker pays nothing for it. The key is the target, not
+// the address of the server behind it, which gRPC's load balancer picks
+// after the interceptor has run: to set aside one bad backend among those
+// a target resolves to, use gRPC's outlier detection.
+func UnaryClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.UnaryClientInterceptor, error) {
 	if err := checkGuard("UnaryClientInterceptor", g); err != nil {
 		return nil, err
 	}
 	wire := outcome.WireOf(g)
+	keyed := g.KeyedBreaker() != nil
+	o := newClientOptions(opts)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if keyed {
+			ctx = resilience.WithKey(ctx, o.key(cc, method))
+		}
 		var c struct {
 			answered error // the last attempt's
 			sent     int   // attempts handed to invoker

@@ -20,11 +20,21 @@ import (
 const maxReplay = 64
 
 // StreamClientInterceptor returns an interceptor that guards streams with
-// g's breaker and retries: the first *resilience.Breaker and the first
-// *resilience.Retry among its stages, either of which may be missing. It
-// returns an error if g is nil, the zero Guard, or has a time limit that
-// abandons calls. Any other guard will do; its other stages guard unary
-// calls only (see below).
+// g's breakers and retries: the first *resilience.Breaker, the first
+// *resilience.KeyedBreaker and the first *resilience.Retry among its
+// stages, any of which may be missing. It returns an error if g is nil,
+// the zero Guard, or has a time limit that abandons calls. Any other guard
+// will do; its other stages guard unary calls only (see below).
+//
+// A guard's KeyedBreaker guards each stream with the breaker of the
+// stream's key (KeyedBreaker.Breaker), the key that UnaryClientInterceptor
+// gives a unary call with the same options: the ClientConn's target, or
+// with KeyByMethod the target and the method. Each stream opened for the
+// call, retries included, takes a permit from that breaker, looked up
+// anew. A guard with a Breaker and a KeyedBreaker, one around the whole
+// dependency and one per target, takes a permit from each, in the order of
+// the guard's stages; when the inner one rejects the stream, the outer one
+// is told of the rejection, as it is of a unary call's.
 //
 // A stream is one call for the breaker: it succeeds when its first message
 // arrives (or the server ends it cleanly without one) and fails as
@@ -74,7 +84,7 @@ const maxReplay = 64
 // is held by the stream itself, as above. And streams often live long:
 // the guard's time limit, made for one request and its answer (30s in
 // presets.GRPC()), would cut them. Bound a stream with its context.
-func StreamClientInterceptor(g *resilience.Guard) (grpc.StreamClientInterceptor, error) {
+func StreamClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.StreamClientInterceptor, error) {
 	if err := checkGuard("StreamClientInterceptor", g); err != nil {
 		return nil, err
 	}
@@ -98,12 +108,30 @@ func StreamClientInterceptor(g *resilience.Guard) (grpc.StreamClientInterceptor,
 		}
 	}
 	wire := outcome.WireOf(g)
+	breaker, keyed := g.Breaker(), g.KeyedBreaker()
+	keyedOuter := false // keyed is outside breaker
+	if breaker != nil && keyed != nil {
+		for _, s := range g.Stages() {
+			if s == resilience.Stage(keyed) {
+				keyedOuter = true
+				break
+			}
+			if s == resilience.Stage(breaker) {
+				break
+			}
+		}
+	}
+	o := newClientOptions(opts)
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		opts = opts[:len(opts):len(opts)] // appended to for each attempt, never in the caller's array
-		st := &streamState{ctx: ctx, breaker: g.Breaker(), retry: retry, retryFirst: retryFirst, wire: wire,
+		st := &streamState{ctx: ctx, breaker: breaker, keyed: keyed, keyedOuter: keyedOuter,
+			retry: retry, retryFirst: retryFirst, wire: wire,
 			open: func(ctx context.Context, finished func(error)) (grpc.ClientStream, error) {
 				return streamer(ctx, desc, cc, method, append(opts, grpc.OnFinish(finished))...)
 			}}
+		if keyed != nil {
+			st.key = o.key(cc, method)
+		}
 		_, err := st.attempts(st.retry, func() (grpc.ClientStream, error) { return st.attempt(nil) })
 		if st.opened == 0 { // read after the attempts, which ran on this goroutine
 			wire.Unsent()
@@ -158,8 +186,12 @@ func (s *clientStream) Context() context.Context {
 // replayed, when it fails before its first message arrives.
 type streamState struct {
 	ctx     context.Context
-	breaker *resilience.Breaker                  // nil: no permits
-	retry   resilience.Policy[grpc.ClientStream] // nil: no retries
+	breaker *resilience.Breaker      // the guard's; nil: none
+	keyed   *resilience.KeyedBreaker // the guard's; nil: none
+	key     string                   // the stream's key in keyed
+	// keyedOuter: keyed comes before breaker among the guard's stages.
+	keyedOuter bool
+	retry      resilience.Policy[grpc.ClientStream] // nil: no retries
 	// retryFirst is retry with the guard's retry budget, for the retries
 	// before the first message.
 	retryFirst resilience.Policy[grpc.ClientStream]
@@ -176,16 +208,16 @@ type streamState struct {
 	settled bool     // the first RecvMsg, retries included, has returned
 }
 
-// attempt is one stream, opened with one breaker permit (none if the
-// guard has no breaker).
+// attempt is one stream, opened with a permit from each of the guard's
+// breakers (none if it has none).
 type attempt struct {
 	cs     grpc.ClientStream
 	caller context.Context    // the caller's context
 	cancel context.CancelFunc // ends the stream's context, a child of the caller's
 
 	mu        sync.Mutex
-	permit    resilience.Permit
-	reported  bool  // the permit is given back
+	permits   permits
+	reported  bool  // the permits are given back
 	sending   int   // SendMsg calls on cs in flight
 	ended     bool  // gRPC ended the stream while a SendMsg was in flight
 	finishErr error // and with this error
@@ -233,19 +265,15 @@ func (st *streamState) attempts(retry resilience.Policy[grpc.ClientStream], fn f
 // before; then, if first is set, it waits for the first message with it.
 func (st *streamState) attempt(first func(*attempt) error) (grpc.ClientStream, error) {
 	ctx, cancel := context.WithCancel(st.ctx)
-	// The permit's context is the stream's: a permit given back for a
+	// The permits' context is the stream's: a permit given back for a
 	// stream that the client ended (see ignore) is counted as neither
-	// success nor failure. Without a breaker, the permit is the zero
-	// Permit, whose Done does nothing.
-	var permit resilience.Permit
-	if st.breaker != nil {
-		var err error
-		if permit, err = st.breaker.Allow(ctx); err != nil {
-			cancel()
-			return nil, err
-		}
+	// success nor failure.
+	permits, err := st.allow(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
-	a := &attempt{caller: st.ctx, cancel: cancel, permit: permit}
+	a := &attempt{caller: st.ctx, cancel: cancel, permits: permits}
 	st.mu.Lock()
 	st.opened++
 	n := st.opened
@@ -293,6 +321,48 @@ func (st *streamState) attempt(first func(*attempt) error) (grpc.ClientStream, e
 		return cs, first(a)
 	}
 	return cs, nil
+}
+
+// permits are a stream's permits, one from each of the guard's breakers,
+// the outermost first. Without a breaker, a permit is the zero Permit,
+// whose Done does nothing.
+type permits [2]resilience.Permit
+
+// done gives every permit back with err, the innermost first, as a call
+// leaves the stages.
+func (ps *permits) done(err error) {
+	for i := len(ps) - 1; i >= 0; i-- {
+		ps[i].Done(err)
+	}
+}
+
+// allow takes a permit from each of the stream's breakers, the outermost
+// first: the guard's Breaker and the breaker of the stream's key in its
+// KeyedBreaker, in the order of the guard's stages. When one rejects the
+// stream, the permits taken before it are given back with its rejection,
+// as the outer stages of a unary call see an inner one's.
+func (st *streamState) allow(ctx context.Context) (permits, error) {
+	var bs [2]*resilience.Breaker
+	bs[0] = st.breaker
+	if st.keyed != nil {
+		bs[1] = st.keyed.Breaker(st.key) // nil for a zero KeyedBreaker
+		if st.keyedOuter {
+			bs[0], bs[1] = bs[1], bs[0]
+		}
+	}
+	var ps permits
+	for i, b := range bs {
+		if b == nil {
+			continue
+		}
+		p, err := b.Allow(ctx)
+		if err != nil {
+			ps.done(err)
+			return permits{}, err
+		}
+		ps[i] = p
+	}
+	return ps, nil
 }
 
 // makeCurrentLocked makes a the current attempt. The one it replaces ended
@@ -359,19 +429,19 @@ func (a *attempt) send(m any) error {
 	return err
 }
 
-// take takes the permit, if it has not been given back yet.
-func (a *attempt) take() (resilience.Permit, bool) {
+// take takes the permits, if they have not been given back yet.
+func (a *attempt) take() (permits, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.reported {
-		return resilience.Permit{}, false
+		return permits{}, false
 	}
-	p := a.permit
-	a.permit, a.reported = resilience.Permit{}, true
+	p := a.permits
+	a.permits, a.reported = permits{}, true
 	return p, true
 }
 
-// report gives the permit back, once, for a stream whose first answer was
+// report gives the permits back, once, for a stream whose first answer was
 // err: nil or io.EOF for a success.
 func (a *attempt) report(err error) {
 	if err != nil && err != io.EOF && status.Code(err) == codes.Canceled {
@@ -381,17 +451,17 @@ func (a *attempt) report(err error) {
 		return
 	}
 	if p, ok := a.take(); ok {
-		p.Done(breakerError(a.caller, err))
+		p.done(breakerError(a.caller, err))
 	}
 }
 
-// ignore gives the permit back, once, as neither success nor failure: it
-// ends the permit's context, and reports the cancellation that the breaker
-// ignores.
+// ignore gives the permits back, once, as neither success nor failure: it
+// ends the permits' context, and reports the cancellation that the
+// breakers ignore.
 func (a *attempt) ignore() {
 	if p, ok := a.take(); ok {
 		a.cancel()
-		p.Done(&outcome.Failure{Err: context.Canceled, CtxErr: context.Canceled})
+		p.done(&outcome.Failure{Err: context.Canceled, CtxErr: context.Canceled})
 	}
 }
 

@@ -25,6 +25,28 @@
 // *sql.DB is retried, one on a *sql.Conn or *sql.Tx after a BEGIN, a SET,
 // a temporary table, a lock or any other statement that may have changed
 // the session fails with an error matching ErrReadNotRetried.
+//
+// A sharded database is one *sql.DB per shard, each opened through a
+// Connector with the shard's Config.Key and one guard holding a
+// *resilience.KeyedBreaker: each shard has its own breaker, so that a
+// shard that fails is cut off alone, while the others go on being called.
+//
+//	perShard, err := resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{Breaker: cfg})
+//	...
+//	guard, err := resilience.NewGuard(resilience.GuardConfig{Name: "orders-db", Stages: []resilience.Stage{total, perShard}})
+//	...
+//	for _, s := range shards {
+//		connector, err := resilsql.NewConnector(s.Connector, resilsql.Config{Guard: guard, Key: s.Name})
+//		...
+//		dbs[s.Name] = sql.OpenDB(connector)
+//	}
+//
+// A single *sql.DB for every shard, through a driver that routes each
+// statement to its shard, has one Connector: the caller then puts the
+// shard in each call's context with resilience.WithKey, and leaves
+// Config.Key empty. Connecting counts under the key of the call that
+// needed the connection, and under the key "" when database/sql opens one
+// in the background.
 package resilsql
 
 import (
@@ -46,6 +68,20 @@ type Config struct {
 	// IsFailure reports whether an error the driver returned means the
 	// database could not serve the call. Default IsFailure.
 	IsFailure func(error) bool
+
+	// Key, if set, is the key of every call through the connector, for a
+	// guard with a breaker per key (a *resilience.KeyedBreaker): the
+	// connector puts it in the call's context with resilience.WithKey, in
+	// place of any key the caller's context carries. Give each shard of a sharded database a *sql.DB of its own,
+	// opened through a Connector with the shard's Key and one guard for
+	// all of them: a shard that fails opens its own breaker, and the
+	// others go on being called. The key covers what the caller's context
+	// cannot reach: the connections database/sql opens in the background,
+	// with a context of its own. Default "": the calls carry the key the
+	// caller put in their context, if any. With a guard that has no
+	// KeyedBreaker, Key is not used. It costs two allocations per call,
+	// the context and the key in it.
+	Key string
 }
 
 // Connector is a driver.Connector whose connections run every call through
@@ -110,6 +146,7 @@ type Connector struct {
 	noRetry   error // not nil if the guard has no retry stage: why RetryReads cannot work
 	isFailure func(error) bool
 	wire      *outcome.Wire // guard's: every call counts into it
+	key       string        // Config.Key, if the guard is keyed
 }
 
 // NewConnector returns a Connector that guards base's connections as cfg
@@ -124,6 +161,9 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), noRetry: noRetry(cfg.Guard), isFailure: cfg.IsFailure, wire: outcome.WireOf(cfg.Guard)}
+	if cfg.Guard.KeyedBreaker() != nil {
+		c.key = cfg.Key
+	}
 	if c.isFailure == nil {
 		c.isFailure = IsFailure
 	}
@@ -161,6 +201,18 @@ func (zeroDriver) Open(string) (driver.Conn, error) { return nil, errZeroConnect
 
 // Guard returns the guard the connector runs calls through.
 func (c *Connector) Guard() *resilience.Guard { return c.guard }
+
+// Key returns the key of every call through the connector: Config.Key,
+// or "" if the guard has no KeyedBreaker, which would not use it.
+func (c *Connector) Key() string { return c.key }
+
+// keyed returns ctx with the connector's key, if it has one.
+func (c *Connector) keyed(ctx context.Context) context.Context {
+	if c.key == "" {
+		return ctx
+	}
+	return resilience.WithKey(ctx, c.key)
+}
 
 type retryReads struct{}
 
@@ -259,7 +311,7 @@ func IsFailure(err error) bool {
 func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context.Context) (T, error)) (T, error) {
 	var answered error
 	attempt := 0
-	v, err := outcome.Run(ctx, c.guard, !retried, func(ctx context.Context) (T, error) {
+	v, err := outcome.Run(c.keyed(ctx), c.guard, !retried, func(ctx context.Context) (T, error) {
 		attempt++
 		c.wire.Sent(attempt)
 		v, err := fn(ctx)
@@ -281,7 +333,7 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Context) (driver.Rows, error)) (driver.Rows, error) {
 	var answered error
 	attempt := 0
-	rows, release, err := outcome.RunHeld(ctx, c.guard, !retried, func(ctx context.Context) (driver.Rows, error) {
+	rows, release, err := outcome.RunHeld(c.keyed(ctx), c.guard, !retried, func(ctx context.Context) (driver.Rows, error) {
 		attempt++
 		c.wire.Sent(attempt)
 		rows, err := fn(ctx)
