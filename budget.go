@@ -182,8 +182,11 @@ func (b *RetryBudget) withdraw() bool {
 		firsts += s.firsts
 		retries += s.retries
 	}
-	left := b.cfg.Ratio*firsts + b.floor - retries
-	ok := left >= 1
+	allowed := b.cfg.Ratio*firsts + b.floor
+	left := allowed - retries
+	// The slots' firsts are fractions when attempts were spread over
+	// several: their sum may fall a rounding error short of a whole.
+	ok := left >= 1-1e-9*max(allowed, 1)
 	if ok {
 		b.slots[b.head].retries++
 		left--
@@ -226,19 +229,24 @@ func (b *RetryBudget) advance(now time.Time) {
 	}
 	// Walk the slots from the one the last look was in to now's, giving
 	// each the part of fresh that fell in it.
+	// The newest slot takes what the older ones did not, so that the
+	// parts add up to fresh: rate × since is not always fresh in floating
+	// point (1/197 × 197 is 0.9999999999999999).
 	rate := fresh / float64(since)
 	from := now.Add(-since)
 	for {
 		end := b.start.Add(b.slot)
 		if !now.Before(end) {
-			b.slots[b.head].firsts += rate * float64(end.Sub(from))
+			part := min(rate*float64(end.Sub(from)), fresh)
+			b.slots[b.head].firsts += part
+			fresh -= part
 			from = end
 			b.head = (b.head + 1) % budgetSlots
 			b.slots[b.head] = budgetSlot{}
 			b.start = end
 			continue
 		}
-		b.slots[b.head].firsts += rate * float64(now.Sub(from))
+		b.slots[b.head].firsts += fresh
 		return
 	}
 }

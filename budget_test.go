@@ -447,3 +447,27 @@ func TestGaveUp(t *testing.T) {
 		t.Errorf("an inner Retry that gave up, inside one that never retries: GaveUp(%v) = false", err)
 	}
 }
+
+// TestRetryBudgetSpreadingIsExact: the first attempts spread over the time
+// between two looks add up to the attempts made, so a budget whose Ratio
+// allows exactly one retry lets it through, at whatever moments it looks.
+// (Before, 1/d×d rounded to 0.9999999999999999 for some d: two first
+// attempts at Ratio 0.5 allowed 0.99999 retries, and the retry was
+// refused.)
+func TestRetryBudgetSpreadingIsExact(t *testing.T) {
+	for _, gaps := range [][2]time.Duration{{197, 123457}, {239, 123457}, {1, 3}, {time.Millisecond, 7 * time.Minute}} {
+		synctest.Test(t, func(t *testing.T) {
+			b := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Ratio: 0.5, NoFloor: true, Window: time.Hour}))
+			p := budgeted(b, 1)
+			attempts := 0
+			call := func(context.Context) (int, error) { attempts++; return 0, errBoom }
+			time.Sleep(gaps[0])
+			p.Do(context.Background(), call) // 1 first attempt: 0.5 retries, refused
+			time.Sleep(gaps[1])
+			p.Do(context.Background(), call) // 2: one retry
+			if attempts != 3 {
+				t.Errorf("gaps %v: %d attempts, want 3 (the second call's retry let through)", gaps, attempts)
+			}
+		})
+	}
+}
