@@ -70,3 +70,33 @@ func ExampleAttach() {
 	// ContextTimeoutEnabled true
 	// <nil>
 }
+
+// A Redis Cluster with one breaker per node: a node that fails opens its
+// own breaker, and the commands for the other nodes' slots go on. The
+// example needs a cluster on 127.0.0.1:7000, so go test compiles it but
+// does not run it; TestClusterBreakerPerNode runs the same wiring against
+// three redis-servers in cluster mode.
+func ExampleAttachCluster() {
+	p := presets.RedisConfig()
+	p.BreakerPerKey = &resilience.KeyedBreakerConfig{} // one breaker per node, at most 10% of them open
+	guard, err := p.Build()
+	if err != nil {
+		panic(err)
+	}
+	opt := &redis.ClusterOptions{
+		Addrs:                 []string{"127.0.0.1:7000"},
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	}
+	if err := resilredis.AttachCluster(opt, resilredis.Config{Guard: guard}); err != nil {
+		panic(err)
+	}
+	rdb := redis.NewClusterClient(opt)
+	defer rdb.Close()
+
+	err = rdb.Set(context.Background(), "session:42", "alice", 0).Err()
+	var open *resilience.OpenError
+	if errors.As(err, &open) {
+		fmt.Println("the node of this slot is cut off:", open.Key) // the node's address
+	}
+}

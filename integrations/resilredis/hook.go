@@ -48,6 +48,17 @@ type Config struct {
 	// INCR run twice counts twice, SET NX run twice reports that the key
 	// was taken, by the first attempt.
 	RetryWrites bool
+
+	// Key, if set, is the key of every command through the hook, for a
+	// guard with a breaker per key (Preset.BreakerPerKey, a
+	// *resilience.KeyedBreaker): the hook puts it in each call's context
+	// with resilience.WithKey, in place of any key there. AttachCluster
+	// and AttachRing give each node of a Cluster or Ring client its
+	// address as its key, so that one failing node opens its own breaker
+	// alone; set Key yourself for clients of your own sharding, one per
+	// shard, sharing one guard. With a guard without a KeyedBreaker, Key
+	// is not used. It costs two allocations per command.
+	Key string
 }
 
 // Hook guards every command and pipeline of a go-redis client with a
@@ -101,6 +112,7 @@ type Hook struct {
 	guard       *resilience.Guard
 	blocking    *resilience.Guard // for blocking commands: see blockingGuard
 	retryWrites bool
+	key         string        // Config.Key, if the guard is keyed
 	wire        *outcome.Wire // guard's: every command and pipeline counts into it
 }
 
@@ -114,7 +126,11 @@ func NewHook(cfg Config) (*Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard)}, nil
+	h := &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard)}
+	if cfg.Guard.KeyedBreaker() != nil {
+		h.key = cfg.Key
+	}
+	return h, nil
 }
 
 // DialHook returns next unchanged: dialing happens inside a command's call,
@@ -176,6 +192,9 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 // to answer is not the server's failure (see classifyBlocking).
 func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duration, call func(context.Context) error) error {
 	caller, g := ctx, h.guard
+	if h.key != "" {
+		ctx = resilience.WithKey(ctx, h.key)
+	}
 	ctx = context.WithValue(ctx, guarded{}, h)
 	if blocks {
 		// A breaker that is not closed lets a few probes through to find
@@ -183,7 +202,7 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 		// for its whole wait, and a few idle consumers every probe, while
 		// every other command is turned away. Blocking commands wait for
 		// the breaker to close.
-		if b := h.guard.Breaker(); b != nil && b.State() != resilience.Closed {
+		if b := h.breaker(ctx); b != nil && b.State() != resilience.Closed {
 			return &blockingRefusedError{state: b.State()}
 		}
 		ctx, g = context.WithValue(ctx, waitKey{}, wait), h.blocking
@@ -209,6 +228,21 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 		h.wire.Unsent()
 	}
 	return outcome.Result(err, answered)
+}
+
+// breaker returns the breaker a call with ctx runs through: the guard's
+// Breaker, or its KeyedBreaker's breaker for the call's key if it has made
+// one (a key it has not made a breaker for is closed); nil for neither.
+func (h *Hook) breaker(ctx context.Context) *resilience.Breaker {
+	if b := h.guard.Breaker(); b != nil {
+		return b
+	}
+	if k := h.guard.KeyedBreaker(); k != nil {
+		key, _ := resilience.KeyFrom(ctx)
+		b, _ := k.Lookup(key)
+		return b
+	}
+	return nil
 }
 
 // blockingRefusedError is the error of a blocking command sent while the

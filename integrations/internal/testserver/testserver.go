@@ -119,23 +119,94 @@ func (s *Server) Stop() {
 // persisted, and stops it when the test ends.
 func Redis(t testing.TB) *Server {
 	t.Helper()
+	s := redisServer(t)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// redisServer returns a redis-server, not started, on a free port of
+// 127.0.0.1 in a directory of its own, with nothing persisted but what
+// extra asks for.
+func redisServer(t testing.TB, extra ...string) *Server {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		Missing(t, "redis-server not found in PATH")
 	}
 	dir := t.TempDir()
 	port := FreePort(t)
-	s := &Server{
+	return &Server{
 		t: t, name: "redis-server", Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		stop: syscall.SIGTERM,
 		cmd: func() *exec.Cmd {
-			return exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-				"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no")
+			args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+				"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no"}, extra...)
+			return exec.Command(bin, args...)
 		},
 	}
-	s.Start()
-	t.Cleanup(s.Stop)
-	return s
+}
+
+// RedisCluster starts n redis-servers in cluster mode on free ports of
+// 127.0.0.1, masters with no replicas, the 16384 slots split among them in
+// order (node 0 has the first third of three, and so on), and waits until
+// every node sees the cluster whole. It stops them when the test ends.
+//
+// A stopped node keeps its cluster configuration (its nodes.conf) and
+// rejoins when started again. The others go on serving their own slots
+// while one is down (cluster-require-full-coverage no), and take 60s to
+// call it failed.
+func RedisCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		Missing(t, "redis-cli not found in PATH")
+	}
+	nodes := make([]*Server, n)
+	bus := make([]string, n) // each node's cluster bus port
+	for i := range nodes {
+		bus[i] = strconv.Itoa(FreePort(t))
+		s := redisServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", bus[i], "--cluster-node-timeout", "60000",
+			"--cluster-require-full-coverage", "no")
+		s.Start()
+		t.Cleanup(s.Stop)
+		nodes[i] = s
+	}
+	run := func(s *Server, args ...string) string {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(s.Addr)
+		out, err := exec.Command(cli, append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+		if err != nil || strings.HasPrefix(string(out), "ERR") {
+			t.Fatalf("redis-cli %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	for i, s := range nodes {
+		first, last := i*16384/n, (i+1)*16384/n-1
+		run(s, "cluster", "addslotsrange", strconv.Itoa(first), strconv.Itoa(last))
+		if i > 0 {
+			host, port, _ := net.SplitHostPort(s.Addr)
+			run(nodes[0], "cluster", "meet", host, port, bus[i])
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	known := "cluster_known_nodes:" + strconv.Itoa(n)
+	err = WaitFor(ctx, func() bool {
+		for _, s := range nodes {
+			info := run(s, "cluster", "info")
+			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, known) ||
+				!strings.Contains(info, "cluster_slots_assigned:16384") {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("redis cluster of %d nodes not formed in 60s: %s", n, run(nodes[0], "cluster", "info"))
+	}
+	return nodes
 }
 
 // Postgres is a PostgreSQL server started by the test.
