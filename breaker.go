@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -121,7 +122,11 @@ type BreakerConfig struct {
 
 	// Classify decides how the end of a call counts; it receives the
 	// context the call was made with and its error (nil on success).
-	// Default DefaultClassify. It must be safe for concurrent use.
+	// Default DefaultClassify. It must be safe for concurrent use. A
+	// refusal by a stage inside the breaker, an error matching
+	// ErrRejected (a key's open breaker in a KeyedBreaker, a full
+	// bulkhead, a throttler), is ignored before Classify sees it: the
+	// call never reached the dependency.
 	Classify func(ctx context.Context, err error) Outcome
 
 	// OnStateChange, if set, is called after each transition. It is never
@@ -677,7 +682,15 @@ func (b *Breaker) admit(p *period) error {
 	return &p.rejection
 }
 
+// classify turns how a call ended into what the breaker counts. A
+// refusal by a stage inside the breaker (an error matching ErrRejected: a
+// key's open breaker in a KeyedBreaker, a full bulkhead, a throttler) is
+// ignored whatever Classify says: the call never reached the dependency,
+// and the stage that refused it has counted it already.
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
+	if err != nil && errors.Is(err, ErrRejected) {
+		return Ignored
+	}
 	if b.cfg.classify != nil {
 		if o := b.cfg.classify(ctx, err); o != PermanentFailure {
 			return o

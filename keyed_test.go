@@ -441,3 +441,58 @@ func TestKeyedBreakerStatsOnlyGrow(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+// A plain Breaker around a KeyedBreaker, for the whole dependency, does not
+// count the family's rejections as failures: one key's breaker rejecting
+// its calls at once is not the dependency failing, and counting it would
+// open the outer breaker for every key after a few calls to the one open
+// key. The same holds for an inner bulkhead's refusals. (Before, the
+// outer breaker counted each inner rejection as a failure and opened.)
+func TestOuterBreakerIgnoresInnerRejections(t *testing.T) {
+	outer := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "whole", FailureThreshold: 3, OpenTimeout: time.Minute}))
+	perKey := must(resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{
+		Name: "per-host", MaxEjectedPercent: 100,
+		Breaker: resilience.BreakerConfig{FailureThreshold: 1, OpenTimeout: time.Minute},
+	}))
+	counts := map[resilience.CallResult]int{}
+	outer.Observe(resilience.BreakerObserver{Call: func(_ resilience.State, r resilience.CallResult) { counts[r]++ }})
+	p := resilience.For[int](outer, perKey)
+	a, b := resilience.WithKey(context.Background(), "a"), resilience.WithKey(context.Background(), "b")
+	if _, err := p.Do(a, func(context.Context) (int, error) { return 0, errBoom }); !errors.Is(err, errBoom) {
+		t.Fatalf("first call to a: %v", err)
+	}
+	for i := range 10 {
+		if _, err := p.Do(a, func(context.Context) (int, error) { return 1, nil }); !errors.Is(err, resilience.ErrOpen) {
+			t.Fatalf("call %d to a: %v, want a's breaker's rejection", i, err)
+		}
+	}
+	if s := outer.State(); s != resilience.Closed {
+		t.Errorf("the outer breaker is %v after 10 rejections by a's breaker, want closed", s)
+	}
+	if _, err := p.Do(b, func(context.Context) (int, error) { return 1, nil }); err != nil {
+		t.Errorf("a call to b: %v", err)
+	}
+	if counts[resilience.CallFailed] != 1 || counts[resilience.CallIgnored] != 10 || counts[resilience.CallSucceeded] != 1 {
+		t.Errorf("outer breaker counts %v, want 1 failure, 10 ignored, 1 success", counts)
+	}
+
+	// A full bulkhead inside a breaker: its refusals are not failures.
+	bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1}))
+	br := must(resilience.NewBreaker(resilience.BreakerConfig{FailureThreshold: 1, OpenTimeout: time.Minute}))
+	q := resilience.For[int](br, bh)
+	release, entered := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.Do(context.Background(), func(context.Context) (int, error) { close(entered); <-release; return 1, nil })
+	}()
+	<-entered
+	if _, err := q.Do(context.Background(), func(context.Context) (int, error) { return 1, nil }); !errors.Is(err, resilience.ErrRejected) {
+		t.Errorf("second call: %v, want the bulkhead's refusal", err)
+	}
+	close(release)
+	<-done
+	if s := br.State(); s != resilience.Closed {
+		t.Errorf("the breaker is %v after the bulkhead refused a call, want closed", s)
+	}
+}

@@ -348,9 +348,9 @@ func TestStreamsUseTheBreakerAndTheKeyedBreaker(t *testing.T) {
 	if up != sp {
 		t.Errorf("the Breaker outside counted (success, failure, ignored, rejected) %v for unary calls and %v for streams, want the same", up, sp)
 	}
-	// The Breaker outside counts the key's rejection as it counts any
-	// error of the stages inside it: a failure, by the default Classify.
-	if want := [4]uint64{0, 4, 0, 0}; sp != want {
+	// The Breaker outside ignores the key's rejection, as it does any
+	// refusal by a stage inside it: the call never reached the server.
+	if want := [4]uint64{0, 3, 1, 0}; sp != want {
 		t.Errorf("the Breaker outside counted (success, failure, ignored, rejected) %v for streams, want %v", sp, want)
 	}
 	if d, u := down.streamed.Load(), down.unary.Load(); d != 3 || u != 3 {
