@@ -5,7 +5,10 @@
 // external-HTTP preset, scaled down (timeout, retry, circuit breaker, a
 // limit per attempt), and the demo prints the first failed attempts of
 // each phase and each state change of the breaker as they happen, a line
-// a second for each side, and a summary. Run it with
+// a second for each side, and a summary. An epilogue puts three hosts
+// behind one client, one failing every call, through a breaker per host
+// (the preset's default) and through one shared breaker, and prints what
+// each host's calls saw. Run it with
 //
 //	go run ./examples/demo
 //

@@ -64,10 +64,11 @@ const (
 	failing
 	slow
 	recovered
+	hosts // the epilogue: see playHosts
 	over
 )
 
-var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "over"}
+var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "three hosts, one failing", "over"}
 
 // backend is the flaky dependency: an HTTP handler whose behaviour follows
 // the phase.
@@ -81,6 +82,11 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case failing:
 		if rand.Float64() < b.cfg.FailureRate {
 			http.Error(w, "overloaded", http.StatusServiceUnavailable)
+			return
+		}
+	case hosts:
+		if r.Host == failingHost {
+			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
 	case slow:
@@ -211,6 +217,9 @@ type report struct {
 	// attempts of them that reached the backend (resilhttp.Wire);
 	// BudgetRefused, the retries the preset's retry budget held back.
 	WireCalls, WireAttempts, BudgetRefused uint64
+	// Hosts is what the epilogue saw: three hosts, one failing, through a
+	// breaker per host and through one shared breaker.
+	Hosts *hostsReport
 }
 
 // network is where the backend listens and how clients reach it.
@@ -323,7 +332,7 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 		wg.Go(func() {
 			t := time.NewTicker(every)
 			defer t.Stop()
-			for be.phase.Load() != over && ctx.Err() == nil {
+			for be.phase.Load() < hosts && ctx.Err() == nil {
 				began := time.Now()
 				if direct {
 					_, err := get(ctx, client, url)
@@ -345,7 +354,7 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	defer status.Stop()
 	var last, lastDirect [5]int
 	var lastRetries, lastFailed, lastTimedOut int64
-	for p := healthy; p < over && ctx.Err() == nil; p++ {
+	for p := healthy; p < hosts && ctx.Err() == nil; p++ {
 		failuresShown.Store(0)
 		be.phase.Store(int32(p))
 		logf("phase: %s", phaseNames[p])
@@ -387,7 +396,11 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	rep.WireCalls, rep.WireAttempts = count(resilhttp.Wire(guard), "call"), count(resilhttp.Wire(guard), "attempt")
 	rep.BudgetRefused = count(guard.RetryBudget(), "refused")
 	writeSummary(out, rep)
-	return rep, ctx.Err()
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	rep.Hosts, err = playHosts(ctx, cfg, be, n, logf, out)
+	return rep, err
 }
 
 func writeSummary(out io.Writer, rep *report) {

@@ -75,10 +75,11 @@ func TestScenario(t *testing.T) {
 		}
 		t.Log("\n" + out.String())
 
-		// Four phases of 3s, then the calls still running: the slowest, a
-		// direct call to the slow backend, takes 1s.
-		if d := time.Since(start); d < 12*time.Second || d > 13*time.Second {
-			t.Errorf("the scenario took %v, want 12s to 13s", d)
+		// Four phases of 3s, then the calls still running (the slowest, a
+		// direct call to the slow backend, takes 1s), then the epilogue's
+		// 3s.
+		if d := time.Since(start); d < 15*time.Second || d > 16*time.Second {
+			t.Errorf("the scenario took %v, want 15s to 16s", d)
 		}
 
 		// The breaker goes Closed -> Open, probes, and ends Closed, each
@@ -127,10 +128,33 @@ func TestScenario(t *testing.T) {
 		if p99 := rep.Direct.percentile(0.99); p99 != time.Second {
 			t.Errorf("p99 of direct calls %v, want the slow phase's 1s", p99)
 		}
+		// The epilogue: with a breaker per host, the two healthy hosts
+		// answer every call and the failing one is cut off; with one
+		// shared breaker, the healthy hosts are cut off too.
+		h := rep.Hosts
+		if h == nil {
+			t.Fatal("no epilogue")
+		}
+		for i, name := range hostNames {
+			c := h.PerHost[i]
+			if name == failingHost {
+				if c.OK != 0 || c.Rejected == 0 {
+					t.Errorf("a breaker per host, %s: %+v, want its calls rejected", name, c)
+				}
+				continue
+			}
+			if c.OK == 0 || c.Failed != 0 || c.Rejected != 0 {
+				t.Errorf("a breaker per host, %s: %+v, want every call ok", name, c)
+			}
+			if s := h.Shared[i]; s.Rejected == 0 {
+				t.Errorf("one shared breaker, %s: %+v, want calls rejected for the other host's failures", name, s)
+			}
+		}
 		// The failures that open the breaker are shown as they happen, and
 		// each side has its line a second.
 		for _, want := range []string{"attempt 1 failed: resilhttp: server answered 503", `attempt 1 failed: resilience: timeout "backend.attempt"`,
-			"direct:", "through the chain:", "breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain"} {
+			"direct:", "through the chain:", "breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain",
+			"a breaker per host", "one shared breaker", "only api-2.backend.test is cut off"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q", want)
 			}
