@@ -54,6 +54,19 @@ func TestHappyPathAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { keyed.Breaker("42") }); n != 0 {
 		t.Errorf("KeyedBreaker.Breaker, key found: %v allocations per call, want 0", n)
 	}
+	// A Keyed family of bulkheads and of rate limiters, key found.
+	bulkheads := must(resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Bulkhead, error) {
+		return resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 4})
+	}))
+	limiters := must(resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.RateLimiter, error) {
+		return resilience.NewRateLimiter(resilience.RateLimitConfig{Rate: 1e9})
+	}))
+	for _, s := range []resilience.Stage{bulkheads, limiters} {
+		resilience.Do(keyedCtx, s, noop)
+		if n := testing.AllocsPerRun(1000, func() { resilience.Do(keyedCtx, s, noop) }); n != 0 {
+			t.Errorf("%s, key found: %v allocations per call, want 0", s.Kind(), n)
+		}
+	}
 	for name, s := range map[string]resilience.Stage{"breaker": closed, "retry": retry, "bulkhead": bulkhead} {
 		if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, s, noop) }); n != 0 {
 			t.Errorf("Do through %s: %v allocations per call, want 0", name, n)

@@ -365,3 +365,41 @@ func BenchmarkKeyedBreaker(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkKeyedBulkhead: a call through a Keyed family of bulkheads with
+// 10,000 live keys, the key in ctx, each call the next key; against
+// BenchmarkBulkhead, the family's cost.
+func BenchmarkKeyedBulkhead(b *testing.B) {
+	k := must(resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Bulkhead, error) {
+		return resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 64})
+	}))
+	ctxs := make([]context.Context, 10000)
+	for i := range ctxs {
+		ctxs[i] = resilience.WithKey(context.Background(), "tenant-"+strconv.Itoa(i))
+		resilience.Do(ctxs[i], k, noop)
+	}
+	p := resilience.For[int](k)
+	b.Run("goroutines=1", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			p.Do(ctxs[i], noop)
+			if i++; i == len(ctxs) {
+				i = 0
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		var seed atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			i := int(seed.Add(3331)) % len(ctxs)
+			for pb.Next() {
+				p.Do(ctxs[i], noop)
+				if i++; i == len(ctxs) {
+					i = 0
+				}
+			}
+		})
+	})
+}

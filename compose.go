@@ -189,7 +189,7 @@ func newLinks(ls []any) *links {
 		switch l := ls[i].(type) {
 		case *Timeout:
 			abandons = abandons || l.cfg.Abandon
-		case *Bulkhead:
+		case *Bulkhead, family:
 			c.lends = abandons
 		}
 	}
@@ -229,6 +229,8 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 	case notMade:
 		var zero T
 		return zero, l.err
+	case family:
+		return familyDo(l, c.lends, ctx, n)
 	case Policy[T]:
 		// A policy from outside the package needs a Func: a closure per
 		// call.

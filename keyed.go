@@ -92,7 +92,9 @@ type CappedEvent struct {
 // it (the "capped" count of Stats, OnCapped): the dependency as a whole is
 // then failing, which is for a breaker around the whole dependency to act
 // on. Put a plain Breaker outside the KeyedBreaker for that, with a higher
-// threshold: it sees every failure the cap lets through. ForceOpen on a
+// threshold: it sees every failure the cap lets through, and ignores the
+// family's rejections (as any breaker ignores the refusals of the stages
+// inside it). ForceOpen on a
 // key's breaker opens it whatever the cap.
 //
 // # Cost

@@ -273,6 +273,18 @@ func readmeStale(ctx context.Context, guard *resilience.Guard, id int) (*User, e
 	return u, err
 }
 
+func readmeTenants() (*resilience.Guard, error) {
+	perTenant, err := resilience.NewKeyed(resilience.KeyedConfig{Name: "reports", MaxKeys: 5000},
+		func(tenant string) (*resilience.RateLimiter, error) {
+			return resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "reports", Rate: 20, Burst: 40})
+		})
+	if err != nil {
+		return nil, err
+	}
+	// In the handler: ctx = resilience.WithKey(ctx, tenantID)
+	return resilience.NewGuard(resilience.GuardConfig{Name: "reports", Stages: []resilience.Stage{perTenant}})
+}
+
 // TestREADMEKeyed runs the README's keyed snippets.
 func TestREADMEKeyed(t *testing.T) {
 	if v, err := readmeKeyed(context.Background(), shard{Addr: "10.0.0.7:5432"}, 1); v != "order" || err != nil {
@@ -280,6 +292,20 @@ func TestREADMEKeyed(t *testing.T) {
 	}
 	if u, err := readmeStale(context.Background(), presets.GRPC(), 1); err != nil || u.Name != "ada" {
 		t.Errorf("readmeStale: %v, %v", u, err)
+	}
+	// Each tenant has its own 40 calls of burst: one that spends them
+	// leaves the other's untouched.
+	g := must(readmeTenants())
+	admitted := map[string]int{}
+	for range 50 {
+		for _, tenant := range []string{"acme", "globex"} {
+			if _, err := resilience.Do(resilience.WithKey(context.Background(), tenant), g, func(context.Context) (int, error) { return 1, nil }); err == nil {
+				admitted[tenant]++
+			}
+		}
+	}
+	if admitted["acme"] < 40 || admitted["acme"] > 45 || admitted["globex"] < 40 || admitted["globex"] > 45 {
+		t.Errorf("readmeTenants: admitted %v, want each tenant its burst of 40 (and what 20/s adds meanwhile)", admitted)
 	}
 }
 

@@ -205,6 +205,22 @@ func conformanceTable() []conformance {
 			},
 			func(s resilience.Stage) func() { return rejectBreaker(s.(*resilience.KeyedBreaker).Breaker("")) }, 30},
 		{"throttle", must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "th"})), statsObserver("admitted"), nil, 30},
+		{"keyed_bulkhead", must(resilience.NewKeyed(resilience.KeyedConfig{Name: "kbh"}, func(string) (*resilience.Bulkhead, error) {
+			return resilience.NewBulkhead(resilience.BulkheadConfig{Name: "kbh", MaxConcurrent: 2})
+		})), statsObserver("calls"),
+			func(s resilience.Stage) func() {
+				b := must(s.(*resilience.Keyed[*resilience.Bulkhead]).Stage(""))
+				for range b.MaxConcurrent() {
+					if !b.TryAcquire() {
+						panic("keyed bulkhead: no slot free")
+					}
+				}
+				return func() {
+					for range b.MaxConcurrent() {
+						b.Release()
+					}
+				}
+			}, 30},
 		// A rate limiter turns away a call whose context has ended without
 		// taking a token: it sees the panicking call, the 3 after it and
 		// the last.

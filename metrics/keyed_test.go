@@ -386,3 +386,46 @@ func TestKeyLabelsConfig(t *testing.T) {
 		t.Errorf("NewWithConfig(nil): %v", err)
 	}
 }
+
+// TestKeyedFamilySeries: a Keyed family of bulkheads and one of rate
+// limiters are exported through their Stats, one series per result and
+// the number of keys, with no key label.
+func TestKeyedFamilySeries(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := must(metrics.New(reg))
+	bh := must(resilience.NewKeyed(resilience.KeyedConfig{Name: "tenants"}, func(string) (*resilience.Bulkhead, error) {
+		return resilience.NewBulkhead(resilience.BulkheadConfig{Name: "tenants", MaxConcurrent: 1})
+	}))
+	rl := must(resilience.NewKeyed(resilience.KeyedConfig{Name: "quota"}, func(string) (*resilience.RateLimiter, error) {
+		return resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "quota", Rate: 1, Burst: 1})
+	}))
+	for _, s := range []resilience.Stage{bh, rl} {
+		if err := m.Instrument(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call(bh, "a", 2, false)
+	call(bh, "b", 1, false)
+	call(rl, "a", 2, false) // the second is over a's quota
+	want := `
+# HELP resilience_keyed_bulkhead_calls_total Calls through keyed_bulkhead stages, by how they ended.
+# TYPE resilience_keyed_bulkhead_calls_total counter
+resilience_keyed_bulkhead_calls_total{name="tenants",result="calls"} 3
+resilience_keyed_bulkhead_calls_total{name="tenants",result="full"} 0
+resilience_keyed_bulkhead_calls_total{name="tenants",result="rejected"} 0
+# HELP resilience_keyed_bulkhead_keys Keys that have a stage.
+# TYPE resilience_keyed_bulkhead_keys gauge
+resilience_keyed_bulkhead_keys{name="tenants"} 3
+# HELP resilience_keyed_rate_limit_calls_total Calls through keyed_rate_limit stages, by how they ended.
+# TYPE resilience_keyed_rate_limit_calls_total counter
+resilience_keyed_rate_limit_calls_total{name="quota",result="admitted"} 1
+resilience_keyed_rate_limit_calls_total{name="quota",result="calls"} 2
+resilience_keyed_rate_limit_calls_total{name="quota",result="full"} 0
+resilience_keyed_rate_limit_calls_total{name="quota",result="rejected"} 1
+resilience_keyed_rate_limit_calls_total{name="quota",result="waited"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"resilience_keyed_bulkhead_calls_total", "resilience_keyed_bulkhead_keys", "resilience_keyed_rate_limit_calls_total"); err != nil {
+		t.Error(err)
+	}
+}
