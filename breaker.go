@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -122,11 +121,11 @@ type BreakerConfig struct {
 
 	// Classify decides how the end of a call counts; it receives the
 	// context the call was made with and its error (nil on success).
-	// Default DefaultClassify. It must be safe for concurrent use. A
-	// refusal by a stage inside the breaker, an error matching
-	// ErrRejected (a key's open breaker in a KeyedBreaker, a full
-	// bulkhead, a throttler), is ignored before Classify sees it: the
-	// call never reached the dependency.
+	// Default DefaultClassify, which ignores a refusal by a stage inside
+	// the breaker (a key's open breaker in a KeyedBreaker, a full
+	// bulkhead, a throttler): the call never reached the dependency. A
+	// Classify of your own decides for itself; hand it the errors you do
+	// not know to DefaultClassify to keep that.
 	Classify func(ctx context.Context, err error) Outcome
 
 	// OnStateChange, if set, is called after each transition. It is never
@@ -682,15 +681,7 @@ func (b *Breaker) admit(p *period) error {
 	return &p.rejection
 }
 
-// classify turns how a call ended into what the breaker counts. A
-// refusal by a stage inside the breaker (an error matching ErrRejected: a
-// key's open breaker in a KeyedBreaker, a full bulkhead, a throttler) is
-// ignored whatever Classify says: the call never reached the dependency,
-// and the stage that refused it has counted it already.
 func (b *Breaker) classify(ctx context.Context, err error) Outcome {
-	if err != nil && errors.Is(err, ErrRejected) {
-		return Ignored
-	}
 	if b.cfg.classify != nil {
 		if o := b.cfg.classify(ctx, err); o != PermanentFailure {
 			return o

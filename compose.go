@@ -230,7 +230,11 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		var zero T
 		return zero, l.err
 	case family:
-		return familyDo(l, c.lends, ctx, n)
+		if l.self() == c.link {
+			return familyDo(l, c.lends, ctx, n)
+		}
+		// A type of the user's embedding a Keyed: a stage of its own.
+		return runStage(c.link.(Stage), ctx, n)
 	case Policy[T]:
 		// A policy from outside the package needs a Func: a closure per
 		// call.

@@ -60,13 +60,20 @@ func (o Outcome) String() string {
 // none: no error, or an error marked with Answer, is a Success; a
 // context.Canceled error while ctx, the context the call was made with, is
 // done is Ignored, since a caller who gave up says nothing about the
-// dependency, and so is an error a Guard's Classify marked Ignored; every
-// other error is a Failure, a deadline exceeded included.
+// dependency, and so is an error a Guard's Classify marked Ignored; so is
+// a refusal by a stage inside the breaker (the error itself matching
+// ErrRejected: a key's open breaker in a KeyedBreaker, a full bulkhead, a
+// throttler), since that call never reached the dependency; every other
+// error is a Failure, a deadline exceeded included, and a RetryError
+// whose last attempt was refused (its earlier attempts did reach the
+// dependency).
 func DefaultClassify(ctx context.Context, err error) Outcome {
 	switch {
 	case err == nil:
 		return Success
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return Ignored
+	case isRefusal(err):
 		return Ignored
 	}
 	switch markOf(err) {
@@ -138,4 +145,16 @@ func classifyDo[T any](c *classifier, ctx context.Context, n next[T]) (T, error)
 		err = mark(err, c.classify(ctx, err))
 	}
 	return v, err
+}
+
+// isRefusal reports whether err itself, not an error it wraps, is a
+// stage's refusal to run a call: ErrRejected, or an error whose own Is
+// matches it, as every refusal of this package's stages does. A refusal
+// wrapped in a RetryError ended a call whose earlier attempts ran.
+func isRefusal(err error) bool {
+	if err == ErrRejected {
+		return true
+	}
+	r, ok := err.(interface{ Is(error) bool })
+	return ok && r.Is(ErrRejected)
 }

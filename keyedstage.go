@@ -115,19 +115,8 @@ func NewKeyed[S Stage](cfg KeyedConfig, New func(key string) (S, error)) (*Keyed
 		ck.errs = append(ck.errs, fmt.Errorf("resilience: NewKeyed: New(\"\"): %w", err))
 		return nil, ck.err()
 	}
-	switch s := any(first).(type) {
-	case nil:
-		ck.check(false, "New", "nil", "made a nil stage")
-	case *Breaker, *KeyedBreaker:
-		ck.check(false, "New", fmt.Sprintf("%T", s), "makes breakers: use NewKeyedBreaker, which caps how many keys may be open at once")
-	case *RetryBudget:
-		ck.check(false, "New", "*RetryBudget", "makes retry budgets, which bound the retries to a whole dependency: give it one budget")
-	case *Retry, *Timeout:
-		ck.check(false, "New", fmt.Sprintf("%T", s), "makes stages that keep nothing per key: use one")
-	default:
-		if v := reflect.ValueOf(first); nilable[v.Kind()] && v.IsNil() {
-			ck.check(false, "New", fmt.Sprintf("%T(nil)", s), "made a nil stage")
-		}
+	if cerr := keyedStageError(first); cerr != nil {
+		ck.errs = append(ck.errs, cerr)
 	}
 	if err := ck.err(); err != nil {
 		return nil, err
@@ -143,6 +132,10 @@ func NewKeyed[S Stage](cfg KeyedConfig, New func(key string) (S, error)) (*Keyed
 	switch o := any(first).(type) {
 	case Observable:
 		for _, c := range o.Stats().Calls {
+			if c.Result == "calls" || c.Result == "full" {
+				return nil, &ConfigError{Field: "KeyedConfig.New", Value: fmt.Sprintf("%T", first),
+					Reason: "makes stages whose Stats count a result named " + strconv.Quote(c.Result) + ", which the family counts itself"}
+			}
 			k.results = append(k.results, c.Result)
 		}
 	case *Bulkhead:
@@ -151,6 +144,30 @@ func NewKeyed[S Stage](cfg KeyedConfig, New func(key string) (S, error)) (*Keyed
 	k.evicted = make([]uint64, len(k.results))
 	k.insert(k.newSlot("", first)) // the family is empty: it cannot be full
 	return k, nil
+}
+
+// keyedStageError returns what is wrong with s as the stage of a key: nil,
+// or of a sort that makes no sense per key.
+func keyedStageError(s any) *ConfigError {
+	bad := func(value, reason string) *ConfigError {
+		return &ConfigError{Field: "KeyedConfig.New", Value: value, Reason: reason}
+	}
+	switch st := s.(type) {
+	case nil:
+		return bad("nil", "made a nil stage")
+	case *Breaker, *KeyedBreaker:
+		return bad(fmt.Sprintf("%T", st), "makes breakers: use NewKeyedBreaker, which caps how many keys may be open at once")
+	case *RetryBudget:
+		return bad("*RetryBudget", "makes retry budgets, which bound the retries to a whole dependency: give it one budget")
+	case *Retry, *Timeout:
+		return bad(fmt.Sprintf("%T", st), "makes stages that keep nothing per key: use one")
+	case family:
+		return bad(fmt.Sprintf("%T", st), "makes keyed families: one family is enough")
+	}
+	if v := reflect.ValueOf(s); nilable[v.Kind()] && v.IsNil() {
+		return bad(fmt.Sprintf("%T(nil)", s), "made a nil stage")
+	}
+	return nil
 }
 
 // nilable are the kinds of value that may be nil.
@@ -178,6 +195,8 @@ type family interface {
 	// with the call counted in it as running; the caller ends the call
 	// with slot.busy.Add(-1).
 	enter(ctx context.Context) (stage any, slot *slotBase, err error)
+	// self returns the *Keyed itself.
+	self() any
 }
 
 func (k *Keyed[S]) enter(ctx context.Context) (any, *slotBase, error) {
@@ -190,13 +209,20 @@ func (k *Keyed[S]) enter(ctx context.Context) (any, *slotBase, error) {
 	} else {
 		key, _ = KeyFrom(ctx)
 	}
-	sl, err := k.slot(key)
+	sl, err := k.slot(ctx, key)
 	if err != nil {
+		if _, full := err.(*KeyedFullError); full {
+			k.full.Add(1)
+		}
 		return nil, nil, err
 	}
 	sl.calls.Add(1)
 	return sl.stage, &sl.slotBase, nil
 }
+
+// self returns the family itself, for the chain to tell it from a type of
+// the user's that embeds it (and may have a Run of its own).
+func (k *Keyed[S]) self() any { return k }
 
 // familyDo runs the rest of a chain through the stage of the call's key
 // in f: a chain of one link, that stage, around the rest, on the stack.
@@ -231,7 +257,7 @@ func (k *Keyed[S]) Stage(key string) (S, error) {
 		var none S
 		return none, errKeyedNotMade
 	}
-	sl, err := k.slot(key)
+	sl, err := k.slot(context.Background(), key)
 	if err != nil {
 		var none S
 		return none, err
@@ -253,8 +279,8 @@ func (k *Keyed[S]) Lookup(key string) (S, bool) {
 func (k *Keyed[S]) Len() int { return int(k.live.Load()) }
 
 // slot returns key's slot with a call counted in it as running, making
-// the slot if key has none.
-func (k *Keyed[S]) slot(key string) (*keyedSlot[S], error) {
+// the slot if key has none, unless ctx has ended.
+func (k *Keyed[S]) slot(ctx context.Context, key string) (*keyedSlot[S], error) {
 	for {
 		if v, ok := k.index.Load(key); ok {
 			sl := v.(*keyedSlot[S])
@@ -268,7 +294,15 @@ func (k *Keyed[S]) slot(key string) (*keyedSlot[S], error) {
 			sl.busy.Add(-1) // evicted between the two loads: look again
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return nil, err // an ended call makes nothing, and evicts no one
+		}
 		s, err := k.newStage(key) // user code: no lock held
+		if err == nil {
+			if cerr := keyedStageError(s); cerr != nil {
+				err = cerr
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("resilience: keyed %q: making the stage of key %q: %w", k.name, key, err)
 		}
@@ -277,7 +311,6 @@ func (k *Keyed[S]) slot(key string) (*keyedSlot[S], error) {
 		sl.used.Store(true)
 		won, err := k.insert(sl)
 		if err != nil {
-			k.full.Add(1)
 			return nil, err
 		}
 		if won != sl {
@@ -306,6 +339,7 @@ func (k *Keyed[S]) insert(sl *keyedSlot[S]) (*keyedSlot[S], error) {
 			have.busy.Add(-1)
 			return nil, nil
 		}
+		have.used.Store(true)
 		return have, nil
 	}
 	var old *keyedSlot[S]
@@ -341,12 +375,12 @@ func (k *Keyed[S]) victim() int {
 		i := k.hand
 		k.hand = (k.hand + 1) % len(k.ring)
 		sl := k.ring[i]
-		if !sl.used.Load() && sl.busy.Load() == 0 {
+		if !sl.used.Load() && idle(sl) {
 			// A call may be taking the slot now: it counts itself busy,
 			// then looks at gone; here gone is set, then busy looked at.
 			// One of the two sees the other.
 			sl.gone.Store(true)
-			if sl.busy.Load() == 0 {
+			if idle(sl) {
 				return i
 			}
 			sl.gone.Store(false)
@@ -354,6 +388,19 @@ func (k *Keyed[S]) victim() int {
 		sl.used.Store(false)
 	}
 	return -1
+}
+
+// idle reports whether no call runs through sl's stage: none through the
+// family, and, for a Bulkhead, no slot of it held, such as one an
+// abandoned call took with it (see bulkheadDoLending).
+func idle[S Stage](sl *keyedSlot[S]) bool {
+	if sl.busy.Load() != 0 {
+		return false
+	}
+	if b, ok := any(sl.stage).(*Bulkhead); ok && b.InUse() != 0 {
+		return false
+	}
+	return true
 }
 
 // retire adds an evicted slot's counts to the family's. Until it has, Stats
@@ -399,8 +446,7 @@ func (k *Keyed[S]) counts(sl *keyedSlot[S]) []uint64 {
 // counts if they are Observable (a RateLimiter's "admitted", "waited",
 // "rejected"), or "rejected" for bulkheads; and "full", the calls refused
 // because every key was busy (KeyedFullError). Its gauge "keys" is how
-// many keys have a stage. A call that was running through a key's stage
-// when the key was evicted may go uncounted.
+// many keys have a stage.
 func (k *Keyed[S]) Stats() Stats {
 	k.mu.Lock()
 	slots := make([]*keyedSlot[S], 0, len(k.ring)+len(k.retiring))

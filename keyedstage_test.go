@@ -234,6 +234,13 @@ func TestKeyedConfig(t *testing.T) {
 	}); err == nil || !strings.Contains(err.Error(), "RetryBudget") {
 		t.Errorf("budgets: %v", err)
 	}
+	inner := must(resilience.NewKeyed(resilience.KeyedConfig{}, bh))
+	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Keyed[*resilience.Bulkhead], error) { return inner, nil }); err == nil || !strings.Contains(err.Error(), "families") {
+		t.Errorf("a family of families: %v", err)
+	}
+	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*callsStage, error) { return &callsStage{}, nil }); err == nil || !strings.Contains(err.Error(), `"calls"`) {
+		t.Errorf("a stage counting \"calls\" itself: %v", err)
+	}
 	// A key whose stage New cannot make: the call's error says so, and
 	// the call is not run.
 	k := must(resilience.NewKeyed(resilience.KeyedConfig{}, func(key string) (*resilience.Bulkhead, error) {
@@ -264,6 +271,25 @@ func TestKeyedConcurrent(t *testing.T) {
 	var overlap atomic.Bool
 	var wg sync.WaitGroup
 	var calls, full atomic.Uint64
+	// Stats, read all along, never goes down while keys are evicted.
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		var last uint64
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := k.Stats().Calls[0].N
+			if n < last {
+				t.Errorf("calls went down from %d to %d", last, n)
+				return
+			}
+			last = n
+		}
+	}()
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 2000 {
@@ -285,6 +311,8 @@ func TestKeyedConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	close(stop)
+	<-watched
 	if overlap.Load() {
 		t.Error("two calls of one key ran at once through bulkheads of one call")
 	}
@@ -294,5 +322,35 @@ func TestKeyedConcurrent(t *testing.T) {
 	st := k.Stats()
 	if n := st.Calls[0].N + st.Calls[2].N; n != calls.Load() || k.Len() > 4 {
 		t.Errorf("counted %d of %d calls; %d keys live", n, calls.Load(), k.Len())
+	}
+}
+
+// callsStage is a stage whose Stats count a result the family counts too.
+type callsStage struct{}
+
+func (*callsStage) Name() string { return "c" }
+func (*callsStage) Kind() string { return "calls_stage" }
+func (*callsStage) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+func (*callsStage) Stats() resilience.Stats {
+	return resilience.Stats{Calls: []resilience.Count{{Result: "calls"}}}
+}
+
+// A call for a new key whose context has ended makes no stage and evicts
+// no other key's.
+func TestKeyedEndedCallMakesNothing(t *testing.T) {
+	made := 0
+	k := must(resilience.NewKeyed(resilience.KeyedConfig{MaxKeys: 1}, func(string) (*resilience.Bulkhead, error) {
+		made++
+		return resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1})
+	}))
+	ctx, cancel := context.WithCancel(resilience.WithKey(context.Background(), "late"))
+	cancel()
+	if _, err := resilience.Do(ctx, k, func(context.Context) (int, error) { return 1, nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("an ended call for a new key: %v, want its context's error", err)
+	}
+	if _, ok := k.Lookup(""); !ok || made != 1 || k.Len() != 1 {
+		t.Errorf("after an ended call: made %d stages, %d keys, the first key kept %v; want nothing changed", made, k.Len(), ok)
 	}
 }
