@@ -259,8 +259,17 @@ func TestKeyedHosts(t *testing.T) {
 	if one.healthyRejected != 0 || one.healthyFailed != 0 || one.healthyOK != one.healthyCalls {
 		t.Errorf("1 failing, per host: healthy hosts %d calls, %d ok, %d rejected, %d failed; want all ok", one.healthyCalls, one.healthyOK, one.healthyRejected, one.healthyFailed)
 	}
-	if max := int64(5 + keyedClients); one.failingReached > max || one.failingRejected < one.failingCalls-keyedClients {
-		t.Errorf("1 failing, per host: the failing host got %d requests for %d calls (%d rejected); want at most %d, the rest rejected", one.failingReached, one.failingCalls, one.failingRejected, max)
+	if most := int64(5 + keyedClients); one.failingReached > most || one.failingRejected < one.failingCalls-keyedClients {
+		t.Errorf("1 failing, per host: the failing host got %d requests for %d calls (%d rejected); want at most %d, the rest rejected", one.failingReached, one.failingCalls, one.failingRejected, most)
+	}
+	// One breaker for every host, ours or failsafe-go's, cuts the healthy
+	// hosts off with the failing ones: most of their calls are rejected.
+	for i, sc := range scenarios {
+		for j := 1; j < len(libs); j++ {
+			if r := results[i][j]; r.healthyRejected*2 < r.healthyCalls {
+				t.Errorf("%s, %s: %d of the healthy hosts' %d calls rejected, want most", sc.name, libs[j].name, r.healthyRejected, r.healthyCalls)
+			}
+		}
 	}
 	if five.healthyRejected != 0 || five.healthyFailed != 0 {
 		t.Errorf("5 failing, cap 30%%, per host: healthy hosts %d rejected, %d failed; want none", five.healthyRejected, five.healthyFailed)

@@ -48,8 +48,10 @@ func playHosts(ctx context.Context, cfg config, be *backend, n network, logf fun
 	defer transport.CloseIdleConnections()
 	clientFor := func(perHost bool) (*http.Client, error) {
 		p := guardConfig()
+		p.Name = "hosts-shared"
 		if perHost {
 			p = perHostConfig()
+			p.Name = "hosts-per-host"
 		}
 		g, err := p.Build()
 		if err != nil {
@@ -123,9 +125,33 @@ func playHosts(ctx context.Context, cfg config, be *backend, n network, logf fun
 			fmt.Fprintf(&b, " %-28s", fmt.Sprintf("%d ok %d failed %d rejected", c.OK, c.Failed, c.Rejected))
 		}
 	}
-	b.WriteString("\n\nwith a breaker per host, only " + failingHost + " is cut off; one shared breaker cuts off all three\n")
+	b.WriteString("\n\n" + rep.verdict() + "\n")
 	io.WriteString(out, b.String())
 	return rep, ctx.Err()
+}
+
+// verdict says what the table shows: which hosts each chain cut off (a
+// host some of whose calls were rejected).
+func (r *hostsReport) verdict() string {
+	cut := func(counts [len(hostNames)]hostCounts) []string {
+		var hosts []string
+		for i, c := range counts {
+			if c.Rejected > 0 {
+				hosts = append(hosts, hostNames[i])
+			}
+		}
+		return hosts
+	}
+	say := func(hosts []string) string {
+		switch len(hosts) {
+		case 0:
+			return "no host"
+		case len(hostNames):
+			return "all three hosts"
+		}
+		return strings.Join(hosts, " and ")
+	}
+	return "with a breaker per host, " + say(cut(r.PerHost)) + " cut off; with one shared breaker, " + say(cut(r.Shared))
 }
 
 // perHostConfig is guardConfig as the external-HTTP preset comes: a breaker per

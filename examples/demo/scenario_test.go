@@ -154,7 +154,7 @@ func TestScenario(t *testing.T) {
 		// each side has its line a second.
 		for _, want := range []string{"attempt 1 failed: resilhttp: server answered 503", `attempt 1 failed: resilience: timeout "backend.attempt"`,
 			"direct:", "through the chain:", "breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain",
-			"a breaker per host", "one shared breaker", "only api-2.backend.test is cut off"} {
+			"a breaker per host", "one shared breaker", "with a breaker per host, api-2.backend.test cut off; with one shared breaker, all three hosts"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q", want)
 			}

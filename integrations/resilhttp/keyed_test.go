@@ -174,3 +174,27 @@ func TestTransportSharedBreaker(t *testing.T) {
 		t.Errorf("the healthy host behind a shared breaker: %s, want rejected", r)
 	}
 }
+
+// A guard with a Keyed family and no KeyedBreaker (a bulkhead per host) is
+// keyed by host too: each host has its own bulkhead.
+func TestTransportKeysAKeyedFamily(t *testing.T) {
+	urls, _ := hosts(t, 2, func(int) bool { return false })
+	perHost := must(resilience.NewKeyed(resilience.KeyedConfig{Name: "hosts"}, func(string) (*resilience.Bulkhead, error) {
+		return resilience.NewBulkhead(resilience.BulkheadConfig{Name: "hosts", MaxConcurrent: 4})
+	}))
+	guard := must(resilience.NewGuard(resilience.GuardConfig{Name: "hosts", Stages: []resilience.Stage{perHost}}))
+	client := &http.Client{Transport: must(NewTransport(TransportConfig{Guard: guard}))}
+	defer client.CloseIdleConnections()
+	for _, u := range urls {
+		if r := hostGet(t, client, u); r != "ok" {
+			t.Fatalf("GET %s: %s", u, r)
+		}
+		req := must(http.NewRequest(http.MethodGet, u, nil))
+		if _, ok := perHost.Lookup(HostKey(req)); !ok {
+			t.Errorf("no bulkhead for %s", HostKey(req))
+		}
+	}
+	if n := perHost.Len(); n != 3 { // "", and the two hosts
+		t.Errorf("%d keys, want 3", n)
+	}
+}

@@ -70,10 +70,11 @@ type TransportConfig struct {
 	IsFailure func(*http.Response) bool
 
 	// Key gives the key of a request, for a guard with a breaker per key
-	// (a resilience.KeyedBreaker, as presets.ExternalHTTP has): each key's
-	// calls go through a breaker of their own. Default HostKey: one
-	// breaker per scheme, host and port. With a guard of one breaker, the
-	// key is not used; for one breaker over every host, give the Transport
+	// (a resilience.KeyedBreaker, as presets.ExternalHTTP has) or another
+	// stage per key (a resilience.Keyed family): each key's calls go
+	// through a breaker of their own. Default HostKey: one breaker per
+	// scheme, host and port. With a guard with no stage per key, the key
+	// is not used; for one breaker over every host, give the Transport
 	// such a guard (set the preset's BreakerPerKey to nil), or a Key that
 	// returns a constant.
 	Key func(*http.Request) string
@@ -183,7 +184,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if t.isFailure == nil {
 		t.isFailure = IsFailureStatus
 	}
-	if cfg.Guard.KeyedBreaker() != nil {
+	if outcome.Keyed(cfg.Guard) {
 		t.key = cfg.Key
 		if t.key == nil {
 			t.key = HostKey

@@ -44,6 +44,15 @@ import (
 // retries few, where the product matters; the guard's retry budget bounds
 // its share.
 //
+// That resend is go-redis's own, with or without a hook, and it covers
+// writes: a write that failed on the network (EOF, a time-out, a reset)
+// may have been applied, and the Cluster client sends it again whatever
+// Config.RetryWrites says, which governs the guard's retries alone. No
+// hook can turn it off: the Cluster client looks through any error it is
+// handed, and MaxRedirects -1, which would, also stops it following MOVED
+// and ASK. Make such writes idempotent (SET rather than INCR, a token in
+// a Lua script), or leave them out of a Cluster client.
+//
 // AttachCluster refuses options that leave go-redis retrying on its own
 // inside a node's call or deaf to deadlines (MaxRetries above 0,
 // DialerRetries other than 1, ContextTimeoutEnabled false, as Attach does

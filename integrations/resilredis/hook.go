@@ -56,8 +56,8 @@ type Config struct {
 	// and AttachRing give each node of a Cluster or Ring client its
 	// address as its key, so that one failing node opens its own breaker
 	// alone; set Key yourself for clients of your own sharding, one per
-	// shard, sharing one guard. With a guard without a KeyedBreaker, Key
-	// is not used. It costs two allocations per command.
+	// shard, sharing one guard. With a guard that has no stage per key (a
+	// KeyedBreaker, a resilience.Keyed family), Key is not used. It costs two allocations per command.
 	Key string
 }
 
@@ -127,7 +127,7 @@ func NewHook(cfg Config) (*Hook, error) {
 		return nil, err
 	}
 	h := &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard)}
-	if cfg.Guard.KeyedBreaker() != nil {
+	if outcome.Keyed(cfg.Guard) {
 		h.key = cfg.Key
 	}
 	return h, nil
@@ -202,8 +202,8 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 		// for its whole wait, and a few idle consumers every probe, while
 		// every other command is turned away. Blocking commands wait for
 		// the breaker to close.
-		if b := h.breaker(ctx); b != nil && b.State() != resilience.Closed {
-			return &blockingRefusedError{state: b.State()}
+		if s, ok := h.notClosed(ctx); ok {
+			return &blockingRefusedError{state: s}
 		}
 		ctx, g = context.WithValue(ctx, waitKey{}, wait), h.blocking
 	}
@@ -230,19 +230,26 @@ func (h *Hook) run(ctx context.Context, readOnly, blocks bool, wait time.Duratio
 	return outcome.Result(err, answered)
 }
 
-// breaker returns the breaker a call with ctx runs through: the guard's
-// Breaker, or its KeyedBreaker's breaker for the call's key if it has made
-// one (a key it has not made a breaker for is closed); nil for neither.
-func (h *Hook) breaker(ctx context.Context) *resilience.Breaker {
+// notClosed returns the state of a breaker a call with ctx would run
+// through that is not closed, if there is one: the guard's Breaker, or the
+// breaker of the call's key in its KeyedBreaker (a key that has none yet
+// is closed); a guard may have both, one for the whole server around one
+// per node.
+func (h *Hook) notClosed(ctx context.Context) (resilience.State, bool) {
 	if b := h.guard.Breaker(); b != nil {
-		return b
+		if s := b.State(); s != resilience.Closed {
+			return s, true
+		}
 	}
 	if k := h.guard.KeyedBreaker(); k != nil {
 		key, _ := resilience.KeyFrom(ctx)
-		b, _ := k.Lookup(key)
-		return b
+		if b, ok := k.Lookup(key); ok {
+			if s := b.State(); s != resilience.Closed {
+				return s, true
+			}
+		}
 	}
-	return nil
+	return resilience.Closed, false
 }
 
 // blockingRefusedError is the error of a blocking command sent while the

@@ -78,8 +78,8 @@ type Config struct {
 	// others go on being called. The key covers what the caller's context
 	// cannot reach: the connections database/sql opens in the background,
 	// with a context of its own. Default "": the calls carry the key the
-	// caller put in their context, if any. With a guard that has no
-	// KeyedBreaker, Key is not used. It costs two allocations per call,
+	// caller put in their context, if any. With a guard that has no stage
+	// per key (a KeyedBreaker, a resilience.Keyed family), Key is not used. It costs two allocations per call,
 	// the context and the key in it.
 	Key string
 }
@@ -161,7 +161,7 @@ func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 		return nil, err
 	}
 	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), noRetry: noRetry(cfg.Guard), isFailure: cfg.IsFailure, wire: outcome.WireOf(cfg.Guard)}
-	if cfg.Guard.KeyedBreaker() != nil {
+	if outcome.Keyed(cfg.Guard) {
 		c.key = cfg.Key
 	}
 	if c.isFailure == nil {
@@ -203,7 +203,7 @@ func (zeroDriver) Open(string) (driver.Conn, error) { return nil, errZeroConnect
 func (c *Connector) Guard() *resilience.Guard { return c.guard }
 
 // Key returns the key of every call through the connector: Config.Key,
-// or "" if the guard has no KeyedBreaker, which would not use it.
+// or "" if the guard has no stage per key, which would not use it.
 func (c *Connector) Key() string { return c.key }
 
 // keyed returns ctx with the connector's key, if it has one.

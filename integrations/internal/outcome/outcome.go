@@ -12,6 +12,7 @@ package outcome
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/resilience-go/resilience"
 )
@@ -121,4 +122,20 @@ func RunHeldAlways[T any](ctx context.Context, g *resilience.Guard, once bool, c
 	v, err := Run(held, g, once, call)
 	returned = true
 	return v, release, err
+}
+
+// Keyed reports whether g holds a stage that reads a call's key: a
+// *resilience.KeyedBreaker, or a resilience.Keyed family (of kind
+// "keyed_..."). The integrations key their calls (by host, target, node or
+// shard) only then: a key costs a context and its value per call.
+func Keyed(g *resilience.Guard) bool {
+	if g.KeyedBreaker() != nil {
+		return true
+	}
+	for _, s := range g.Stages() {
+		if strings.HasPrefix(s.Kind(), "keyed_") {
+			return true
+		}
+	}
+	return false
 }
