@@ -54,6 +54,15 @@ func TestHappyPathAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { keyed.Breaker("42") }); n != 0 {
 		t.Errorf("KeyedBreaker.Breaker, key found: %v allocations per call, want 0", n)
 	}
+	// A chaos stage that leaves the call alone: switched off, at rate 0,
+	// and at a rate that spares this call.
+	chaos := must(resilience.NewChaos(resilience.ChaosConfig{Seed: 1}))
+	for _, set := range []func(){chaos.Disable, func() { chaos.Enable(); chaos.SetRate(0) }, func() { chaos.SetRate(1e-9) }} {
+		set()
+		if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, chaos, noop) }); n != 0 {
+			t.Errorf("chaos stage, call untouched: %v allocations per call, want 0", n)
+		}
+	}
 	// A Keyed family of bulkheads and of rate limiters, key found.
 	bulkheads := must(resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Bulkhead, error) {
 		return resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 4})

@@ -458,3 +458,30 @@ func ExamplePreset_Build() {
 	fmt.Println(id, err, calls, payments.Breaker().State())
 	// Output: pay_123 <nil> 2 closed
 }
+
+// A fallback tested against faults, with no broken dependency: a chaos
+// stage where the dependency would be fails half the calls, exactly, and
+// the fallback answers for them.
+func ExampleChaos() {
+	chaos, err := resilience.NewChaos(resilience.ChaosConfig{Name: "users", Rate: 0.5, Seed: 1})
+	if err != nil {
+		panic(err)
+	}
+	fallback, err := resilience.NewFallback(resilience.FallbackConfig[string]{
+		Func: func(ctx context.Context, err error) (string, error) { return "from the cache", nil },
+	})
+	if err != nil {
+		panic(err)
+	}
+	users := resilience.Compose(fallback, resilience.For[string](chaos))
+	answers := map[string]int{}
+	for range 1000 {
+		v, err := users.Do(context.Background(), func(ctx context.Context) (string, error) { return "fresh", nil })
+		if err != nil {
+			panic(err)
+		}
+		answers[v]++
+	}
+	fmt.Println(answers["fresh"], "fresh,", answers["from the cache"], "from the cache")
+	// Output: 500 fresh, 500 from the cache
+}

@@ -429,3 +429,26 @@ resilience_keyed_rate_limit_calls_total{name="quota",result="waited"} 0
 		t.Error(err)
 	}
 }
+
+// TestChaosSeries: a chaos stage is exported through its Stats.
+func TestChaosSeries(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := must(metrics.New(reg))
+	c := must(resilience.NewChaos(resilience.ChaosConfig{Name: "users", Rate: 0.5, Seed: 1}))
+	if err := m.Instrument(c); err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		resilience.Do(context.Background(), c, ok)
+	}
+	want := `
+# HELP resilience_chaos_calls_total Calls through chaos stages, by how they ended.
+# TYPE resilience_chaos_calls_total counter
+resilience_chaos_calls_total{name="users",result="delayed"} 0
+resilience_chaos_calls_total{name="users",result="injected"} 500
+resilience_chaos_calls_total{name="users",result="passed"} 500
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "resilience_chaos_calls_total"); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,243 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// KindChaos is the kind of a Chaos stage.
+const KindChaos = "chaos"
+
+// ErrChaos is the error a Chaos stage injects when its config names none.
+var ErrChaos = errors.New("resilience: fault injected by a chaos stage")
+
+// ChaosConfig configures a Chaos stage. The zero value of every field
+// stands for its default, given in the field's comment.
+type ChaosConfig struct {
+	// Name identifies the stage in errors and metrics.
+	Name string
+
+	// Rate is the share of calls that get a fault, from 0 to 1. Default
+	// 0: none, until SetRate says otherwise.
+	Rate float64
+
+	// Err is the error a faulted call returns, without the call being
+	// run: make it what the code under test would see from the
+	// dependency (a *net.OpError, a status error, an error marked
+	// Overloaded). Default ErrChaos. Set NoError for latency alone.
+	Err error
+
+	// NoError injects no error: a faulted call waits Latency, then runs.
+	NoError bool
+
+	// Latency is how long a faulted call waits before it returns its
+	// error, or runs (NoError); the wait ends early, with the context's
+	// error, if the call's context ends. Default 0.
+	Latency time.Duration
+
+	// Match, if set, says which calls may get a fault: one for which it
+	// returns false runs untouched, and does not count toward Rate. It
+	// receives the call's context; it must be safe for concurrent use.
+	Match func(ctx context.Context) bool
+
+	// Seed fixes which calls get a fault: two stages with the same Seed
+	// and Rate fault the same calls, in the order they arrive. Default 0:
+	// a seed of its own, drawn at random.
+	Seed uint64
+
+	// Disabled makes the stage start switched off (Enable switches it
+	// on): a chaos stage can sit in a production chain, off.
+	Disabled bool
+}
+
+// Chaos is a stage that injects faults into the calls through it: an
+// error in place of the call, latency before it, or both, for a share of
+// the calls (Rate), those a predicate picks (Match), switchable at run
+// time (Enable, Disable, SetRate). It is for testing what is built around
+// a dependency (a fallback, a retry's settings, a caller's deadline)
+// without a broken dependency, as Polly's chaos strategies and Envoy's
+// fault filter do. Put it innermost, where the dependency would be, so
+// that every other stage sees its faults as the dependency's.
+//
+// # Which calls
+//
+// Calls are numbered as they arrive (those Match turns down not counted),
+// and cut into blocks of 1,000: of the calls of each block, a share Rate
+// get a fault, exactly, the fractions carried from block to block, at
+// places the Seed shuffles. So a rate of 0.3 faults exactly 3,000 of
+// 10,000 calls, with any seed, and a Seed fixes which: a test under
+// testing/synctest gets the same faults on every run. A rate changed at
+// run time holds from the next call on.
+//
+// A Chaos stage is safe for concurrent use; a call that it leaves alone
+// costs a few atomic operations and no allocation. Make one with NewChaos:
+// the zero Chaos runs no call, and returns an error that says so.
+type Chaos struct {
+	name    string
+	err     error // nil with NoError
+	latency time.Duration
+	match   func(context.Context) bool
+	seed    uint64
+
+	on   atomic.Bool
+	rate atomic.Uint64 // float64 bits
+	n    atomic.Uint64 // calls counted toward Rate
+
+	passed, injected, delayed atomic.Uint64
+}
+
+// chaosBlock is how many calls the schedule shuffles at once.
+const chaosBlock = 1000
+
+// NewChaos returns a chaos stage configured by cfg, or an error naming
+// every invalid field of cfg.
+func NewChaos(cfg ChaosConfig) (*Chaos, error) {
+	ck := checker{typ: "ChaosConfig"}
+	ck.check(cfg.Rate >= 0 && cfg.Rate <= 1, "Rate", cfg.Rate, "must be from 0 to 1")
+	ck.check(cfg.Latency >= 0, "Latency", cfg.Latency, "must not be negative")
+	ck.check(!cfg.NoError || cfg.Err == nil, "Err", cfg.Err, "must be unset with NoError, which injects no error")
+	ck.check(!cfg.NoError || cfg.Latency > 0, "Latency", cfg.Latency, "must be above 0 with NoError: a fault of neither error nor latency is none")
+	if err := ck.err(); err != nil {
+		return nil, err
+	}
+	c := &Chaos{name: cfg.Name, err: cfg.Err, latency: cfg.Latency, match: cfg.Match, seed: cfg.Seed}
+	if c.err == nil && !cfg.NoError {
+		c.err = ErrChaos
+	}
+	if c.seed == 0 {
+		c.seed = rand.Uint64() | 1
+	}
+	c.rate.Store(math.Float64bits(cfg.Rate))
+	c.on.Store(!cfg.Disabled)
+	return c, nil
+}
+
+// Name returns the stage's name.
+func (c *Chaos) Name() string { return c.name }
+
+// Kind returns KindChaos.
+func (*Chaos) Kind() string { return KindChaos }
+
+// Run runs call through the stage, as Do does.
+func (c *Chaos) Run(ctx context.Context, call func(context.Context) error) error {
+	return runUntyped(c, ctx, call)
+}
+
+// Enable switches the stage on.
+func (c *Chaos) Enable() { c.on.Store(true) }
+
+// Disable switches the stage off: every call runs untouched, and none
+// counts toward Rate.
+func (c *Chaos) Disable() { c.on.Store(false) }
+
+// Enabled reports whether the stage is on.
+func (c *Chaos) Enabled() bool { return c.on.Load() }
+
+// SetRate sets the share of calls that get a fault, from 0 to 1, from the
+// next call on; any other value is an error, and changes nothing.
+func (c *Chaos) SetRate(rate float64) error {
+	if !(rate >= 0 && rate <= 1) {
+		return &ConfigError{Field: "Chaos.SetRate", Value: rate, Reason: "must be from 0 to 1"}
+	}
+	c.rate.Store(math.Float64bits(rate))
+	return nil
+}
+
+// Rate returns the share of calls that get a fault.
+func (c *Chaos) Rate() float64 { return math.Float64frombits(c.rate.Load()) }
+
+// Stats returns how many calls ran untouched ("passed"), were given an
+// error ("injected") and were delayed ("delayed", those given an error
+// included).
+func (c *Chaos) Stats() Stats {
+	return Stats{Calls: []Count{
+		{Result: "passed", N: c.passed.Load()},
+		{Result: "injected", N: c.injected.Load()},
+		{Result: "delayed", N: c.delayed.Load()},
+	}}
+}
+
+// faults reports whether the call numbered n (from 0) gets a fault at
+// rate r: the block of n has floor(r×B×(b+1)) − floor(r×B×b) faults, and
+// n's place in its block, shuffled by a permutation drawn from the seed
+// and the block, says whether it is one of them.
+func (c *Chaos) faults(n uint64, r float64) bool {
+	if r <= 0 {
+		return false
+	}
+	if r >= 1 {
+		return true
+	}
+	b, p := n/chaosBlock, n%chaosBlock
+	k := uint64(r*chaosBlock*float64(b+1)) - uint64(r*chaosBlock*float64(b))
+	// An affine permutation of the block's places: a·p + s mod B, with a
+	// prime to B (1000 = 2³·5³: odd, and not a multiple of 5).
+	h := splitmix64(c.seed ^ (b * 0x9e3779b97f4a7c15))
+	a := (h>>32)%chaosBlock | 1
+	if a%5 == 0 {
+		a += 2
+	}
+	return (a*p+h%chaosBlock)%chaosBlock < k
+}
+
+// splitmix64 is SplitMix64's finaliser: a well-mixed hash of x.
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+var errChaosNotMade error = &notMadeError{"Chaos", "NewChaos"}
+
+// chaosDo runs the rest of a chain through c.
+func chaosDo[T any](c *Chaos, ctx context.Context, n next[T]) (T, error) {
+	if c.seed == 0 {
+		var zero T
+		return zero, errChaosNotMade
+	}
+	if !c.on.Load() || (c.match != nil && !c.match(ctx)) {
+		c.passed.Add(1)
+		return n.call(ctx)
+	}
+	r := math.Float64frombits(c.rate.Load())
+	if r <= 0 || !c.faults(c.n.Add(1)-1, r) {
+		c.passed.Add(1)
+		return n.call(ctx)
+	}
+	if c.latency > 0 {
+		c.delayed.Add(1)
+		if err := sleepCtx(ctx, c.latency); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
+	if c.err == nil {
+		return n.call(ctx)
+	}
+	c.injected.Add(1)
+	var zero T
+	return zero, c.err
+}
+
+// sleepCtx waits d, or until ctx ends, and returns ctx's error then.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// String returns the stage's name and rate, for logs.
+func (c *Chaos) String() string {
+	return "chaos " + strconv.Quote(c.name) + " at rate " + strconv.FormatFloat(c.Rate(), 'g', -1, 64)
+}
