@@ -403,3 +403,24 @@ func BenchmarkKeyedBulkhead(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkChaos: a call through a chaos stage that spares it: switched
+// off, and on at a rate of 0.1 (the 90% of calls it spares; the faulted
+// ones return its error at once).
+func BenchmarkChaos(b *testing.B) {
+	off := must(resilience.NewChaos(resilience.ChaosConfig{Disabled: true, Seed: 1}))
+	on := must(resilience.NewChaos(resilience.ChaosConfig{Rate: 0.1, Seed: 1}))
+	for _, c := range []struct {
+		name  string
+		chaos *resilience.Chaos
+	}{{"off", off}, {"rate=0.1", on}} {
+		p := resilience.For[int](c.chaos)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			for b.Loop() {
+				p.Do(ctx, noop)
+			}
+		})
+	}
+}
