@@ -340,7 +340,12 @@ func BenchmarkKeyedBreakerLookup(b *testing.B) {
 func BenchmarkKeyedBreaker(b *testing.B) {
 	k := must(resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{}))
 	ctxs := keyedContexts(k, 10000)
-	p := resilience.For[int](k)
+	benchKeys(b, resilience.For[int](k), ctxs)
+}
+
+// benchKeys runs calls through p with the contexts ctxs in turn, from one
+// goroutine and from every core.
+func benchKeys(b *testing.B, p resilience.Policy[int], ctxs []context.Context) {
 	b.Run("goroutines=1", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
@@ -378,30 +383,7 @@ func BenchmarkKeyedBulkhead(b *testing.B) {
 		ctxs[i] = resilience.WithKey(context.Background(), "tenant-"+strconv.Itoa(i))
 		resilience.Do(ctxs[i], k, noop)
 	}
-	p := resilience.For[int](k)
-	b.Run("goroutines=1", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			p.Do(ctxs[i], noop)
-			if i++; i == len(ctxs) {
-				i = 0
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		var seed atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seed.Add(3331)) % len(ctxs)
-			for pb.Next() {
-				p.Do(ctxs[i], noop)
-				if i++; i == len(ctxs) {
-					i = 0
-				}
-			}
-		})
-	})
+	benchKeys(b, resilience.For[int](k), ctxs)
 }
 
 // BenchmarkChaos: a call through a chaos stage that spares it: switched

@@ -212,7 +212,10 @@ func chaosDo[T any](c *Chaos, ctx context.Context, n next[T]) (T, error) {
 	}
 	if c.latency > 0 {
 		c.delayed.Add(1)
-		if err := sleepCtx(ctx, c.latency); err != nil {
+		var t *time.Timer
+		err := sleep(ctx, c.latency, &t)
+		t.Stop()
+		if err != nil {
 			var zero T
 			return zero, err
 		}
@@ -223,18 +226,6 @@ func chaosDo[T any](c *Chaos, ctx context.Context, n next[T]) (T, error) {
 	c.injected.Add(1)
 	var zero T
 	return zero, c.err
-}
-
-// sleepCtx waits d, or until ctx ends, and returns ctx's error then.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // String returns the stage's name and rate, for logs.
