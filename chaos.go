@@ -66,13 +66,21 @@ type ChaosConfig struct {
 //
 // # Which calls
 //
-// Calls are numbered as they arrive (those Match turns down not counted),
-// and cut into blocks of 1,000: of the calls of each block, a share Rate
-// get a fault, exactly, the fractions carried from block to block, at
-// places the Seed shuffles. So a rate of 0.3 faults exactly 3,000 of
-// 10,000 calls, with any seed, and a Seed fixes which: a test under
-// testing/synctest gets the same faults on every run. A rate changed at
-// run time holds from the next call on.
+// Calls are numbered as they arrive (those Match turns down, and all of
+// them while the stage is off or at rate 0, not counted), and cut into
+// blocks of 1,000: of the calls of each block, a share Rate get a fault,
+// exactly, the fractions carried from block to block, at places the Seed
+// shuffles. Rate is taken in millionths: a rate of 0.3 faults exactly
+// 3,000 of 10,000 calls, 0.0049 exactly 49, with any seed, and a Seed
+// fixes which: a test whose calls arrive in the same order (one after the
+// other, under testing/synctest or not) gets the same faults on every
+// run. A rate changed at run time holds from the next call on; the count
+// is exact for each stretch of whole blocks at one rate.
+//
+// Stats counts "passed" (run untouched), "injected" (given the error) and
+// "delayed" (made to wait Latency: with NoError such calls then run, and
+// are counted there alone; one whose context ended during the wait is
+// counted there alone too).
 //
 // A Chaos stage is safe for concurrent use; a call that it leaves alone
 // costs a few atomic operations and no allocation. Make one with NewChaos:
@@ -163,26 +171,42 @@ func (c *Chaos) Stats() Stats {
 }
 
 // faults reports whether the call numbered n (from 0) gets a fault at
-// rate r: the block of n has floor(r×B×(b+1)) − floor(r×B×b) faults, and
-// n's place in its block, shuffled by a permutation drawn from the seed
-// and the block, says whether it is one of them.
+// rate r, taken in millionths: the block b of n has
+// floor(m×(b+1)/1000) − floor(m×b/1000) faults for m millionths, and n's
+// place in its block, shuffled by a permutation drawn from the seed and
+// the block, says whether it is one of them.
 func (c *Chaos) faults(n uint64, r float64) bool {
-	if r <= 0 {
+	m := uint64(math.Round(r * 1e6))
+	if m == 0 {
 		return false
 	}
-	if r >= 1 {
+	if m >= 1e6 {
 		return true
 	}
 	b, p := n/chaosBlock, n%chaosBlock
-	k := uint64(r*chaosBlock*float64(b+1)) - uint64(r*chaosBlock*float64(b))
-	// An affine permutation of the block's places: a·p + s mod B, with a
-	// prime to B (1000 = 2³·5³: odd, and not a multiple of 5).
-	h := splitmix64(c.seed ^ (b * 0x9e3779b97f4a7c15))
-	a := (h>>32)%chaosBlock | 1
-	if a%5 == 0 {
-		a += 2
+	k := m*(b+1)/1000 - m*b/1000
+	return c.place(b, p) < k
+}
+
+// place returns where the permutation of block b puts place p, from 0 to
+// 999: a four-round Feistel network on 10 bits, keyed by the seed and the
+// block, walked until it lands below 1000 (a bijection of 0..1023 walked
+// so is one of 0..999). Unlike a sum or a product, it makes neighbours
+// in the block land apart as often as a random shuffle would.
+func (c *Chaos) place(b, p uint64) uint64 {
+	key := splitmix64(c.seed ^ (b+1)*0x9e3779b97f4a7c15)
+	x := p
+	for {
+		l, r := x>>5, x&31
+		for round := range uint64(4) {
+			f := splitmix64(key^(round<<8|r)) & 31
+			l, r = r, l^f
+		}
+		x = l<<5 | r
+		if x < chaosBlock {
+			return x
+		}
 	}
-	return (a*p+h%chaosBlock)%chaosBlock < k
 }
 
 // splitmix64 is SplitMix64's finaliser: a well-mixed hash of x.

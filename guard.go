@@ -87,7 +87,17 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		return nil, err
 	}
 	if cfg.Classify != nil {
-		ls = append(ls, &classifier{classify: cfg.Classify})
+		// Innermost, so that every stage sees its verdicts; but outside
+		// the chaos stages at the end, whose faults stand for the
+		// dependency's answers and are classified as those would be.
+		i := len(ls)
+		for i > 0 {
+			if _, ok := ls[i-1].(*Chaos); !ok {
+				break
+			}
+			i--
+		}
+		ls = append(ls[:i:i], append([]any{&classifier{classify: cfg.Classify}}, ls[i:]...)...)
 	}
 	g.links = newLinks(ls)
 	return g, nil

@@ -25,9 +25,11 @@ type KeyedConfig struct {
 
 	// Key returns the key of a call with ctx. Default KeyFrom, the key
 	// WithKey put in ctx ("" if none). Give a family its own key, from a
-	// context value of your own, when the integrations set the key of
-	// another (a resilhttp Transport keys a guard's KeyedBreaker by host,
-	// while a limit per tenant wants the tenant).
+	// context value of your own, when the context's key is another's: in a
+	// guard with a KeyedBreaker, a resilhttp Transport or resilgrpc
+	// interceptor replaces it with the host or target, while a limit per
+	// tenant wants the tenant. (Without a KeyedBreaker they leave the
+	// caller's key alone.)
 	Key func(ctx context.Context) string
 }
 
@@ -163,6 +165,8 @@ func keyedStageError(s any) *ConfigError {
 		return bad(fmt.Sprintf("%T", st), "makes stages that keep nothing per key: use one")
 	case family:
 		return bad(fmt.Sprintf("%T", st), "makes keyed families: one family is enough")
+	case *Guard:
+		return bad("*Guard", "makes guards, whose breakers and bulkheads the family cannot see to: put the family in one guard instead")
 	}
 	if v := reflect.ValueOf(s); nilable[v.Kind()] && v.IsNil() {
 		return bad(fmt.Sprintf("%T(nil)", s), "made a nil stage")

@@ -234,6 +234,11 @@ func TestKeyedConfig(t *testing.T) {
 	}); err == nil || !strings.Contains(err.Error(), "RetryBudget") {
 		t.Errorf("budgets: %v", err)
 	}
+	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Guard, error) {
+		return resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{must(bh(""))}})
+	}); err == nil || !strings.Contains(err.Error(), "*Guard") {
+		t.Errorf("guards: %v", err)
+	}
 	inner := must(resilience.NewKeyed(resilience.KeyedConfig{}, bh))
 	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Keyed[*resilience.Bulkhead], error) { return inner, nil }); err == nil || !strings.Contains(err.Error(), "families") {
 		t.Errorf("a family of families: %v", err)

@@ -248,15 +248,17 @@ func checkGuard(fn string, g *resilience.Guard) error {
 // clients not to retry. It returns an error if g is nil, the zero
 // Guard, or has a time limit that abandons calls (TimeoutConfig.Abandon).
 //
-// When g has a *resilience.KeyedBreaker (g.KeyedBreaker() is not nil), or
-// another stage per key (a resilience.Keyed family), each call is keyed with resilience.WithKey, for the guard's stages, by
+// When g has a *resilience.KeyedBreaker (g.KeyedBreaker() is not nil),
+// each call is keyed with resilience.WithKey, for the guard's stages, by
 // its ClientConn's target (cc.Target(), the string given to
 // grpc.NewClient), or by its target and method with KeyByMethod: a
 // failing server, or a failing method, opens its own breaker and the
 // others go on being called. The key replaces any the caller's context
 // carries, which is some other dependency's. It costs two allocations per
 // call (the context and the key in it), three with KeyByMethod; a guard
-// with no stage per key pays nothing for it. The key is the target, not
+// without a KeyedBreaker pays nothing for it, and a resilience.Keyed
+// family in it (a limit per tenant) sees the key the caller's context
+// carries. The key is the target, not
 // the address of the server behind it, which gRPC's load balancer picks
 // after the interceptor has run: to set aside one bad backend among those
 // a target resolves to, use gRPC's outlier detection.
@@ -265,7 +267,7 @@ func UnaryClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.Una
 		return nil, err
 	}
 	wire := outcome.WireOf(g)
-	keyed := outcome.Keyed(g)
+	keyed := g.KeyedBreaker() != nil
 	o := newClientOptions(opts)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if keyed {

@@ -1,6 +1,7 @@
 package resilhttp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -175,26 +176,29 @@ func TestTransportSharedBreaker(t *testing.T) {
 	}
 }
 
-// A guard with a Keyed family and no KeyedBreaker (a bulkhead per host) is
-// keyed by host too: each host has its own bulkhead.
-func TestTransportKeysAKeyedFamily(t *testing.T) {
-	urls, _ := hosts(t, 2, func(int) bool { return false })
-	perHost := must(resilience.NewKeyed(resilience.KeyedConfig{Name: "hosts"}, func(string) (*resilience.Bulkhead, error) {
-		return resilience.NewBulkhead(resilience.BulkheadConfig{Name: "hosts", MaxConcurrent: 4})
+// A guard with a Keyed family and no KeyedBreaker (a rate limit per
+// tenant) keeps the caller's key: the Transport does not replace it with
+// the host's, so each tenant has its own limiter. (A Transport that keyed
+// every keyed guard by host made one limiter per host for all tenants.)
+func TestTransportKeepsTheCallersKeyForAKeyedFamily(t *testing.T) {
+	urls, _ := hosts(t, 1, func(int) bool { return false })
+	perTenant := must(resilience.NewKeyed(resilience.KeyedConfig{Name: "reports"}, func(string) (*resilience.RateLimiter, error) {
+		return resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "reports", Rate: 0.001, Burst: 1})
 	}))
-	guard := must(resilience.NewGuard(resilience.GuardConfig{Name: "hosts", Stages: []resilience.Stage{perHost}}))
+	guard := must(resilience.NewGuard(resilience.GuardConfig{Name: "reports", Stages: []resilience.Stage{perTenant}}))
 	client := &http.Client{Transport: must(NewTransport(TransportConfig{Guard: guard}))}
 	defer client.CloseIdleConnections()
-	for _, u := range urls {
-		if r := hostGet(t, client, u); r != "ok" {
-			t.Fatalf("GET %s: %s", u, r)
+	for _, tenant := range []string{"A", "B"} {
+		req := must(http.NewRequestWithContext(resilience.WithKey(context.Background(), tenant), http.MethodGet, urls[0], nil))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Errorf("tenant %s's first request: %v, want its own burst", tenant, err)
+			continue
 		}
-		req := must(http.NewRequest(http.MethodGet, u, nil))
-		if _, ok := perHost.Lookup(HostKey(req)); !ok {
-			t.Errorf("no bulkhead for %s", HostKey(req))
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if _, ok := perTenant.Lookup(tenant); !ok {
+			t.Errorf("no limiter for tenant %s", tenant)
 		}
-	}
-	if n := perHost.Len(); n != 3 { // "", and the two hosts
-		t.Errorf("%d keys, want 3", n)
 	}
 }

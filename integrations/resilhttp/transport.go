@@ -70,11 +70,12 @@ type TransportConfig struct {
 	IsFailure func(*http.Response) bool
 
 	// Key gives the key of a request, for a guard with a breaker per key
-	// (a resilience.KeyedBreaker, as presets.ExternalHTTP has) or another
-	// stage per key (a resilience.Keyed family): each key's calls go
-	// through a breaker of their own. Default HostKey: one breaker per
-	// scheme, host and port. With a guard with no stage per key, the key
-	// is not used; for one breaker over every host, give the Transport
+	// (a resilience.KeyedBreaker, as presets.ExternalHTTP has): each key's
+	// calls go through a breaker of their own. Default HostKey: one
+	// breaker per scheme, host and port. With a guard without a
+	// KeyedBreaker the key is not used, and the request's context keeps
+	// the caller's key, for a resilience.Keyed family (a limit per
+	// tenant); for one breaker over every host, give the Transport
 	// such a guard (set the preset's BreakerPerKey to nil), or a Key that
 	// returns a constant.
 	Key func(*http.Request) string
@@ -184,7 +185,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if t.isFailure == nil {
 		t.isFailure = IsFailureStatus
 	}
-	if outcome.Keyed(cfg.Guard) {
+	if cfg.Guard.KeyedBreaker() != nil {
 		t.key = cfg.Key
 		if t.key == nil {
 			t.key = HostKey

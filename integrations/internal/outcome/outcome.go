@@ -126,8 +126,11 @@ func RunHeldAlways[T any](ctx context.Context, g *resilience.Guard, once bool, c
 
 // Keyed reports whether g holds a stage that reads a call's key: a
 // *resilience.KeyedBreaker, or a resilience.Keyed family (of kind
-// "keyed_..."). The integrations key their calls (by host, target, node or
-// shard) only then: a key costs a context and its value per call.
+// "keyed_..."). An integration applies a key the user configured
+// (resilredis, resilsql Config.Key) only then: a key costs a context and
+// its value per call. The keys an integration makes up itself (a host, a
+// target) are for a KeyedBreaker alone, so that a caller's key (a tenant)
+// reaches a Keyed family.
 func Keyed(g *resilience.Guard) bool {
 	if g.KeyedBreaker() != nil {
 		return true
