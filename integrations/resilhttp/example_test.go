@@ -156,3 +156,42 @@ func ExampleShed() {
 	// 503 Retry-After: 2
 	// 200 done
 }
+
+// Testing what a client does when its server answers 503, without a
+// broken server: the chaos stage under the Transport makes up a 503 for a
+// share of the requests (here a third, exactly), and the Transport
+// retries them as it would real ones.
+func ExampleWithChaos() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	chaos, err := resilience.NewChaos(resilience.ChaosConfig{Rate: 1.0 / 3, Seed: 1, Err: &resilhttp.StatusFault{Status: 503}})
+	if err != nil {
+		panic(err)
+	}
+	retry, err := resilience.NewRetry(resilience.RetryConfig{Name: "api", MaxRetries: 3, NoBackoff: true})
+	if err != nil {
+		panic(err)
+	}
+	guard, err := resilience.NewGuard(resilience.GuardConfig{Name: "api", Stages: []resilience.Stage{retry}})
+	if err != nil {
+		panic(err)
+	}
+	transport, err := resilhttp.NewTransport(resilhttp.TransportConfig{Base: resilhttp.WithChaos(http.DefaultTransport, chaos), Guard: guard})
+	if err != nil {
+		panic(err)
+	}
+	client := &http.Client{Transport: transport}
+	ok := 0
+	for range 30 {
+		resp, err := client.Get(srv.URL)
+		if err != nil {
+			panic(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			ok++
+		}
+	}
+	fmt.Println(ok, "of 30 calls answered 200; made-up 503s:", chaos.Stats().Calls[1].N)
+	// Output: 30 of 30 calls answered 200; made-up 503s: 15
+}
