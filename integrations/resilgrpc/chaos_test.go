@@ -1,7 +1,9 @@
 package resilgrpc
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -79,4 +81,38 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// Injected latency (NoError) longer than a per-attempt limit is what a
+// slow server is: each attempt cut by the limit is retried (3 attempts),
+// and a caller's deadline that ends the wait gives DeadlineExceeded.
+// (Before, the bare context error read as code Unknown, never retried.)
+func TestChaosLatencyIsASlowServer(t *testing.T) {
+	srv := &server{}
+	addr := start(t, srv)
+	g := guard(t, 2, 1000, func(p *resilience.Preset) {
+		p.AttemptTimeout = &resilience.TimeoutConfig{Duration: 30 * time.Millisecond}
+	})
+	chaos := must(resilience.NewChaos(resilience.ChaosConfig{Rate: 1, Seed: 1, NoError: true, Latency: time.Second}))
+	unary := must(UnaryClientInterceptor(g))
+	conn := must(grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(unary, ChaosUnaryClientInterceptor(chaos))))
+	t.Cleanup(func() { conn.Close() })
+	_, err := testgrpc.NewTestServiceClient(conn).UnaryCall(t.Context(), &testgrpc.SimpleRequest{})
+	w := Wire(g).Stats().Calls
+	t.Logf("err %v (code %v), wire %+v, chaos %+v", err, status.Code(err), w, chaos.Stats().Calls)
+	if w[1].N != 3 {
+		t.Errorf("attempts %d, want 3 (a slow attempt cut by the per-attempt limit is retried)", w[1].N)
+	}
+
+	// Without a guard: the caller's deadline ends the latency.
+	conn2 := must(grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(ChaosUnaryClientInterceptor(chaos))))
+	t.Cleanup(func() { conn2.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	_, err = testgrpc.NewTestServiceClient(conn2).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("caller deadline during chaos latency: %v, code %v; a real call gives DeadlineExceeded", err, status.Code(err))
+	}
 }

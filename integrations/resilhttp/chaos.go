@@ -13,7 +13,8 @@ import (
 
 // StatusFault is an error for a resilience.Chaos stage under WithChaos
 // (ChaosConfig.Err): a faulted request is answered with a response of
-// this status, made up on the spot, as if the server had sent it. Set
+// this status (200 to 599), made up on the spot, as if the server had
+// sent it. Set
 // RetryAfter to add a Retry-After header, in seconds.
 type StatusFault struct {
 	Status     int
@@ -21,6 +22,9 @@ type StatusFault struct {
 }
 
 func (f *StatusFault) Error() string {
+	if f == nil {
+		return "resilhttp: chaos: a nil StatusFault"
+	}
 	return "resilhttp: chaos: a made-up " + strconv.Itoa(f.Status) + " " + http.StatusText(f.Status)
 }
 
@@ -71,14 +75,21 @@ func (c *chaosTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	closeBody(req)
 	var f *StatusFault
 	if errors.As(err, &f) {
-		if f.Status < 100 || f.Status > 999 {
-			return nil, errors.New("resilhttp: WithChaos: StatusFault.Status " + strconv.Itoa(f.Status) + " is not an HTTP status (100 to 999)")
+		if f == nil || f.Status < 200 || f.Status > 599 {
+			status := "nil"
+			if f != nil {
+				status = strconv.Itoa(f.Status)
+			}
+			return nil, errors.New("resilhttp: WithChaos: StatusFault.Status " + status + " is not a final HTTP status (200 to 599)")
 		}
 		h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
 		if f.RetryAfter > 0 {
 			h.Set("Retry-After", strconv.Itoa(f.RetryAfter))
 		}
 		body := f.Error() + "\n"
+		if req.Method == http.MethodHead {
+			body = ""
+		}
 		return &http.Response{
 			Status:        strconv.Itoa(f.Status) + " " + http.StatusText(f.Status),
 			StatusCode:    f.Status,

@@ -21,7 +21,9 @@ import (
 // chaos's Latency first; with NoError it is then sent, late. The commands
 // go-redis runs to set up a connection (HELLO, CLIENT SETINFO) inside a
 // faulted or spared command pass untouched, and do not count toward the
-// rate.
+// rate. For a Cluster or Ring client, add it to each node's client inside
+// the node's guard hook (a NewClient of your own around AttachCluster's),
+// not to the Cluster client, which runs outside them.
 func ChaosHook(chaos *resilience.Chaos) redis.Hook { return &chaosHook{chaos: chaos} }
 
 // ErrTimeoutFault is a read time-out for a chaos stage to inject
@@ -39,15 +41,16 @@ var errNilChaos = errors.New("resilredis: ChaosHook: the chaos stage is nil")
 
 type chaosHook struct{ chaos *resilience.Chaos }
 
-// inChaos marks the context of a command the hook is running, so that the
-// set-up commands go-redis runs inside it pass straight through.
+// inChaos marks the context of a command a hook is running, the hook its
+// value, so that the set-up commands go-redis runs inside it pass
+// straight through that hook (and no other).
 type inChaos struct{}
 
 func (h *chaosHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *chaosHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(inChaos{}) != nil {
+		if ctx.Value(inChaos{}) == h {
 			return next(ctx, cmd)
 		}
 		err := h.run(ctx, func(ctx context.Context) error { return next(ctx, cmd) })
@@ -60,7 +63,7 @@ func (h *chaosHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *chaosHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if ctx.Value(inChaos{}) != nil {
+		if ctx.Value(inChaos{}) == h {
 			return next(ctx, cmds)
 		}
 		err := h.run(ctx, func(ctx context.Context) error { return next(ctx, cmds) })
@@ -79,5 +82,5 @@ func (h *chaosHook) run(ctx context.Context, call func(context.Context) error) e
 	if h.chaos == nil {
 		return errNilChaos
 	}
-	return h.chaos.Run(context.WithValue(ctx, inChaos{}, true), call)
+	return h.chaos.Run(context.WithValue(ctx, inChaos{}, h), call)
 }

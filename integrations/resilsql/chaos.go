@@ -16,8 +16,8 @@ var errNilChaos = errors.New("resilsql: WithChaos: the base connector or the cha
 // resilsql.WithChaos(base, chaos), cfg)), with ChaosConfig.Err the error a
 // failed connection brings (a *net.OpError whose Op is "dial", say), and
 // the guard sees a faulted connection as a real one that failed: counted
-// by the breaker, and the query retried, since it never reached the
-// server. A faulted connection waits chaos's Latency first; with NoError
+// by the breaker, and the attempt (whose query never reached the server)
+// made again, connection and all. A faulted connection waits chaos's Latency first; with NoError
 // it is then made, late. Only connecting is faulted: a connection made
 // runs its queries untouched (set the pool's MaxIdleConns to 0 to have
 // every query connect).
