@@ -296,6 +296,9 @@ type Breaker struct {
 	timed *window.Time
 	run   failureRun // with a time-based window: the failures in a row
 
+	ev    events
+	famEv *events // a keyed breaker's family's, set as it is made; nil for others
+
 	mu         sync.Mutex    // held to change state; guards the fields below
 	family     *KeyedBreaker // the family of a keyed breaker, until it is evicted
 	timer      *time.Timer
@@ -625,6 +628,7 @@ func (b *Breaker) Allow(ctx context.Context) (Permit, error) {
 	if p.state != Closed {
 		if err := b.admit(p); err != nil {
 			b.observeCall(p.state, CallRejected)
+			b.rejectedEvent(ctx, err)
 			return Permit{}, err
 		}
 	}
@@ -706,6 +710,7 @@ func breakerDo[T any](b *Breaker, ctx context.Context, n next[T]) (T, error) {
 		}
 		if err := b.admit(p); err != nil {
 			b.observeCall(p.state, CallRejected)
+			b.rejectedEvent(ctx, err)
 			var zero T
 			return zero, err
 		}
@@ -1021,6 +1026,22 @@ func (b *Breaker) Observe(o BreakerObserver) {
 		o = BreakerObserver{Call: join2(old.Call, o.Call), StateChange: join1(old.StateChange, o.StateChange)}
 	}
 	b.obs.Store(&o)
+}
+
+// ObserveEvents adds f to the observers of b's events: EventRejected for
+// each call it turns away. It implements EventSource.
+func (b *Breaker) ObserveEvents(f func(context.Context, Event)) { b.ev.add(f) }
+
+// rejectedEvent reports the rejection of a call with ctx, with err, to
+// the observers of events of b, or of its family for a keyed breaker.
+func (b *Breaker) rejectedEvent(ctx context.Context, err error) {
+	ev, kind := &b.ev, KindBreaker
+	if b.famEv != nil {
+		ev, kind = b.famEv, KindKeyedBreaker
+	}
+	if ev.on() {
+		ev.emit(ctx, Event{Type: EventRejected, Kind: kind, Name: b.cfg.name, Key: b.cfg.key, Err: err})
+	}
 }
 
 // observeCall reports a call to b's observers, if any.

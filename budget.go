@@ -95,6 +95,7 @@ type RetryBudget struct {
 	retried atomic.Uint64 // retries let through
 	refused atomic.Uint64 // retries refused
 	left    atomic.Uint64 // retries left at the last look, as float64 bits
+	ev      events
 
 	mu     sync.Mutex // guards what follows; held by withdraw, no callback under it
 	looked time.Time  // when the budget last looked at the clock, or was made
@@ -134,6 +135,11 @@ func NewRetryBudget(cfg RetryBudgetConfig) (*RetryBudget, error) {
 	b.start = b.looked
 	return b, nil
 }
+
+// ObserveEvents adds f to the observers of b's events: EventRejected for
+// each retry it refuses, reported by the Retry it sits in. It implements
+// EventSource.
+func (b *RetryBudget) ObserveEvents(f func(context.Context, Event)) { b.ev.add(f) }
 
 // Name returns the budget's name.
 func (b *RetryBudget) Name() string { return b.cfg.Name }

@@ -50,6 +50,7 @@ type Bulkhead struct {
 	maxWait time.Duration
 	full    *BulkheadFullError
 	obs     atomic.Pointer[BulkheadObserver] // nil until Observe
+	ev      events
 
 	mu      sync.Mutex
 	waiters []*bulkheadWaiter // in arrival order
@@ -129,7 +130,7 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 		return errBulkheadNotMade
 	}
 	if b.maxWait == 0 {
-		b.rejected()
+		b.rejected(ctx)
 		return b.full
 	}
 	if err := ctx.Err(); err != nil {
@@ -156,7 +157,7 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 		return nil
 	case <-t.C:
 		if b.leave(w) {
-			b.rejected()
+			b.rejected(ctx)
 			return b.full
 		}
 		return nil // given a slot just as the wait ran out: keep it
@@ -168,12 +169,20 @@ func (b *Bulkhead) wait(ctx context.Context) error {
 	}
 }
 
-// rejected reports a rejection to b's observers, if any.
-func (b *Bulkhead) rejected() {
+// rejected reports a rejection of a call with ctx to b's observers, if
+// any.
+func (b *Bulkhead) rejected(ctx context.Context) {
 	if o := b.obs.Load(); o != nil && o.Rejected != nil {
 		o.Rejected()
 	}
+	if b.ev.on() {
+		b.ev.emit(ctx, Event{Type: EventRejected, Kind: KindBulkhead, Name: b.full.Name, Err: b.full})
+	}
 }
+
+// ObserveEvents adds f to the observers of b's events: EventRejected for
+// each call it turns away. It implements EventSource.
+func (b *Bulkhead) ObserveEvents(f func(context.Context, Event)) { b.ev.add(f) }
 
 // leave takes w out of the line, and reports false if it had already been
 // given a slot.

@@ -97,7 +97,12 @@ type Chaos struct {
 	n    atomic.Uint64 // calls counted toward Rate
 
 	passed, injected, delayed atomic.Uint64
+	ev                        events
 }
+
+// ObserveEvents adds f to the observers of c's events: EventChaos for each
+// call it faults. It implements EventSource.
+func (c *Chaos) ObserveEvents(f func(context.Context, Event)) { c.ev.add(f) }
 
 // chaosBlock is how many calls the schedule shuffles at once.
 const chaosBlock = 1000
@@ -233,6 +238,9 @@ func chaosDo[T any](c *Chaos, ctx context.Context, n next[T]) (T, error) {
 	if r <= 0 || !c.faults(c.n.Add(1)-1, r) {
 		c.passed.Add(1)
 		return n.call(ctx)
+	}
+	if c.ev.on() {
+		c.ev.emit(ctx, Event{Type: EventChaos, Kind: KindChaos, Name: c.name, Delay: c.latency, Err: c.err})
 	}
 	if c.latency > 0 {
 		c.delayed.Add(1)

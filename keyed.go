@@ -124,6 +124,7 @@ type KeyedBreaker struct {
 	live    atomic.Int64
 	ejected atomic.Int64 // live keys whose breaker is not closed
 	capped  atomic.Uint64
+	ev      events
 
 	// The counts of the keys evicted, so that Stats only grows.
 	evicted [4]atomic.Uint64
@@ -203,6 +204,11 @@ func NewKeyedBreaker(cfg KeyedBreakerConfig) (*KeyedBreaker, error) {
 
 // Name returns the family's name.
 func (k *KeyedBreaker) Name() string { return k.name }
+
+// ObserveEvents adds f to the observers of k's events: EventRejected, with
+// the key, for each call the breaker of its key turns away. It implements
+// EventSource.
+func (k *KeyedBreaker) ObserveEvents(f func(context.Context, Event)) { k.ev.add(f) }
 
 // Kind returns KindKeyedBreaker.
 func (*KeyedBreaker) Kind() string { return KindKeyedBreaker }
@@ -297,6 +303,7 @@ func (k *KeyedBreaker) add(key string) *keyEntry {
 	s.key = key
 	e.b, _ = newBreaker(s) // s was checked by NewKeyedBreaker
 	e.b.family = k
+	e.b.famEv = &k.ev
 	e.obs = BreakerObserver{Call: e.count, StateChange: e.changed}
 	e.b.obs.Store(&e.obs)
 	e.used.Store(true)

@@ -74,6 +74,7 @@ type Keyed[S Stage] struct {
 	index sync.Map // key → *keyedSlot[S], the live keys
 	live  atomic.Int64
 	full  atomic.Uint64 // calls refused with a KeyedFullError
+	ev    events
 
 	mu       sync.Mutex // held to add or evict a key; guards the fields below. No callback under it.
 	ring     []*keyedSlot[S]
@@ -217,6 +218,9 @@ func (k *Keyed[S]) enter(ctx context.Context) (any, *slotBase, error) {
 	if err != nil {
 		if _, full := err.(*KeyedFullError); full {
 			k.full.Add(1)
+			if k.ev.on() {
+				k.ev.emit(ctx, Event{Type: EventRejected, Kind: k.kind, Name: k.name, Key: key, Err: err})
+			}
 		}
 		return nil, nil, err
 	}
@@ -227,6 +231,13 @@ func (k *Keyed[S]) enter(ctx context.Context) (any, *slotBase, error) {
 // self returns the family itself, for the chain to tell it from a type of
 // the user's that embeds it (and may have a Run of its own).
 func (k *Keyed[S]) self() any { return k }
+
+// ObserveEvents adds f to the observers of k's events: those of every
+// key's stage (EventRejected for a RateLimiter, Bulkhead or Throttler
+// that turns a call away), reported with the family's kind and name and
+// the key, and EventRejected for a call whose new key finds the family
+// full (a *KeyedFullError). It implements EventSource.
+func (k *Keyed[S]) ObserveEvents(f func(context.Context, Event)) { k.ev.add(f) }
 
 // familyDo runs the rest of a chain through the stage of the call's key
 // in f: a chain of one link, that stage, around the rest, on the stack.
@@ -249,6 +260,15 @@ func (k *Keyed[S]) newSlot(key string, s S) *keyedSlot[S] {
 	sl := &keyedSlot[S]{key: key, stage: s}
 	if b, ok := any(s).(*Bulkhead); ok {
 		b.Observe(BulkheadObserver{Rejected: func() { sl.rejected.Add(1) }})
+	}
+	if es, ok := any(s).(EventSource); ok {
+		// The key's stage's events are the family's, with the key.
+		es.ObserveEvents(func(ctx context.Context, e Event) {
+			if k.ev.on() {
+				e.Kind, e.Name, e.Key = k.kind, k.name, key
+				k.ev.emit(ctx, e)
+			}
+		})
 	}
 	return sl
 }

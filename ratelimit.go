@@ -79,7 +79,12 @@ type RateLimiter struct {
 	admitted atomic.Uint64 // calls that found a token
 	waited   atomic.Uint64 // calls that waited for one, and ran
 	rejected atomic.Uint64 // calls rejected
+	ev       events
 }
+
+// ObserveEvents adds f to the observers of l's events: EventRejected for
+// each call it turns away. It implements EventSource.
+func (l *RateLimiter) ObserveEvents(f func(context.Context, Event)) { l.ev.add(f) }
 
 var errRateLimiterNotMade error = &notMadeError{"RateLimiter", "NewRateLimiter"}
 
@@ -177,7 +182,7 @@ func rateLimitDo[T any](l *RateLimiter, ctx context.Context, n next[T]) (T, erro
 func (l *RateLimiter) noToken(ctx context.Context, now time.Time) error {
 	if l.maxWait == 0 {
 		if d := l.untilToken(now); d > 0 || !l.lim.AllowN(now, 1) {
-			return l.reject(d)
+			return l.reject(ctx, d)
 		}
 		l.admitted.Add(1) // a token came back since AllowN looked
 		return nil
@@ -197,7 +202,7 @@ func (l *RateLimiter) wait(ctx context.Context, now time.Time) error {
 	if deadline, ok := ctx.Deadline(); d > l.maxWait || ok && !now.Add(d).Before(deadline) {
 		// Waiting until the deadline would leave the call no time.
 		r.CancelAt(now)
-		return l.reject(d)
+		return l.reject(ctx, d)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -225,9 +230,13 @@ func (l *RateLimiter) untilToken(now time.Time) time.Duration {
 }
 
 // reject counts a rejection, and returns its error.
-func (l *RateLimiter) reject(after time.Duration) error {
+func (l *RateLimiter) reject(ctx context.Context, after time.Duration) error {
 	l.rejected.Add(1)
-	return &RateLimitedError{Name: l.name, Rate: l.rate, Delay: after}
+	err := &RateLimitedError{Name: l.name, Rate: l.rate, Delay: after}
+	if l.ev.on() {
+		l.ev.emit(ctx, Event{Type: EventRejected, Kind: KindRateLimit, Name: l.name, Err: err})
+	}
+	return err
 }
 
 // RateLimitedError is the error of a call rejected by a RateLimiter. It

@@ -140,7 +140,13 @@ type Retry struct {
 	cfg RetryConfig                   // defaults filled in
 	obs atomic.Pointer[RetryObserver] // nil until Observe
 	mu  sync.Mutex                    // held by Observe
+	ev  events
 }
+
+// ObserveEvents adds f to the observers of r's events: EventRetry before
+// each wait, EventGaveUp when a call fails after retrying or being
+// stopped from it. It implements EventSource.
+func (r *Retry) ObserveEvents(f func(context.Context, Event)) { r.ev.add(f) }
 
 // NewRetry returns a retry policy configured by cfg, or an error naming
 // every invalid field of cfg.
@@ -255,10 +261,10 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], budget *RetryBu
 			if attempt == 1 {
 				return v, 1, err
 			}
-			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+			return giveUp(r, ctx, v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr})
 		}
 		if attempt > r.cfg.MaxRetries {
-			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted}
+			return giveUp(r, ctx, v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetriesExhausted})
 		}
 		var delay time.Duration
 		if !r.cfg.NoBackoff {
@@ -272,16 +278,23 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], budget *RetryBu
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}
 		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline, deadline: deadline}
+			return giveUp(r, ctx, v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline, deadline: deadline})
 		}
 		if budget != nil && !budget.withdraw() {
-			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryBudget}
+			e := &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryBudget}
+			if budget.ev.on() {
+				budget.ev.emit(ctx, Event{Type: EventRejected, Kind: KindRetryBudget, Name: budget.cfg.Name, Attempt: attempt, Err: e})
+			}
+			return giveUp(r, ctx, v, attempt, e)
+		}
+		if r.ev.on() {
+			r.ev.emit(ctx, Event{Type: EventRetry, Kind: KindRetry, Name: r.cfg.Name, Attempt: attempt, Delay: delay, Err: err})
 		}
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(RetryEvent{Name: r.cfg.Name, Attempt: attempt, Err: err, Delay: delay})
 		}
 		if ctxErr := sleep(ctx, delay, &timer); ctxErr != nil {
-			return v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr}
+			return giveUp(r, ctx, v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ctxErr})
 		}
 		if actx == nil {
 			actx = &attemptCtx{Context: ctx}
@@ -291,6 +304,15 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], budget *RetryBu
 			return v, attempt + 1, nil
 		}
 	}
+}
+
+// giveUp returns v and e, the end of a call that attempt attempts did
+// not carry through, reporting it to r's observers of events.
+func giveUp[T any](r *Retry, ctx context.Context, v T, attempt int, e *RetryError) (T, int, error) {
+	if r.ev.on() {
+		r.ev.emit(ctx, Event{Type: EventGaveUp, Kind: KindRetry, Name: r.cfg.Name, Attempt: attempt, Err: e})
+	}
+	return v, attempt, e
 }
 
 // wait returns the next wait of the sequence b, jittered if the policy

@@ -221,6 +221,7 @@ type Throttler struct {
 	counted   atomic.Uint64 // admitted calls counted with the clock
 	uncounted atomic.Uint64 // admitted calls not counted in the window
 	rejected  atomic.Uint64 // calls the throttler rejected
+	ev        events
 	prob      atomic.Uint64 // the probability at the last look, as float64 bits
 	headK     atomic.Int64  // the newest bucket's number at the last look
 
@@ -318,6 +319,10 @@ func (t *Throttler) Stats() Stats {
 	}
 }
 
+// ObserveEvents adds f to the observers of t's events: EventRejected for
+// each call it turns away. It implements EventSource.
+func (t *Throttler) ObserveEvents(f func(context.Context, Event)) { t.ev.add(f) }
+
 // throttleDo runs the rest of a chain under t.
 func throttleDo[T any](t *Throttler, ctx context.Context, n next[T]) (T, error) {
 	if t.state.Load() != throttleClean {
@@ -353,7 +358,7 @@ func throttleDo[T any](t *Throttler, ctx context.Context, n next[T]) (T, error) 
 // throttleDoDirty is throttleDo while the window is dirty, or for a zero
 // Throttler.
 func throttleDoDirty[T any](t *Throttler, ctx context.Context, n next[T]) (T, error) {
-	if err := t.admit(); err != nil {
+	if err := t.admit(ctx); err != nil {
 		var zero T
 		return zero, err
 	}
@@ -371,7 +376,7 @@ func throttleDoDirty[T any](t *Throttler, ctx context.Context, n next[T]) (T, er
 
 // admit decides whether a call may run while the window is dirty, and
 // counts a call it rejects.
-func (t *Throttler) admit() error {
+func (t *Throttler) admit(ctx context.Context) error {
 	switch t.state.Load() {
 	case throttleClean:
 		return nil
@@ -395,7 +400,11 @@ func (t *Throttler) admit() error {
 	}
 	t.record(now, false)
 	t.rejected.Add(1)
-	return &ThrottledError{Name: t.name, Probability: p}
+	err := &ThrottledError{Name: t.name, Probability: p}
+	if t.ev.on() {
+		t.ev.emit(ctx, Event{Type: EventRejected, Kind: KindThrottle, Name: t.name, Err: err})
+	}
+	return err
 }
 
 // finish counts a call that was admitted and ended with err; clean says

@@ -59,7 +59,12 @@ type Timeout struct {
 	cfg TimeoutConfig
 	obs atomic.Pointer[TimeoutObserver] // nil until Observe
 	mu  sync.Mutex                      // held by Observe
+	ev  events
 }
+
+// ObserveEvents adds f to the observers of t's events: EventTimeout when
+// its time limit ends a call. It implements EventSource.
+func (t *Timeout) ObserveEvents(f func(context.Context, Event)) { t.ev.add(f) }
 
 // NewTimeout returns a timeout policy configured by cfg, or an error naming
 // every invalid field of cfg.
@@ -136,6 +141,9 @@ func timeoutDo[T any](t *Timeout, ctx context.Context, n next[T]) (T, error) {
 	}
 	if o := t.obs.Load(); o != nil && o.Done != nil && r != timeoutNotRun {
 		o.Done(r)
+	}
+	if r == TimeoutExpired && t.ev.on() {
+		t.ev.emit(ctx, Event{Type: EventTimeout, Kind: KindTimeout, Name: t.cfg.Name, Err: err})
 	}
 	return v, err
 }
