@@ -13,7 +13,8 @@
 //	go run ./examples/demo
 //
 // and see -help for the scenario's knobs. With -metrics 127.0.0.1:9090 it
-// also serves the chain's Prometheus metrics at /metrics while it runs.
+// also serves the chain's Prometheus metrics at /metrics while it runs;
+// with -log it also prints the library's own log lines (log/slog).
 package main
 
 import (
@@ -35,6 +36,7 @@ func main() {
 	flag.IntVar(&cfg.Rate, "rate", cfg.Rate, "calls per second, sent both directly and through the chain")
 	flag.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent callers on each side")
 	flag.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on this address (127.0.0.1:9090, say) while the demo runs")
+	flag.BoolVar(&cfg.Log, "log", false, "also print the library's own log lines (log/slog, through resilience.LogEvents), rate-limited")
 	flag.Parse()
 
 	if err := cfg.validate(); err != nil {

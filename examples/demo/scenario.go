@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ type config struct {
 	Rate        int           // calls per second, sent both directly and through the chain
 	Clients     int           // concurrent callers on each side
 	Metrics     string        // if set, the address to serve Prometheus metrics on
+	Log         bool          // also log the chain's events through log/slog (resilience.LogEvents)
 }
 
 func defaultConfig() config {
@@ -222,6 +224,18 @@ type report struct {
 	Hosts *hostsReport
 }
 
+// lockedWriter writes to w under mu, which the narration holds too.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // network is where the backend listens and how clients reach it.
 type network struct {
 	Listener net.Listener
@@ -286,6 +300,21 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 					timedOut.Add(1)
 				}
 			}})
+		}
+	}
+	if cfg.Log {
+		// The library's own log lines, beside the narration: a state
+		// change each, and at most one a second for each kind of event
+		// of each stage, the next saying how many it left out.
+		w := lockedWriter{mu: &outMu, w: out}
+		logger := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.String("t", fmt.Sprintf("%.2fs", time.Since(start).Seconds()))
+			}
+			return a
+		}}))
+		if err := resilience.LogEvents(resilience.LogConfig{Logger: logger, Interval: time.Second}, guard); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Metrics != "" {

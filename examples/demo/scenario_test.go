@@ -162,6 +162,40 @@ func TestScenario(t *testing.T) {
 	})
 }
 
+// TestScenarioLogs plays the scenario with -log: the library's own lines
+// say when the breaker opens and closes, and a storm of rejections takes
+// a line a second, which says how many it left out.
+func TestScenarioLogs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pn := newPipeNetwork()
+		var out strings.Builder
+		cfg := defaultConfig()
+		cfg.Log = true
+		if _, err := run(context.Background(), cfg, network{Listener: pn, Dial: pn.Dial}, &out); err != nil {
+			t.Fatal(err)
+		}
+		var opened, closed, rejected, suppressed int
+		for line := range strings.Lines(out.String()) {
+			switch {
+			case strings.Contains(line, `msg="resilience: circuit breaker open" dependency=backend stage=breaker from=closed to=open`):
+				opened++
+			case strings.Contains(line, `msg="resilience: circuit breaker closed" dependency=backend stage=breaker from=half-open to=closed`):
+				closed++
+			case strings.Contains(line, `msg="resilience: call rejected" dependency=backend stage=breaker`):
+				rejected++
+				if strings.Contains(line, " suppressed=") {
+					suppressed++
+				}
+			}
+		}
+		// About 100 rejections a second for 6s: a line a second at most.
+		if opened != 1 || closed != 1 || rejected == 0 || rejected > 8 || suppressed == 0 {
+			t.Errorf("%d lines for the breaker opening, %d closing, %d for rejections (%d with a count of those left out); want 1, 1, from 1 to 8, and at least 1\n%s",
+				opened, closed, rejected, suppressed, out.String())
+		}
+	})
+}
+
 func TestConfigValidation(t *testing.T) {
 	bad := config{Phase: 0, FailureRate: 1.5, Slow: -1, Rate: 0, Clients: -2}
 	err := bad.validate()
