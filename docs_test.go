@@ -17,7 +17,7 @@ import (
 // is an exported declaration of this repository's packages, so that the
 // table cannot claim an API that is not there.
 func TestCOMPARISONNamesExist(t *testing.T) {
-	known := exportedNames(t, ".", "presets", "window", "metrics",
+	known := exportedNames(t, ".", "presets", "window", "metrics", "resilotel",
 		"integrations/resilhttp", "integrations/resilgrpc", "integrations/resilsql", "integrations/resilredis")
 	doc, err := os.ReadFile("docs/COMPARISON.md")
 	if err != nil {

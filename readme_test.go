@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -338,6 +339,30 @@ func TestREADMECallers(t *testing.T) {
 	})
 }
 
+func readmeLog(logger *slog.Logger) error {
+	users := presets.GRPC()
+	if err := resilience.Log(logger, users); err != nil { // state changes; rejections, retries given up and time-outs, rate-limited
+		return err
+	}
+	users.Breaker().ForceOpen()
+	_, err := resilience.Do(context.Background(), users, func(ctx context.Context) (int, error) { return 42, nil })
+	return err
+}
+
+func Example_readmeLog() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	fmt.Println(errors.Is(readmeLog(logger), resilience.ErrOpen))
+	// Output:
+	// level=WARN msg="resilience: circuit breaker open" dependency=grpc stage=breaker from=closed to=open
+	// level=WARN msg="resilience: call rejected" dependency=grpc stage=breaker error="resilience: circuit breaker \"grpc\" is forced open"
+	// true
+}
+
 func Example_readme() {
 	ctx := context.Background()
 	readmeQuickStart(ctx, "hello")
@@ -397,7 +422,7 @@ func TestREADMESnippets(t *testing.T) {
 	// The snippets of the core are in this package's tests; those of the
 	// metrics and the integrations, in their modules' tests.
 	var sources strings.Builder
-	for _, dir := range []string{".", "metrics", "integrations"} {
+	for _, dir := range []string{".", "metrics", "resilotel", "integrations"} {
 		files, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)

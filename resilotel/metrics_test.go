@@ -1,0 +1,326 @@
+package resilotel_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+	"go.uber.org/goleak"
+
+	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/presets"
+	"github.com/resilience-go/resilience/resilotel"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func collect(t *testing.T, r *sdkmetric.ManualReader) metricdata.ScopeMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if len(rm.ScopeMetrics) != 1 {
+		t.Fatalf("%d scopes, want 1", len(rm.ScopeMetrics))
+	}
+	return rm.ScopeMetrics[0]
+}
+
+func set(kv ...attribute.KeyValue) attribute.Set { return attribute.NewSet(kv...) }
+
+func name(n string) attribute.KeyValue   { return attribute.String("resilience.name", n) }
+func state(s string) attribute.KeyValue  { return attribute.String("resilience.state", s) }
+func result(r string) attribute.KeyValue { return attribute.String("resilience.result", r) }
+
+func counter(n int64, kv ...attribute.KeyValue) metricdata.DataPoint[int64] {
+	return metricdata.DataPoint[int64]{Attributes: set(kv...), Value: n}
+}
+
+func sum(name, desc, unit string, points ...metricdata.DataPoint[int64]) metricdata.Metrics {
+	return metricdata.Metrics{Name: name, Description: desc, Unit: unit, Data: metricdata.Sum[int64]{
+		Temporality: metricdata.CumulativeTemporality, IsMonotonic: true, DataPoints: points,
+	}}
+}
+
+func gauge(name, desc, unit string, points ...metricdata.DataPoint[int64]) metricdata.Metrics {
+	return metricdata.Metrics{Name: name, Description: desc, Unit: unit, Data: metricdata.Gauge[int64]{DataPoints: points}}
+}
+
+// TestManualReader drives a breaker Closed -> Open -> HalfOpen -> Closed,
+// a retry, a timeout, a bulkhead rejection and a rate limiter's rejection,
+// and compares every instrument the SDK collects with what they did,
+// exactly.
+func TestManualReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reader := sdkmetric.NewManualReader()
+		provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		m := must(resilotel.New(provider))
+
+		breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "users", FailureThreshold: 2, SuccessThreshold: 1, OpenTimeout: 30 * time.Second}))
+		retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "users", MaxRetries: 2, NoBackoff: true}))
+		timeout := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "users", Duration: time.Second}))
+		bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "pool", MaxConcurrent: 1}))
+		limiter := must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "api", Rate: 1, Burst: 1}))
+		if err := m.Instrument(breaker, retry, timeout, bulkhead, limiter); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		down := errors.New("unavailable")
+
+		// The breaker: two failures open it; a call while open is
+		// rejected; after 30s it probes, and a success closes it.
+		resilience.Do(ctx, breaker, fail)
+		resilience.Do(ctx, breaker, fail)
+		resilience.Do(ctx, breaker, ok)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		resilience.Do(ctx, breaker, ok)
+		synctest.Wait()
+
+		// The retry: a call that fails once, then succeeds; one that
+		// fails three times.
+		n := 0
+		resilience.Do(ctx, retry, func(context.Context) (int, error) {
+			if n++; n == 1 {
+				return 0, down
+			}
+			return 1, nil
+		})
+		resilience.Do(ctx, retry, fail)
+
+		// The timeout: a call in time, one cut off.
+		resilience.Do(ctx, timeout, ok)
+		resilience.Do(ctx, timeout, func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() })
+
+		// The bulkhead turns away a second call while one runs; the
+		// limiter, a second call in the same second.
+		resilience.Do(ctx, bulkhead, func(ctx context.Context) (int, error) { return resilience.Do(ctx, bulkhead, ok) })
+		resilience.Do(ctx, limiter, ok)
+		resilience.Do(ctx, limiter, ok)
+
+		users := name("users")
+		want := metricdata.ScopeMetrics{
+			Scope: metricdataScope(),
+			Metrics: []metricdata.Metrics{
+				sum("resilience.circuit_breaker.calls", "Calls through circuit breakers, by the state they arrived in and how they ended.", "{call}",
+					counter(0, users, state("closed"), result("success")),
+					counter(2, users, state("closed"), result("failure")),
+					counter(0, users, state("closed"), result("ignored")),
+					counter(1, users, state("open"), result("rejected")),
+					counter(1, users, state("half-open"), result("success")),
+					counter(0, users, state("half-open"), result("failure")),
+					counter(0, users, state("half-open"), result("ignored")),
+					counter(0, users, state("half-open"), result("rejected")),
+				),
+				gauge("resilience.circuit_breaker.state", "Current state of circuit breakers: 1 for the state they are in, 0 for the others.", "{state}",
+					counter(1, users, state("closed")), counter(0, users, state("open")), counter(0, users, state("half-open"))),
+				sum("resilience.circuit_breaker.transitions", "State transitions of circuit breakers.", "{transition}",
+					counter(1, users, attribute.String("resilience.from", "closed"), attribute.String("resilience.to", "open")),
+					counter(1, users, attribute.String("resilience.from", "open"), attribute.String("resilience.to", "half-open")),
+					counter(0, users, attribute.String("resilience.from", "open"), attribute.String("resilience.to", "closed")),
+					counter(0, users, attribute.String("resilience.from", "half-open"), attribute.String("resilience.to", "open")),
+					counter(1, users, attribute.String("resilience.from", "half-open"), attribute.String("resilience.to", "closed")),
+				),
+				{
+					Name: "resilience.circuit_breaker.open.duration", Unit: "s",
+					Description: "How long circuit breakers stayed away from closed, from opening until closed again.",
+					Data: metricdata.Histogram[float64]{Temporality: metricdata.CumulativeTemporality, DataPoints: []metricdata.HistogramDataPoint[float64]{{
+						Attributes: set(users), Count: 1, Sum: 30,
+						Bounds:       resilotel.OpenDurationBuckets,
+						BucketCounts: []uint64{0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+						Min:          metricdata.NewExtrema(30.0), Max: metricdata.NewExtrema(30.0),
+					}}},
+				},
+				sum("resilience.timeout.operations", "Calls under timeout policies, by how they ended.", "{call}",
+					counter(1, users, result("success")), counter(0, users, result("error")),
+					counter(1, users, result("timeout")), counter(0, users, result("canceled"))),
+				{
+					Name: "resilience.retry.attempts", Unit: "{attempt}",
+					Description: "Attempts made by retry policies per call, by whether the call finally succeeded.",
+					Data: metricdata.Histogram[int64]{Temporality: metricdata.CumulativeTemporality, DataPoints: []metricdata.HistogramDataPoint[int64]{
+						{
+							Attributes: set(users, result("success")), Count: 1, Sum: 2,
+							Bounds: resilotel.RetryAttemptsBuckets, BucketCounts: []uint64{0, 1, 0, 0, 0, 0, 0, 0, 0},
+							Min: metricdata.NewExtrema[int64](2), Max: metricdata.NewExtrema[int64](2),
+						},
+						{
+							Attributes: set(users, result("failure")), Count: 1, Sum: 3,
+							Bounds: resilotel.RetryAttemptsBuckets, BucketCounts: []uint64{0, 0, 1, 0, 0, 0, 0, 0, 0},
+							Min: metricdata.NewExtrema[int64](3), Max: metricdata.NewExtrema[int64](3),
+						},
+					}},
+				},
+				gauge("resilience.bulkhead.in_use", "Calls running in bulkheads.", "{call}", counter(0, name("pool"))),
+				gauge("resilience.bulkhead.max_concurrent", "Calls bulkheads let run at once.", "{call}", counter(1, name("pool"))),
+				sum("resilience.bulkhead.rejections", "Calls turned away by bulkheads.", "{call}", counter(1, name("pool"))),
+				sum("resilience.rate_limit.calls", "Calls through rate_limit stages, by how they ended.", "{call}",
+					counter(1, name("api"), result("admitted")), counter(0, name("api"), result("waited")), counter(1, name("api"), result("rejected"))),
+				{
+					Name: "resilience.rate_limit.tokens", Description: limiter.Stats().Gauges[0].Help,
+					Data: metricdata.Gauge[float64]{DataPoints: []metricdata.DataPoint[float64]{{Attributes: set(name("api")), Value: 0}}},
+				},
+			},
+		}
+		metricdatatest.AssertEqual(t, want, collect(t, reader), metricdatatest.IgnoreTimestamp())
+		if err := provider.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := resilotel.New(nil); err == nil || !strings.Contains(err.Error(), "nil metric.MeterProvider") {
+		t.Errorf("New(nil): %v", err)
+	}
+	var typedNil *sdkmetric.MeterProvider
+	if _, err := resilotel.New(typedNil); err == nil {
+		t.Error("New with a nil *MeterProvider: no error")
+	}
+}
+
+func TestInstrumentErrors(t *testing.T) {
+	m := must(resilotel.New(noop.NewMeterProvider()))
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"}))
+	if err := m.Instrument(b); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		stages []resilience.Stage
+		want   string
+	}{
+		{"nil stage", []resilience.Stage{nil}, "nil stage"},
+		{"nil breaker", []resilience.Stage{(*resilience.Breaker)(nil)}, "nil breaker"},
+		{"zero guard", []resilience.Stage{&resilience.Guard{}}, "zero resilience.Guard"},
+		{"unnamed", []resilience.Stage{must(resilience.NewRetry(resilience.RetryConfig{}))}, "has no name"},
+		{"a second breaker named b", []resilience.Stage{must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"}))}, `another breaker named "b"`},
+		{"two limiters named alike", []resilience.Stage{
+			must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "l", Rate: 1})),
+			must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "l", Rate: 2})),
+		}, `two stages of kind rate_limit named "l"`},
+		{"nothing to report", []resilience.Stage{quiet{}}, "has nothing to report"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := m.Instrument(c.stages...); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err %v, want one saying %q", err, c.want)
+			}
+		})
+	}
+	// Instrumenting again does nothing; so does a guard's second time.
+	if err := m.Instrument(b); err != nil {
+		t.Errorf("the same breaker again: %v", err)
+	}
+	g := presets.GRPC()
+	if err := m.Instrument(g); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Instrument(g); err != nil {
+		t.Errorf("the same guard again: %v", err)
+	}
+}
+
+// quiet is a stage that reports nothing.
+type quiet struct{}
+
+func (quiet) Name() string { return "quiet" }
+func (quiet) Kind() string { return "quiet" }
+func (quiet) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+
+// A preset's guard gives the instruments of each of its stages, and a
+// collection before any call reports each of them at zero.
+func TestPresetGuardFromTheStart(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	m := must(resilotel.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	if err := m.Instrument(presets.GRPC()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mt := range collect(t, reader).Metrics {
+		switch d := mt.Data.(type) {
+		case metricdata.Sum[int64]:
+			got[mt.Name] = len(d.DataPoints)
+		case metricdata.Gauge[int64]:
+			got[mt.Name] = len(d.DataPoints)
+		case metricdata.Gauge[float64]:
+			got[mt.Name] = len(d.DataPoints)
+		}
+	}
+	for inst, points := range map[string]int{
+		"resilience.circuit_breaker.calls":       8,
+		"resilience.circuit_breaker.state":       3,
+		"resilience.circuit_breaker.transitions": 5,
+		"resilience.timeout.operations":          8, // its total and per-attempt timeouts
+		"resilience.retry_budget.calls":          3,
+	} {
+		if got[inst] != points {
+			t.Errorf("%s: %d points before any call, want %d (all: %v)", inst, got[inst], points, got)
+		}
+	}
+}
+
+func metricdataScope() instrumentation.Scope {
+	return instrumentation.Scope{Name: resilotel.ScopeName, Version: resilotel.Version}
+}
+
+// With a preset's guard instrumented on the SDK, a call through it (its
+// timeouts, retry, budget and closed breaker) allocates no more than it
+// does bare: the counters are atomics, the retry histogram's attribute
+// set is made once.
+func TestInstrumentedCallAllocatesNothing(t *testing.T) {
+	ctx := context.Background()
+	bare := presets.GRPC()
+	bareAllocs := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, bare, ok) })
+
+	reader := sdkmetric.NewManualReader()
+	m := must(resilotel.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	guard := presets.GRPC()
+	if err := m.Instrument(guard); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, guard, ok) }); n != bareAllocs {
+		t.Errorf("a call through an instrumented preset allocates %v times, %v bare", n, bareAllocs)
+	}
+	breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "alone"}))
+	if err := m.Instrument(breaker); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, breaker, ok) }); n != 0 {
+		t.Errorf("a call through an instrumented closed breaker allocates %v times, want 0", n)
+	}
+}
+
+// Neither the core nor the Prometheus module requires OpenTelemetry: a
+// service that does not import this module never builds it. (.ci/modules
+// checks the module graph of programs outside the repository too.)
+func TestOpenTelemetryStaysInThisModule(t *testing.T) {
+	for _, gomod := range []string{"../go.mod", "../metrics/go.mod"} {
+		b, err := os.ReadFile(gomod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "require")); len(f) > 0 && strings.HasPrefix(f[0], "go.opentelemetry.io/") {
+				t.Errorf("%s requires %s", gomod, strings.TrimSpace(line))
+			}
+		}
+	}
+}
