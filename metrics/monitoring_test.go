@@ -551,7 +551,10 @@ func readMonitoring(t *testing.T, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, werr := os.Stat("../go.work"); errors.Is(werr, fs.ErrNotExist) {
+		// Run from the module cache, as a dependency's tests, the module
+		// has no monitoring/ beside it; in the repository, and in CI,
+		// a missing file fails.
+		if _, werr := os.Stat("../go.work"); errors.Is(werr, fs.ErrNotExist) && os.Getenv("CI") == "" {
 			t.Skipf("%s: not in the repository", path)
 		}
 	}
