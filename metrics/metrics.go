@@ -83,13 +83,13 @@ package metrics
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/observe"
 )
 
 // Buckets of the histograms.
@@ -350,48 +350,32 @@ var (
 // Instrumenting a stage again does nothing. Instrument checks every stage
 // before it instruments any, so on error nothing has changed.
 func (m *Metrics) Instrument(stages ...resilience.Stage) error {
-	var flat []resilience.Stage
-	for _, s := range stages {
-		if g, ok := s.(*resilience.Guard); ok && g != nil {
-			if g.Stages() == nil {
-				flat = append(flat, s) // a zero Guard: check says so
-				continue
-			}
-			for _, gs := range g.Stages() {
-				switch gs.(type) {
-				case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead, resilience.Observable:
-					flat = append(flat, gs)
-				} // a stage that reports nothing is left out
-			}
-			continue
-		}
-		flat = append(flat, s)
-	}
+	flat := observe.Flatten(stages) // a guard as its stages; a zero one stays, for check to report
 	// What the stages of other kinds say of themselves is read before the
 	// lock is taken: it is their code, which must not run under it.
-	snaps := make([]*snap, len(flat))
+	snaps := make([]*observe.Snap, len(flat))
 	for i, s := range flat {
-		if o, ok := s.(resilience.Observable); ok && !builtin(s) && !isNil(s) {
-			snaps[i] = snapshot(o)
+		if o, ok := s.(resilience.Observable); ok && !observe.Builtin(s) && !observe.IsNil(s) {
+			snaps[i] = observe.Snapshot(o, "calls_total")
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
 	type key struct{ kind, name string }
-	batch := map[key]resilience.Stage{} // the stages of this call
-	shapes := map[string]*snap{}        // the first of each kind in this call
+	batch := map[key]resilience.Stage{}  // the stages of this call
+	shapes := map[string]*observe.Snap{} // the first of each kind in this call
 	for i, s := range flat {
 		err := m.check(s, snaps[i])
 		if err == nil && snaps[i] != nil {
-			err = sameShape(snaps[i], shapes)
+			err = observe.SameShape(snaps[i], shapes)
 		}
 		if err == nil {
 			k := key{s.Kind(), s.Name()}
 			if sn := snaps[i]; sn != nil {
-				k = key{sn.kind, sn.name}
+				k = key{sn.Kind, sn.Name}
 			}
-			if other, ok := batch[k]; ok && !same(other, s) {
+			if other, ok := batch[k]; ok && !observe.Same(other, s) {
 				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
 			}
 			batch[k] = s
@@ -437,9 +421,9 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	}
 	for i, sn := range snaps {
 		if sn != nil {
-			ks := m.kinds[sn.kind]
+			ks := m.kinds[sn.Kind]
 			ks.mu.Lock()
-			ks.stages[sn.name] = flat[i].(resilience.Observable)
+			ks.stages[sn.Name] = flat[i].(resilience.Observable)
 			ks.mu.Unlock()
 		}
 	}
@@ -448,10 +432,10 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 
 // registerKinds registers a collector for each kind of the stages snapped
 // that has none yet, or none at all if one fails. m.mu is held.
-func (m *Metrics) registerKinds(snaps []*snap) error {
+func (m *Metrics) registerKinds(snaps []*observe.Snap) error {
 	var added []*kindSeries
 	for _, sn := range snaps {
-		if sn == nil || m.kinds[sn.kind] != nil {
+		if sn == nil || m.kinds[sn.Kind] != nil {
 			continue
 		}
 		ks := newKindSeries(sn)
@@ -460,40 +444,17 @@ func (m *Metrics) registerKinds(snaps []*snap) error {
 				m.reg.Unregister(a)
 				delete(m.kinds, a.kind)
 			}
-			return fmt.Errorf("metrics: Instrument: registering the series of kind %q: %w", sn.kind, err)
+			return fmt.Errorf("metrics: Instrument: registering the series of kind %q: %w", sn.Kind, err)
 		}
-		m.kinds[sn.kind] = ks
+		m.kinds[sn.Kind] = ks
 		added = append(added, ks)
 	}
 	return nil
 }
 
-// isNil reports whether s holds a nil pointer.
-func isNil(s resilience.Stage) bool {
-	v := reflect.ValueOf(s)
-	return v.Kind() == reflect.Pointer && v.IsNil()
-}
-
-// same reports whether a and b are the same stage; stages of a type that
-// cannot be compared are never the same.
-func same(a, b resilience.Stage) bool {
-	t := reflect.TypeOf(a)
-	return t == reflect.TypeOf(b) && t.Comparable() && a == b
-}
-
-// builtin reports whether s is one of the four stages with series of
-// their own.
-func builtin(s resilience.Stage) bool {
-	switch s.(type) {
-	case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead:
-		return true
-	}
-	return false
-}
-
 // check reports why s cannot be instrumented, if it cannot; sn is its
 // snapshot, for a stage of another kind. m.mu is held.
-func (m *Metrics) check(s resilience.Stage, sn *snap) error {
+func (m *Metrics) check(s resilience.Stage, sn *observe.Snap) error {
 	switch s := s.(type) {
 	case *resilience.Breaker:
 		var seen *resilience.Breaker
@@ -515,7 +476,7 @@ func (m *Metrics) check(s resilience.Stage, sn *snap) error {
 	case nil:
 		return errors.New("nil stage")
 	}
-	if isNil(s) {
+	if observe.IsNil(s) {
 		return fmt.Errorf("nil %T", s)
 	}
 	if o, ok := s.(resilience.Observable); ok && sn != nil {

@@ -1,15 +1,14 @@
 package metrics
 
 import (
-	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/observe"
 )
 
 // The series of stages of any other kind than the four above come from
@@ -20,10 +19,6 @@ import (
 //	resilience_K_G{name="N"}                    gauge, one per gauge G the stage reports
 //
 // Every stage of one kind reports the same results and gauges.
-
-// wordRE is what a kind, a result and a gauge name may be: a word that
-// fits a Prometheus metric name.
-var wordRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // kindSeries is the collector of the stages of one kind.
 type kindSeries struct {
@@ -37,116 +32,52 @@ type kindSeries struct {
 	stages map[string]resilience.Observable // by name
 }
 
-// snap is what an Observable stage says of itself, read once, outside
-// every lock of this package.
-type snap struct {
-	kind, name      string
-	results, gauges []string
-	help            []string
-	err             error // what is wrong with the results and gauges
-}
-
-// builtinKinds are the kinds of the stages with series of their own: a
-// stage of another type may not take them.
-var builtinKinds = []string{resilience.KindBreaker, resilience.KindBulkhead, resilience.KindGuard, resilience.KindRetry, resilience.KindTimeout}
-
-// snapshot reads s's kind, name, results and gauges.
-func snapshot(s resilience.Observable) *snap {
-	sn := &snap{kind: s.Kind(), name: s.Name()}
-	st := s.Stats()
-	var errs []error
-	for _, c := range st.Calls {
-		if !wordRE.MatchString(c.Result) || slices.Contains(sn.results, c.Result) {
-			errs = append(errs, fmt.Errorf("result %q: each must be a lowercase word ([a-z][a-z0-9_]*), once", c.Result))
-		}
-		sn.results = append(sn.results, c.Result)
-	}
-	for _, g := range st.Gauges {
-		if !wordRE.MatchString(g.Name) || g.Name == "calls_total" || slices.Contains(sn.gauges, g.Name) {
-			errs = append(errs, fmt.Errorf("gauge %q: each must be a lowercase word ([a-z][a-z0-9_]*) other than calls_total, once", g.Name))
-		}
-		sn.gauges = append(sn.gauges, g.Name)
-		sn.help = append(sn.help, g.Help)
-	}
-	if len(sn.results) == 0 && len(sn.gauges) == 0 {
-		errs = append(errs, errors.New("its Stats reports no count and no gauge"))
-	}
-	sn.err = errors.Join(errs...)
-	return sn
-}
-
 // checkObservable reports why s, snapped as sn, cannot be instrumented, if
 // it cannot. m.mu is held.
-func (m *Metrics) checkObservable(s resilience.Observable, sn *snap) error {
-	what := fmt.Sprintf("stage %q of kind %q (%T)", sn.name, sn.kind, s)
-	if !wordRE.MatchString(sn.kind) {
+func (m *Metrics) checkObservable(s resilience.Observable, sn *observe.Snap) error {
+	what := fmt.Sprintf("stage %q of kind %q (%T)", sn.Name, sn.Kind, s)
+	if !observe.WordRE.MatchString(sn.Kind) {
 		return fmt.Errorf("%s: its kind names its series (resilience_<kind>_...), so it must be a lowercase word ([a-z][a-z0-9_]*)", what)
 	}
-	if slices.Contains(builtinKinds, sn.kind) {
-		return fmt.Errorf("%s: the kind %q is this library's own stage's: give yours a kind of its own", what, sn.kind)
+	if slices.Contains(observe.BuiltinKinds, sn.Kind) {
+		return fmt.Errorf("%s: the kind %q is this library's own stage's: give yours a kind of its own", what, sn.Kind)
 	}
-	if sn.name == "" {
+	if sn.Name == "" {
 		return fmt.Errorf("%s has no name: its name labels its series", what)
 	}
-	if sn.err != nil {
-		return fmt.Errorf("%s: %w", what, sn.err)
+	if sn.Err != nil {
+		return fmt.Errorf("%s: %w", what, sn.Err)
 	}
-	if ks := m.kinds[sn.kind]; ks != nil {
-		if err := ks.sameAs(what, sn); err != nil {
+	if ks := m.kinds[sn.Kind]; ks != nil {
+		if err := observe.SameAs(what, sn, ks.results, ks.gauges); err != nil {
 			return err
 		}
 		ks.mu.Lock()
-		seen := ks.stages[sn.name]
+		seen := ks.stages[sn.Name]
 		ks.mu.Unlock()
-		if seen != nil && !same(seen, s) {
-			return fmt.Errorf("another stage of kind %q named %q is already instrumented: give each its own name", sn.kind, sn.name)
+		if seen != nil && !observe.Same(seen, s) {
+			return fmt.Errorf("another stage of kind %q named %q is already instrumented: give each its own name", sn.Kind, sn.Name)
 		}
-	}
-	return nil
-}
-
-// sameShape reports an error if sn reports other results or gauges than
-// the first stage of its kind in the same Instrument call, and records sn
-// as that first stage otherwise.
-func sameShape(sn *snap, first map[string]*snap) error {
-	f, ok := first[sn.kind]
-	if !ok {
-		first[sn.kind] = sn
-		return nil
-	}
-	if !slices.Equal(sn.results, f.results) || !slices.Equal(sn.gauges, f.gauges) {
-		return fmt.Errorf("stage %q of kind %q reports results %q and gauges %q, but stage %q of its kind reports %q and %q: every stage of a kind must report the same",
-			sn.name, sn.kind, sn.results, sn.gauges, f.name, f.results, f.gauges)
-	}
-	return nil
-}
-
-// sameAs reports an error if sn reports other results or gauges than the
-// kind's stages already instrumented.
-func (ks *kindSeries) sameAs(what string, sn *snap) error {
-	if !slices.Equal(sn.results, ks.results) || !slices.Equal(sn.gauges, ks.gauges) {
-		return fmt.Errorf("%s reports results %q and gauges %q, but the stages of its kind already instrumented report %q and %q: every stage of a kind must report the same",
-			what, sn.results, sn.gauges, ks.results, ks.gauges)
 	}
 	return nil
 }
 
 // newKindSeries makes the collector for the kind of the stage snapped as
 // sn, which checkObservable accepted.
-func newKindSeries(sn *snap) *kindSeries {
-	kind := sn.kind
+func newKindSeries(sn *observe.Snap) *kindSeries {
+	kind := sn.Kind
 	ks := &kindSeries{
 		kind:    kind,
-		results: sn.results,
-		gauges:  sn.gauges,
+		results: sn.Results,
+		gauges:  sn.Gauges,
 		stages:  map[string]resilience.Observable{},
 	}
-	if len(sn.results) > 0 {
+	if len(sn.Results) > 0 {
 		ks.calls = prometheus.NewDesc("resilience_"+kind+"_calls_total",
 			"Calls through "+kind+" stages, by how they ended.", []string{"name", "result"}, nil)
 	}
-	for i, g := range sn.gauges {
-		h := sn.help[i]
+	for i, g := range sn.Gauges {
+		h := sn.Help[i]
 		if h == "" {
 			h = "The " + g + " of " + kind + " stages."
 		}

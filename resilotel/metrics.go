@@ -36,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -46,6 +45,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/internal/observe"
 )
 
 // ScopeName is the instrumentation scope of the meter: this package's
@@ -267,25 +267,13 @@ func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 // changed. These are the rules of package metrics, whose Instrument the
 // same guard may also be given.
 func (m *Metrics) Instrument(stages ...resilience.Stage) error {
-	var flat []resilience.Stage
-	for _, s := range stages {
-		if g, ok := s.(*resilience.Guard); ok && g != nil && g.Stages() != nil {
-			for _, gs := range g.Stages() {
-				switch gs.(type) {
-				case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead, resilience.Observable:
-					flat = append(flat, gs)
-				}
-			}
-			continue
-		}
-		flat = append(flat, s)
-	}
+	flat := observe.Flatten(stages) // a guard as its stages; a zero one stays, for check to report
 	// What stages of other kinds say of themselves is read before the
 	// lock is taken: it is their code.
-	snaps := make([]*snap, len(flat))
+	snaps := make([]*observe.Snap, len(flat))
 	for i, s := range flat {
-		if o, ok := s.(resilience.Observable); ok && !builtin(s) && !isNil(s) {
-			snaps[i] = snapshot(o)
+		if o, ok := s.(resilience.Observable); ok && !observe.Builtin(s) && !observe.IsNil(s) {
+			snaps[i] = observe.Snapshot(o, "calls")
 		}
 	}
 	m.mu.Lock()
@@ -293,18 +281,18 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	var errs []error
 	type key struct{ kind, name string }
 	batch := map[key]resilience.Stage{}
-	shapes := map[string]*snap{}
+	shapes := map[string]*observe.Snap{}
 	for i, s := range flat {
 		err := m.check(s, snaps[i])
 		if err == nil && snaps[i] != nil {
-			err = sameShape(snaps[i], shapes)
+			err = observe.SameShape(snaps[i], shapes)
 		}
 		if err == nil {
 			k := key{s.Kind(), s.Name()}
 			if sn := snaps[i]; sn != nil {
-				k = key{sn.kind, sn.name}
+				k = key{sn.Kind, sn.Name}
 			}
-			if other, ok := batch[k]; ok && !same(other, s) {
+			if other, ok := batch[k]; ok && !observe.Same(other, s) {
 				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
 			}
 			batch[k] = s
@@ -340,11 +328,11 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 			}
 		default:
 			if sn := snaps[i]; sn != nil {
-				kd := m.kinds[sn.kind]
-				if kd.stages[sn.name] == nil {
-					kd.stages[sn.name] = &kindStage{stage: s.(resilience.Observable), attrs: withAttrs(attrName.String(sn.name))}
+				kd := m.kinds[sn.Kind]
+				if kd.stages[sn.Name] == nil {
+					kd.stages[sn.Name] = &kindStage{stage: s.(resilience.Observable), attrs: withAttrs(attrName.String(sn.Name))}
 					for _, r := range kd.results {
-						kd.stages[sn.name].results = append(kd.stages[sn.name].results, withAttrs(attrName.String(sn.name), attrResult.String(r)))
+						kd.stages[sn.Name].results = append(kd.stages[sn.Name].results, withAttrs(attrName.String(sn.Name), attrResult.String(r)))
 					}
 				}
 			}
@@ -438,9 +426,6 @@ func instrumentBulkhead(b *resilience.Bulkhead) *bulkheadData {
 // resilience.K.calls{resilience.name=N, resilience.result} and a gauge
 // resilience.K.G{resilience.name=N} for each gauge G it reports.
 
-// wordRE is what a kind, a result and a gauge name may be.
-var wordRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-
 // kindData is the instruments of one kind, and its stages.
 type kindData struct {
 	results, gauges []string
@@ -455,43 +440,8 @@ type kindStage struct {
 	results []metric.MeasurementOption // the name and each result
 }
 
-// snap is what an Observable stage says of itself, read outside every
-// lock of this package.
-type snap struct {
-	kind, name      string
-	results, gauges []string
-	help            []string
-	err             error
-}
-
-var builtinKinds = []string{resilience.KindBreaker, resilience.KindBulkhead, resilience.KindGuard, resilience.KindRetry, resilience.KindTimeout}
-
-func snapshot(s resilience.Observable) *snap {
-	sn := &snap{kind: s.Kind(), name: s.Name()}
-	st := s.Stats()
-	var errs []error
-	for _, c := range st.Calls {
-		if !wordRE.MatchString(c.Result) || slices.Contains(sn.results, c.Result) {
-			errs = append(errs, fmt.Errorf("result %q: each must be a lowercase word ([a-z][a-z0-9_]*), once", c.Result))
-		}
-		sn.results = append(sn.results, c.Result)
-	}
-	for _, g := range st.Gauges {
-		if !wordRE.MatchString(g.Name) || g.Name == "calls" || slices.Contains(sn.gauges, g.Name) {
-			errs = append(errs, fmt.Errorf("gauge %q: each must be a lowercase word ([a-z][a-z0-9_]*) other than calls, once", g.Name))
-		}
-		sn.gauges = append(sn.gauges, g.Name)
-		sn.help = append(sn.help, g.Help)
-	}
-	if len(sn.results) == 0 && len(sn.gauges) == 0 {
-		errs = append(errs, errors.New("its Stats reports no count and no gauge"))
-	}
-	sn.err = errors.Join(errs...)
-	return sn
-}
-
 // check reports why s cannot be instrumented, if it cannot. m.mu is held.
-func (m *Metrics) check(s resilience.Stage, sn *snap) error {
+func (m *Metrics) check(s resilience.Stage, sn *observe.Snap) error {
 	switch s := s.(type) {
 	case *resilience.Breaker:
 		var seen *resilience.Breaker
@@ -525,7 +475,7 @@ func (m *Metrics) check(s resilience.Stage, sn *snap) error {
 	case nil:
 		return errors.New("nil stage")
 	}
-	if isNil(s) {
+	if observe.IsNil(s) {
 		return fmt.Errorf("nil %T", s)
 	}
 	if _, ok := s.(resilience.Observable); ok && sn != nil {
@@ -553,73 +503,57 @@ func checkName[S interface {
 	return nil
 }
 
-func (m *Metrics) checkObservable(s resilience.Stage, sn *snap) error {
-	what := fmt.Sprintf("stage %q of kind %q (%T)", sn.name, sn.kind, s)
-	if !wordRE.MatchString(sn.kind) {
+func (m *Metrics) checkObservable(s resilience.Stage, sn *observe.Snap) error {
+	what := fmt.Sprintf("stage %q of kind %q (%T)", sn.Name, sn.Kind, s)
+	if !observe.WordRE.MatchString(sn.Kind) {
 		return fmt.Errorf("%s: its kind names its instruments (resilience.<kind>...), so it must be a lowercase word ([a-z][a-z0-9_]*)", what)
 	}
-	if slices.Contains(builtinKinds, sn.kind) {
-		return fmt.Errorf("%s: the kind %q is this library's own stage's: give yours a kind of its own", what, sn.kind)
+	if slices.Contains(observe.BuiltinKinds, sn.Kind) {
+		return fmt.Errorf("%s: the kind %q is this library's own stage's: give yours a kind of its own", what, sn.Kind)
 	}
-	if sn.name == "" {
+	if sn.Name == "" {
 		return fmt.Errorf("%s has no name: its name is its resilience.name attribute", what)
 	}
-	if sn.err != nil {
-		return fmt.Errorf("%s: %w", what, sn.err)
+	if sn.Err != nil {
+		return fmt.Errorf("%s: %w", what, sn.Err)
 	}
-	if kd := m.kinds[sn.kind]; kd != nil {
-		if !slices.Equal(sn.results, kd.results) || !slices.Equal(sn.gauges, kd.gauges) {
-			return fmt.Errorf("%s reports results %q and gauges %q, but the stages of its kind already instrumented report %q and %q: every stage of a kind must report the same",
-				what, sn.results, sn.gauges, kd.results, kd.gauges)
+	if kd := m.kinds[sn.Kind]; kd != nil {
+		if err := observe.SameAs(what, sn, kd.results, kd.gauges); err != nil {
+			return err
 		}
-		if seen := kd.stages[sn.name]; seen != nil && !same(seen.stage, s) {
-			return fmt.Errorf("another stage of kind %q named %q is already instrumented: give each its own name", sn.kind, sn.name)
+		if seen := kd.stages[sn.Name]; seen != nil && !observe.Same(seen.stage, s) {
+			return fmt.Errorf("another stage of kind %q named %q is already instrumented: give each its own name", sn.Kind, sn.Name)
 		}
-	}
-	return nil
-}
-
-// sameShape reports an error if sn reports other results or gauges than
-// the first stage of its kind in the same Instrument call.
-func sameShape(sn *snap, first map[string]*snap) error {
-	f, ok := first[sn.kind]
-	if !ok {
-		first[sn.kind] = sn
-		return nil
-	}
-	if !slices.Equal(sn.results, f.results) || !slices.Equal(sn.gauges, f.gauges) {
-		return fmt.Errorf("stage %q of kind %q reports results %q and gauges %q, but stage %q of its kind reports %q and %q: every stage of a kind must report the same",
-			sn.name, sn.kind, sn.results, sn.gauges, f.name, f.results, f.gauges)
 	}
 	return nil
 }
 
 // makeKinds makes the instruments of each kind snapped that has none yet.
 // m.mu is held.
-func (m *Metrics) makeKinds(snaps []*snap) error {
+func (m *Metrics) makeKinds(snaps []*observe.Snap) error {
 	for _, sn := range snaps {
-		if sn == nil || m.kinds[sn.kind] != nil {
+		if sn == nil || m.kinds[sn.Kind] != nil {
 			continue
 		}
-		kd := &kindData{results: sn.results, gauges: sn.gauges, stages: map[string]*kindStage{}}
+		kd := &kindData{results: sn.Results, gauges: sn.Gauges, stages: map[string]*kindStage{}}
 		var insts []metric.Observable
-		if len(sn.results) > 0 {
-			c, err := m.meter.Int64ObservableCounter("resilience."+sn.kind+".calls", metric.WithUnit("{call}"),
-				metric.WithDescription("Calls through "+sn.kind+" stages, by how they ended."))
+		if len(sn.Results) > 0 {
+			c, err := m.meter.Int64ObservableCounter("resilience."+sn.Kind+".calls", metric.WithUnit("{call}"),
+				metric.WithDescription("Calls through "+sn.Kind+" stages, by how they ended."))
 			if err != nil {
-				return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.kind, err)
+				return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.Kind, err)
 			}
 			kd.calls = c
 			insts = append(insts, c)
 		}
-		for i, g := range sn.gauges {
-			help := sn.help[i]
+		for i, g := range sn.Gauges {
+			help := sn.Help[i]
 			if help == "" {
-				help = "The " + g + " of " + sn.kind + " stages."
+				help = "The " + g + " of " + sn.Kind + " stages."
 			}
-			gi, err := m.meter.Float64ObservableGauge("resilience."+sn.kind+"."+g, metric.WithDescription(help))
+			gi, err := m.meter.Float64ObservableGauge("resilience."+sn.Kind+"."+g, metric.WithDescription(help))
 			if err != nil {
-				return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.kind, err)
+				return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.Kind, err)
 			}
 			kd.gauge = append(kd.gauge, gi)
 			insts = append(insts, gi)
@@ -628,9 +562,9 @@ func (m *Metrics) makeKinds(snaps []*snap) error {
 			m.observeKind(kd, o)
 			return nil
 		}, insts...); err != nil {
-			return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.kind, err)
+			return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.Kind, err)
 		}
-		m.kinds[sn.kind] = kd
+		m.kinds[sn.Kind] = kd
 	}
 	return nil
 }
@@ -661,22 +595,4 @@ func (m *Metrics) observeKind(kd *kindData, o metric.Observer) {
 			}
 		}
 	}
-}
-
-func isNil(s any) bool {
-	v := reflect.ValueOf(s)
-	return v.Kind() == reflect.Pointer && v.IsNil()
-}
-
-func same(a, b resilience.Stage) bool {
-	t := reflect.TypeOf(a)
-	return t == reflect.TypeOf(b) && t.Comparable() && a == b
-}
-
-func builtin(s resilience.Stage) bool {
-	switch s.(type) {
-	case *resilience.Breaker, *resilience.Timeout, *resilience.Retry, *resilience.Bulkhead:
-		return true
-	}
-	return false
 }
