@@ -1033,14 +1033,13 @@ func (b *Breaker) Observe(o BreakerObserver) {
 func (b *Breaker) ObserveEvents(f func(context.Context, Event)) { b.ev.add(f) }
 
 // rejectedEvent reports the rejection of a call with ctx, with err, to
-// the observers of events of b, or of its family for a keyed breaker.
+// the observers of events of b, and of its family for a keyed breaker's.
 func (b *Breaker) rejectedEvent(ctx context.Context, err error) {
-	ev, kind := &b.ev, KindBreaker
-	if b.famEv != nil {
-		ev, kind = b.famEv, KindKeyedBreaker
+	if b.ev.on() {
+		b.ev.emit(ctx, Event{Type: EventRejected, Kind: KindBreaker, Name: b.cfg.name, Key: b.cfg.key, Err: err})
 	}
-	if ev.on() {
-		ev.emit(ctx, Event{Type: EventRejected, Kind: kind, Name: b.cfg.name, Key: b.cfg.key, Err: err})
+	if b.famEv != nil && b.famEv.on() {
+		b.famEv.emit(ctx, Event{Type: EventRejected, Kind: KindKeyedBreaker, Name: b.cfg.name, Key: b.cfg.key, Err: err})
 	}
 }
 

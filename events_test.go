@@ -159,6 +159,57 @@ func TestEventsOfRejections(t *testing.T) {
 		resilience.Do(resilience.WithKey(ctx, "a"), k, answering(nil))
 		rec.want(t, "c", []resilience.Event{{Type: resilience.EventRejected, Kind: "keyed_breaker", Name: "hosts", Key: "a"}}, is(resilience.ErrOpen))
 	})
+	t.Run("a key's own breaker", func(t *testing.T) {
+		k := must(resilience.NewKeyedBreaker(resilience.KeyedBreakerConfig{Name: "hosts", MaxEjectedPercent: 100}))
+		var fam, own events
+		if err := resilience.ObserveEvents(fam.observe, k); err != nil {
+			t.Fatal(err)
+		}
+		b := k.Breaker("a")
+		if err := resilience.ObserveEvents(own.observe, b); err != nil {
+			t.Fatal(err)
+		}
+		b.ForceOpen()
+		resilience.Do(resilience.WithKey(ctx, "a"), k, answering(nil))
+		fam.want(t, "c", []resilience.Event{{Type: resilience.EventRejected, Kind: "keyed_breaker", Name: "hosts", Key: "a"}}, is(resilience.ErrOpen))
+		own.want(t, "c", []resilience.Event{{Type: resilience.EventRejected, Kind: "breaker", Name: "hosts", Key: "a"}}, is(resilience.ErrOpen))
+	})
+	t.Run("half-open, its probes taken", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx := context.WithValue(context.Background(), callTag{}, "c")
+			b := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "db", FailureThreshold: 1, OpenTimeout: time.Second, HalfOpenProbes: 1}))
+			var rec events
+			if err := resilience.ObserveEvents(rec.observe, b); err != nil {
+				t.Fatal(err)
+			}
+			resilience.Do(ctx, b, answering(errDown))
+			time.Sleep(time.Second)
+			synctest.Wait()
+			resilience.Do(ctx, b, func(ctx context.Context) (int, error) { return resilience.Do(ctx, b, answering(nil)) })
+			rec.want(t, "c", []resilience.Event{{Type: resilience.EventRejected, Kind: "breaker", Name: "db"}}, is(resilience.ErrOpen))
+		})
+	})
+	t.Run("rate limiter, too long a wait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			ctx := context.WithValue(context.Background(), callTag{}, "c")
+			l := must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "api", Rate: 1, Burst: 1, MaxWait: 100 * time.Millisecond}))
+			fam := must(resilience.NewKeyed(resilience.KeyedConfig{Name: "tenants"}, func(string) (*resilience.RateLimiter, error) {
+				return resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "tenant", Rate: 1, Burst: 1})
+			}))
+			var rec events
+			if err := resilience.ObserveEvents(rec.observe, l, fam); err != nil {
+				t.Fatal(err)
+			}
+			resilience.Do(ctx, l, answering(nil))
+			resilience.Do(ctx, l, answering(nil)) // a token in 1s: longer than MaxWait
+			resilience.Do(resilience.WithKey(ctx, "t1"), fam, answering(nil))
+			resilience.Do(resilience.WithKey(ctx, "t1"), fam, answering(nil))
+			rec.want(t, "c", []resilience.Event{
+				{Type: resilience.EventRejected, Kind: "rate_limit", Name: "api"},
+				{Type: resilience.EventRejected, Kind: "keyed_rate_limit", Name: "tenants", Key: "t1"},
+			}, is(resilience.ErrRateLimited), is(resilience.ErrRateLimited))
+		})
+	})
 	t.Run("bulkhead", func(t *testing.T) {
 		b := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "pool", MaxConcurrent: 1}))
 		var rec events
@@ -338,7 +389,8 @@ func TestObserveEventsErrors(t *testing.T) {
 		stages []resilience.Stage
 		want   string
 	}{
-		{"nil func", nil, []resilience.Stage{b}, "nil func"},
+		{"nil func", nil, []resilience.Stage{b}, "ObserveEvents"},
+		{"no stage", noop, nil, "no stage given"},
 		{"nil stage", noop, []resilience.Stage{b, nil}, "stage 1 is nil"},
 		{"nil breaker", noop, []resilience.Stage{(*resilience.Breaker)(nil)}, "stage 0 is nil"},
 		{"zero guard", noop, []resilience.Stage{&resilience.Guard{}}, "stage 0"},

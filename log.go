@@ -39,7 +39,8 @@ type LogConfig struct {
 // rejections (Warn), time-outs (Warn), retries (Debug) and chaos faults
 // (Debug), each line with structured attributes: "dependency" (the
 // stage's name), "stage" (its kind), and as the event has them "key",
-// "from", "to", "attempt", "delay", "error" and "suppressed".
+// "from", "to", "attempt", "delay", "error", "cause" (why a retry gave
+// up) and "suppressed" (the lines left out before this one).
 func Log(logger *slog.Logger, stages ...Stage) error {
 	return LogEvents(LogConfig{Logger: logger}, stages...)
 }
@@ -65,7 +66,7 @@ func LogEvents(cfg LogConfig, stages ...Stage) error {
 		return err
 	}
 	for _, s := range sources {
-		l := &stageLog{logger: cfg.Logger, interval: interval}
+		l := &stageLog{logger: cfg.Logger, interval: interval, base: time.Now()}
 		s.ObserveEvents(l.event)
 		switch s := s.(type) {
 		case *Breaker:
@@ -81,22 +82,31 @@ func LogEvents(cfg LogConfig, stages ...Stage) error {
 type stageLog struct {
 	logger   *slog.Logger
 	interval time.Duration
-	limits   [EventChaos + 2]logLimit // by EventType; the last for state changes
+	base     time.Time // the limits' times are since base, on the monotonic clock
+	// By EventType; then a keyed breaker's state changes to open, and
+	// its others, so that keys closing never hide one opening.
+	limits [EventChaos + 3]logLimit
 }
+
+const (
+	limitOpened = EventChaos + 1
+	limitOther  = EventChaos + 2
+)
 
 // logLimit lets one line through per interval, and counts the others.
 type logLimit struct {
-	last       atomic.Int64 // when the last line went out, in UnixNano; 0 for never
+	last       atomic.Int64 // when the last line went out, in nanoseconds since the stageLog's base, plus 1; 0 for never
 	suppressed atomic.Uint64
 }
 
-// admit reports whether a line may go out now, and how many were left out
-// since the last one.
-func (l *logLimit) admit(interval time.Duration) (bool, uint64) {
+// admit reports whether a line may go out now, which is since base, and
+// how many were left out since the last one. A line left out is counted
+// in the next line that goes out: none is lost.
+func (l *logLimit) admit(since time.Duration, interval time.Duration) (bool, uint64) {
 	if interval < 0 {
 		return true, 0
 	}
-	now := time.Now().UnixNano()
+	now := int64(since) + 1
 	last := l.last.Load()
 	if (last != 0 && now-last < int64(interval)) || !l.last.CompareAndSwap(last, now) {
 		l.suppressed.Add(1)
@@ -129,7 +139,7 @@ func (l *stageLog) event(ctx context.Context, e Event) {
 	if !l.logger.Enabled(ctx, level) {
 		return
 	}
-	ok, suppressed := l.limits[e.Type].admit(l.interval)
+	ok, suppressed := l.limits[e.Type].admit(time.Since(l.base), l.interval)
 	if !ok {
 		return
 	}
@@ -168,8 +178,12 @@ func (l *stageLog) stateChange(kind string, c StateChange, limited bool) {
 	}
 	var suppressed uint64
 	if limited {
+		limit := &l.limits[limitOther]
+		if c.To == Open {
+			limit = &l.limits[limitOpened]
+		}
 		var ok bool
-		if ok, suppressed = l.limits[len(l.limits)-1].admit(l.interval); !ok {
+		if ok, suppressed = limit.admit(time.Since(l.base), l.interval); !ok {
 			return
 		}
 	}

@@ -56,8 +56,10 @@ const (
 	EventRetry EventType = iota + 1
 	// EventGaveUp: a retry policy returns a failure after Attempt
 	// attempts, retries spent or stopped (by the deadline, the budget,
-	// the caller's context). Err is the *RetryError, whose Cause says
-	// why.
+	// the caller's context, an error not worth retrying). Err is the
+	// *RetryError: its Cause says why it stopped (nil when the last
+	// attempt's error was not retryable), its Err the last attempt's
+	// error.
 	EventGaveUp
 	// EventRejected: the stage refused to run the call (a breaker open,
 	// a bulkhead full, a rate limit, a throttler, a retry budget spent,
@@ -125,7 +127,7 @@ type EventSource interface {
 // changed. Adding f twice to a stage calls it twice.
 func ObserveEvents(f func(context.Context, Event), stages ...Stage) error {
 	if f == nil {
-		return errors.New("resilience: ObserveEvents: nil func")
+		return fmt.Errorf("resilience: ObserveEvents: %w", &ConfigError{Field: "ObserveEvents", Value: "nil", Reason: "the func to report events to is required"})
 	}
 	sources, err := eventSources("ObserveEvents", stages)
 	if err != nil {
@@ -140,6 +142,9 @@ func ObserveEvents(f func(context.Context, Event), stages ...Stage) error {
 // eventSources returns the EventSources among stages, a Guard's taken one
 // by one, or an error naming each stage that is none.
 func eventSources(fn string, stages []Stage) ([]EventSource, error) {
+	if len(stages) == 0 {
+		return nil, fmt.Errorf("resilience: %s: no stage given: pass the guard or the stages to observe", fn)
+	}
 	var (
 		out  []EventSource
 		errs []error

@@ -83,8 +83,9 @@ var (
 
 // errorClass is the error.type of err: what the library makes of it, in
 // a word, or the Go type of the error it wraps when it is none of those.
-// A retry given up is classed by its cause, else by its last attempt's
-// error.
+// A retry given up is classed by why it stopped (a deadline: timeout;
+// the caller: canceled; its budget: rejected), else by its last
+// attempt's error.
 func errorClass(err error) string {
 	if c := knownClass(err); c != "" {
 		return c
@@ -107,8 +108,8 @@ func errorClass(err error) string {
 
 func knownClass(err error) string {
 	switch {
-	case errors.Is(err, resilience.ErrRejected):
-		return "rejected"
+	case errors.Is(err, resilience.ErrRejected), errors.Is(err, resilience.ErrRetryBudget):
+		return "rejected" // a retry budget's refusal of a retry too
 	case errors.Is(err, resilience.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, context.Canceled):

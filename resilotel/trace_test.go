@@ -106,6 +106,30 @@ func TestTraceEventsOfKeysAndChaos(t *testing.T) {
 	})
 }
 
+// A retry budget's refusal is a rejection, and so is the retry it stops.
+func TestTraceEventsOfABudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := tracetest.NewSpanRecorder()
+		tracer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+		retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "users", MaxRetries: 3, NoBackoff: true}))
+		budget := must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Name: "users", Ratio: 0.01, MinPerSecond: 0.01}))
+		guard := must(resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{retry, budget}}))
+		if err := resilotel.TraceEvents(guard); err != nil {
+			t.Fatal(err)
+		}
+		ctx, span := tracer.Start(context.Background(), "call")
+		resilience.Do(ctx, guard, fail)
+		span.End()
+		want := []string{
+			"resilience.rejected resilience.name=users resilience.stage=retry_budget resilience.attempt=1 error.type=rejected",
+			"resilience.retry.gave_up resilience.name=users resilience.stage=retry resilience.attempt=1 error.type=rejected",
+		}
+		if got := spanEvents(t, rec); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("span events\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+		}
+	})
+}
+
 // With tracing and slog attached, the span not recording and the log
 // level above the events', the closed breaker path allocates nothing,
 // and neither does a rejection.
