@@ -174,6 +174,29 @@ type RateLimiter struct {
 	probing   atomic.Bool // a call is asking Redis after a back-off
 
 	admitted, rejected, admittedLocal, rejectedLocal, canceled atomic.Uint64
+
+	events atomic.Pointer[func(context.Context, resilience.Event)] // nil until ObserveEvents
+}
+
+// ObserveEvents adds f to the observers of l's events: EventRejected for
+// each call it does not admit, by the shared quota or the local share
+// alike. It implements resilience.EventSource, so that resilience.Log and
+// resilotel.TraceEvents report its rejections with the other stages'.
+func (l *RateLimiter) ObserveEvents(f func(context.Context, resilience.Event)) {
+	if f == nil || l == nil {
+		return
+	}
+	for {
+		old := l.events.Load()
+		g := f
+		if old != nil {
+			prev := *old
+			g = func(ctx context.Context, e resilience.Event) { prev(ctx, e); f(ctx, e) }
+		}
+		if l.events.CompareAndSwap(old, &g) {
+			return
+		}
+	}
 }
 
 // NewRateLimiter returns a rate limiter drawing on the quota cfg.Key in
@@ -347,7 +370,7 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 			now := time.Now()
 			if !l.mayWait(ctx, start, now, res.RetryAfter) {
 				l.rejected.Add(1)
-				return l.rejection(res.RetryAfter, false)
+				return l.rejection(ctx, res.RetryAfter, false)
 			}
 			if err := sleep(ctx, res.RetryAfter); err != nil {
 				l.canceled.Add(1)
@@ -457,14 +480,14 @@ func (l *RateLimiter) waitLocal(ctx context.Context, start time.Time) error {
 	}
 	if d := l.untilToken(now); !l.mayWait(ctx, start, now, d) {
 		l.rejectedLocal.Add(1)
-		return l.rejection(d, true)
+		return l.rejection(ctx, d, true)
 	}
 	r := l.local.ReserveN(now, 1) // OK: the burst is at least 1
 	d := r.DelayFrom(now)
 	if d > 0 && !l.mayWait(ctx, start, now, d) { // others took the tokens since
 		r.CancelAt(now)
 		l.rejectedLocal.Add(1)
-		return l.rejection(d, true)
+		return l.rejection(ctx, d, true)
 	}
 	if err := sleep(ctx, d); err != nil {
 		r.Cancel() // the token goes back, for the calls that come next
@@ -495,8 +518,12 @@ func (l *RateLimiter) mayWait(ctx context.Context, start, now time.Time, d time.
 	return !ok || now.Add(d).Before(deadline) // a wait that would reach the deadline leaves the call no time
 }
 
-func (l *RateLimiter) rejection(after time.Duration, local bool) error {
-	return &RateLimitedError{Name: l.name, Key: l.key, Delay: max(after, 0), Local: local}
+func (l *RateLimiter) rejection(ctx context.Context, after time.Duration, local bool) error {
+	err := &RateLimitedError{Name: l.name, Key: l.key, Delay: max(after, 0), Local: local}
+	if f := l.events.Load(); f != nil {
+		(*f)(ctx, resilience.Event{Type: resilience.EventRejected, Kind: KindFleetRateLimit, Name: l.name, Err: err})
+	}
+	return err
 }
 
 // sleep waits d, or until ctx ends, and returns ctx's error then.

@@ -711,3 +711,47 @@ func TestRateLimiterLetsAHookPanic(t *testing.T) {
 	}()
 	l.Run(context.Background(), func(context.Context) error { return nil })
 }
+
+// A RateLimiter's rejections are events, as a core stage's are, by the
+// shared quota and by the local share alike, so that resilience.Log and
+// resilotel.TraceEvents see them.
+func TestRateLimiterReportsRejections(t *testing.T) {
+	type tag struct{}
+	ctx := context.WithValue(t.Context(), tag{}, "call")
+	check := func(t *testing.T, l *RateLimiter, local bool) {
+		t.Helper()
+		var (
+			mu  sync.Mutex
+			got []resilience.Event
+		)
+		if err := resilience.ObserveEvents(func(ctx context.Context, e resilience.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ctx.Value(tag{}) != "call" {
+				t.Errorf("an event without the call's context")
+			}
+			got = append(got, e)
+		}, l); err != nil {
+			t.Fatal(err)
+		}
+		ok := func(context.Context) error { return nil }
+		l.Run(ctx, ok)
+		err := l.Run(ctx, ok)
+		var rl *RateLimitedError
+		if !errors.As(err, &rl) || rl.Local != local {
+			t.Fatalf("second call: %v, want a rejection (local %v)", err, local)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 || got[0].Type != resilience.EventRejected || got[0].Kind != KindFleetRateLimit || got[0].Name != l.Name() || got[0].Err != err {
+			t.Errorf("events %+v, want the one rejection", got)
+		}
+	}
+	t.Run("shared quota", func(t *testing.T) {
+		srv := testserver.Redis(t)
+		check(t, newLimiter(t, limiterClient(t, srv.Addr), RateLimitConfig{Name: "events", Rate: 1, Period: time.Minute, Replicas: 1}), false)
+	})
+	t.Run("local share", func(t *testing.T) {
+		check(t, newLimiter(t, limiterClient(t, "127.0.0.1:1"), RateLimitConfig{Name: "events-local", Rate: 1, Period: time.Minute, Replicas: 1}), true)
+	})
+}
