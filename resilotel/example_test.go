@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
+	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -36,20 +38,30 @@ func Example() {
 	if err := reader.Collect(ctx, &rm); err != nil {
 		panic(err)
 	}
+	// The breaker's calls that happened, and the state it is in. The SDK
+	// gives the points of an instrument in no set order: sort them.
+	var lines []string
 	for _, mt := range rm.ScopeMetrics[0].Metrics {
-		if mt.Name != "resilience.circuit_breaker.calls" {
-			continue
+		var points []metricdata.DataPoint[int64]
+		switch mt.Name {
+		case "resilience.circuit_breaker.calls":
+			points = mt.Data.(metricdata.Sum[int64]).DataPoints
+		case "resilience.circuit_breaker.state":
+			points = mt.Data.(metricdata.Gauge[int64]).DataPoints
 		}
-		for _, p := range mt.Data.(metricdata.Sum[int64]).DataPoints {
+		for _, p := range points {
 			if p.Value > 0 {
-				state, _ := p.Attributes.Value("resilience.state")
-				result, _ := p.Attributes.Value("resilience.result")
-				fmt.Println(state.AsString(), result.AsString(), p.Value)
+				lines = append(lines, fmt.Sprintf("%s %s = %d", mt.Name, p.Attributes.Encoded(attribute.DefaultEncoder()), p.Value))
 			}
 		}
 	}
-	// Unordered output:
+	slices.Sort(lines)
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	// Output:
 	// true
-	// closed success 1
-	// open rejected 1
+	// resilience.circuit_breaker.calls resilience.name=grpc,resilience.result=rejected,resilience.state=open = 1
+	// resilience.circuit_breaker.calls resilience.name=grpc,resilience.result=success,resilience.state=closed = 1
+	// resilience.circuit_breaker.state resilience.name=grpc,resilience.state=open = 1
 }

@@ -41,6 +41,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
@@ -428,6 +429,7 @@ func instrumentBulkhead(b *resilience.Bulkhead) *bulkheadData {
 
 // kindData is the instruments of one kind, and its stages.
 type kindData struct {
+	kind            string
 	results, gauges []string
 	calls           metric.Int64ObservableCounter // nil if the kind reports no results
 	gauge           []metric.Float64ObservableGauge
@@ -511,11 +513,19 @@ func (m *Metrics) checkObservable(s resilience.Stage, sn *observe.Snap) error {
 	if slices.Contains(observe.BuiltinKinds, sn.Kind) {
 		return fmt.Errorf("%s: the kind %q is this library's own stage's: give yours a kind of its own", what, sn.Kind)
 	}
+	if sn.Kind == breakerNamespace {
+		return fmt.Errorf("%s: the kind %q names the breakers' instruments (resilience.%s...): give yours a kind of its own", what, sn.Kind, sn.Kind)
+	}
 	if sn.Name == "" {
 		return fmt.Errorf("%s has no name: its name is its resilience.name attribute", what)
 	}
 	if sn.Err != nil {
 		return fmt.Errorf("%s: %w", what, sn.Err)
+	}
+	for _, g := range append([]string{"calls"}, sn.Gauges...) {
+		if n := "resilience." + sn.Kind + "." + g; len(n) > maxNameLen {
+			return fmt.Errorf("%s: its instrument %s would be longer than the %d characters OpenTelemetry allows: shorten its kind or its gauges' names", what, n, maxNameLen)
+		}
 	}
 	if kd := m.kinds[sn.Kind]; kd != nil {
 		if err := observe.SameAs(what, sn, kd.results, kd.gauges); err != nil {
@@ -528,20 +538,39 @@ func (m *Metrics) checkObservable(s resilience.Stage, sn *observe.Snap) error {
 	return nil
 }
 
-// makeKinds makes the instruments of each kind snapped that has none yet.
-// m.mu is held.
+// breakerNamespace is the namespace of the breakers' instruments: a stage
+// of kind circuit_breaker would make a second
+// resilience.circuit_breaker.calls, which the SDK, unlike a Prometheus
+// registry, does not refuse.
+const breakerNamespace = "circuit_breaker"
+
+// maxNameLen is the longest instrument name OpenTelemetry allows.
+const maxNameLen = 255
+
+// makeKinds makes the instruments of each kind snapped that has none yet,
+// or, if the meter refuses one, of none: the callbacks it registered are
+// unregistered again, so that a later Instrument starts afresh. m.mu is
+// held.
 func (m *Metrics) makeKinds(snaps []*observe.Snap) error {
+	made := map[string]*kindData{}
+	var regs []metric.Registration
+	fail := func(kind string, err error) error {
+		for _, r := range regs {
+			_ = r.Unregister() // its instruments stay, with nothing to report
+		}
+		return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", kind, err)
+	}
 	for _, sn := range snaps {
-		if sn == nil || m.kinds[sn.Kind] != nil {
+		if sn == nil || m.kinds[sn.Kind] != nil || made[sn.Kind] != nil {
 			continue
 		}
-		kd := &kindData{results: sn.Results, gauges: sn.Gauges, stages: map[string]*kindStage{}}
+		kd := &kindData{kind: sn.Kind, results: sn.Results, gauges: sn.Gauges, stages: map[string]*kindStage{}}
 		var insts []metric.Observable
 		if len(sn.Results) > 0 {
 			c, err := m.meter.Int64ObservableCounter("resilience."+sn.Kind+".calls", metric.WithUnit("{call}"),
 				metric.WithDescription("Calls through "+sn.Kind+" stages, by how they ended."))
 			if err != nil {
-				return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.Kind, err)
+				return fail(sn.Kind, err)
 			}
 			kd.calls = c
 			insts = append(insts, c)
@@ -553,46 +582,63 @@ func (m *Metrics) makeKinds(snaps []*observe.Snap) error {
 			}
 			gi, err := m.meter.Float64ObservableGauge("resilience."+sn.Kind+"."+g, metric.WithDescription(help))
 			if err != nil {
-				return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.Kind, err)
+				return fail(sn.Kind, err)
 			}
 			kd.gauge = append(kd.gauge, gi)
 			insts = append(insts, gi)
 		}
-		if _, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		r, err := m.meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			m.observeKind(kd, o)
 			return nil
-		}, insts...); err != nil {
-			return fmt.Errorf("resilotel: Instrument: the instruments of kind %q: %w", sn.Kind, err)
+		}, insts...)
+		if err != nil {
+			return fail(sn.Kind, err)
 		}
-		m.kinds[sn.Kind] = kd
+		regs = append(regs, r)
+		made[sn.Kind] = kd
+	}
+	for kind, kd := range made {
+		m.kinds[kind] = kd
 	}
 	return nil
 }
 
-// observeKind reports the stages of one kind, read outside the lock. A
-// stage whose Stats changed shape since it was instrumented is left out,
-// with an error to the SDK's handler.
+// observeKind reports the stages of one kind, read outside the lock.
+// What a stage reports in another shape than when it was instrumented is
+// left out, with an error to the SDK's error handler (otel.Handle), as
+// package metrics reports it to the registry; the other stages' points
+// are reported all the same.
 func (m *Metrics) observeKind(kd *kindData, o metric.Observer) {
+	type named struct {
+		name  string
+		stage *kindStage
+	}
 	m.mu.Lock()
-	stages := make([]*kindStage, 0, len(kd.stages))
-	for _, ks := range kd.stages {
-		stages = append(stages, ks)
+	stages := make([]named, 0, len(kd.stages))
+	for name, ks := range kd.stages {
+		stages = append(stages, named{name, ks})
 	}
 	m.mu.Unlock()
-	for _, ks := range stages {
+	for _, n := range stages {
+		ks := n.stage
 		st := ks.stage.Stats()
 		if len(st.Calls) != len(kd.results) || len(st.Gauges) != len(kd.gauges) {
+			otel.Handle(fmt.Errorf("resilotel: stage %q of kind %q changed the results or gauges its Stats reports", n.name, kd.kind))
 			continue
 		}
 		for i, c := range st.Calls {
-			if c.Result == kd.results[i] {
-				o.ObserveInt64(kd.calls, int64(c.N), ks.results[i])
+			if c.Result != kd.results[i] {
+				otel.Handle(fmt.Errorf("resilotel: stage %q of kind %q reported result %q where it had reported %q", n.name, kd.kind, c.Result, kd.results[i]))
+				continue
 			}
+			o.ObserveInt64(kd.calls, int64(c.N), ks.results[i])
 		}
 		for i, g := range st.Gauges {
-			if g.Name == kd.gauges[i] {
-				o.ObserveFloat64(kd.gauge[i], g.Value, ks.attrs)
+			if g.Name != kd.gauges[i] {
+				otel.Handle(fmt.Errorf("resilotel: stage %q of kind %q reported gauge %q where it had reported %q", n.name, kd.kind, g.Name, kd.gauges[i]))
+				continue
 			}
+			o.ObserveFloat64(kd.gauge[i], g.Value, ks.attrs)
 		}
 	}
 }

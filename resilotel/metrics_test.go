@@ -3,13 +3,16 @@ package resilotel_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -216,6 +219,15 @@ func TestInstrumentErrors(t *testing.T) {
 			must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "l", Rate: 2})),
 		}, `two stages of kind rate_limit named "l"`},
 		{"nothing to report", []resilience.Stage{quiet{}}, "has nothing to report"},
+		{"nil guard", []resilience.Stage{(*resilience.Guard)(nil)}, "nil *resilience.Guard"},
+		{"two breakers named alike", []resilience.Stage{
+			must(resilience.NewBreaker(resilience.BreakerConfig{Name: "c"})),
+			must(resilience.NewBreaker(resilience.BreakerConfig{Name: "c"})),
+		}, `two stages of kind breaker named "c"`},
+		{"an unnamed stage of its own kind", []resilience.Stage{&shifty{kind: "mine"}}, "has no name"},
+		{"the breakers' namespace", []resilience.Stage{&shifty{kind: "circuit_breaker", name: "x"}}, "names the breakers' instruments"},
+		{"a library kind", []resilience.Stage{&shifty{kind: "bulkhead", name: "x"}}, "this library's own stage's"},
+		{"a name too long", []resilience.Stage{&shifty{kind: strings.Repeat("k", 250), name: "x"}}, "longer than the 255 characters"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := m.Instrument(c.stages...); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -234,6 +246,155 @@ func TestInstrumentErrors(t *testing.T) {
 	if err := m.Instrument(g); err != nil {
 		t.Errorf("the same guard again: %v", err)
 	}
+}
+
+// A failed Instrument changes nothing: neither a stage it refuses (the
+// breaker before the nil stage has no instruments) nor a meter refusing an
+// instrument (the kind made before the refused one has none).
+func TestInstrumentAllOrNothing(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	provider := refusing{sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), "resilience.bad.level"}
+	m := must(resilotel.New(provider))
+	b := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "b"}))
+	good := &shifty{kind: "good", name: "g", results: []string{"ok"}, gauges: []string{"level"}}
+	bad := &shifty{kind: "bad", name: "x", results: []string{"ok"}, gauges: []string{"level"}}
+	if err := m.Instrument(b, good, nil); err == nil || !strings.Contains(err.Error(), "nil stage") {
+		t.Fatalf("Instrument with a nil stage: %v", err)
+	}
+	if err := m.Instrument(b, good, bad); err == nil || !strings.Contains(err.Error(), `the instruments of kind "bad": refused`) {
+		t.Fatalf("Instrument with an instrument the meter refuses: %v", err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if len(rm.ScopeMetrics) != 0 {
+		t.Fatalf("after the failed Instruments, instruments report: %v", rm.ScopeMetrics)
+	}
+	// The failed call fixed nothing of kind good either: a stage of it
+	// may report other gauges.
+	other := &shifty{kind: "good", name: "g", results: []string{"ok"}, gauges: []string{"depth"}}
+	if err := m.Instrument(b, other); err != nil {
+		t.Fatal(err)
+	}
+	points := map[string]int{}
+	for _, mt := range collect(t, reader).Metrics {
+		switch d := mt.Data.(type) {
+		case metricdata.Sum[int64]:
+			points[mt.Name] = len(d.DataPoints)
+		case metricdata.Gauge[int64]:
+			points[mt.Name] = len(d.DataPoints)
+		case metricdata.Gauge[float64]:
+			points[mt.Name] = len(d.DataPoints)
+		}
+	}
+	want := map[string]int{
+		"resilience.circuit_breaker.calls": 8, "resilience.circuit_breaker.state": 3, "resilience.circuit_breaker.transitions": 5,
+		"resilience.good.calls": 1, "resilience.good.depth": 1,
+	}
+	if !maps.Equal(points, want) {
+		t.Errorf("points after instrumenting again: %v, want %v", points, want)
+	}
+}
+
+// refusing is a MeterProvider whose meters refuse to make the gauge named
+// refuse.
+type refusing struct {
+	metric.MeterProvider
+	refuse string
+}
+
+func (p refusing) Meter(name string, opts ...metric.MeterOption) metric.Meter {
+	return refusingMeter{p.MeterProvider.Meter(name, opts...), p.refuse}
+}
+
+type refusingMeter struct {
+	metric.Meter
+	refuse string
+}
+
+func (m refusingMeter) Float64ObservableGauge(name string, opts ...metric.Float64ObservableGaugeOption) (metric.Float64ObservableGauge, error) {
+	if name == m.refuse {
+		return nil, errors.New("refused")
+	}
+	return m.Meter.Float64ObservableGauge(name, opts...)
+}
+
+// A stage whose Stats changes shape after it was instrumented has its
+// points left out, and an error to the SDK's error handler, never to a
+// caller; the other stages of its kind are reported all the same.
+func TestStatsChangingShape(t *testing.T) {
+	var handled []string
+	prev := otel.GetErrorHandler()
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { handled = append(handled, err.Error()) }))
+	t.Cleanup(func() { otel.SetErrorHandler(prev) })
+
+	reader := sdkmetric.NewManualReader()
+	m := must(resilotel.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	steady := &shifty{kind: "mine", name: "steady", results: []string{"ok"}, gauges: []string{"level"}}
+	moving := &shifty{kind: "mine", name: "moving", results: []string{"ok"}, gauges: []string{"level"}}
+	if err := m.Instrument(steady, moving); err != nil {
+		t.Fatal(err)
+	}
+	moving.results = []string{"fine"}
+	moving.gauges = []string{"level", "depth"}
+	want := metricdata.ScopeMetrics{
+		Scope: metricdataScope(),
+		Metrics: []metricdata.Metrics{
+			sum("resilience.mine.calls", "Calls through mine stages, by how they ended.", "{call}", counter(1, name("steady"), result("ok"))),
+			{
+				Name: "resilience.mine.level", Description: "The level of mine stages.",
+				Data: metricdata.Gauge[float64]{DataPoints: []metricdata.DataPoint[float64]{{Attributes: set(name("steady")), Value: 1}}},
+			},
+		},
+	}
+	metricdatatest.AssertEqual(t, want, collect(t, reader), metricdatatest.IgnoreTimestamp())
+	if len(handled) != 1 || !strings.Contains(handled[0], `stage "moving" of kind "mine" changed the results or gauges`) {
+		t.Errorf("errors handled: %q", handled)
+	}
+
+	handled = nil
+	moving.gauges = []string{"depth"}
+	metricdatatest.AssertEqual(t, metricdata.ScopeMetrics{
+		Scope: metricdataScope(),
+		Metrics: []metricdata.Metrics{
+			sum("resilience.mine.calls", "Calls through mine stages, by how they ended.", "{call}", counter(1, name("steady"), result("ok"))),
+			{
+				Name: "resilience.mine.level", Description: "The level of mine stages.",
+				Data: metricdata.Gauge[float64]{DataPoints: []metricdata.DataPoint[float64]{{Attributes: set(name("steady")), Value: 1}}},
+			},
+		},
+	}, collect(t, reader), metricdatatest.IgnoreTimestamp())
+	if len(handled) != 2 || !strings.Contains(handled[0], `reported result "fine" where it had reported "ok"`) || !strings.Contains(handled[1], `reported gauge "depth" where it had reported "level"`) {
+		t.Errorf("errors handled: %q", handled)
+	}
+}
+
+// shifty is a stage of its own kind whose Stats reports what its fields
+// say, each count and gauge at 1. Tests change them between collections,
+// never during one.
+type shifty struct {
+	kind, name      string
+	results, gauges []string
+}
+
+func (s *shifty) Name() string { return s.name }
+func (s *shifty) Kind() string { return s.kind }
+func (s *shifty) Run(ctx context.Context, call func(context.Context) error) error {
+	return call(ctx)
+}
+func (s *shifty) Stats() resilience.Stats {
+	var st resilience.Stats
+	for _, r := range s.results {
+		st.Calls = append(st.Calls, resilience.Count{Result: r, N: 1})
+	}
+	for _, g := range s.gauges {
+		st.Gauges = append(st.Gauges, resilience.Gauge{Name: g, Value: 1})
+	}
+	if st.Calls == nil && st.Gauges == nil {
+		st.Calls = []resilience.Count{{Result: "ok"}}
+	}
+	return st
 }
 
 // quiet is a stage that reports nothing.
@@ -279,33 +440,6 @@ func TestPresetGuardFromTheStart(t *testing.T) {
 
 func metricdataScope() instrumentation.Scope {
 	return instrumentation.Scope{Name: resilotel.ScopeName, Version: resilotel.Version}
-}
-
-// With a preset's guard instrumented on the SDK, a call through it (its
-// timeouts, retry, budget and closed breaker) allocates no more than it
-// does bare: the counters are atomics, the retry histogram's attribute
-// set is made once.
-func TestInstrumentedCallAllocatesNothing(t *testing.T) {
-	ctx := context.Background()
-	bare := presets.GRPC()
-	bareAllocs := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, bare, ok) })
-
-	reader := sdkmetric.NewManualReader()
-	m := must(resilotel.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
-	guard := presets.GRPC()
-	if err := m.Instrument(guard); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, guard, ok) }); n != bareAllocs {
-		t.Errorf("a call through an instrumented preset allocates %v times, %v bare", n, bareAllocs)
-	}
-	breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "alone"}))
-	if err := m.Instrument(breaker); err != nil {
-		t.Fatal(err)
-	}
-	if n := testing.AllocsPerRun(1000, func() { resilience.Do(ctx, breaker, ok) }); n != 0 {
-		t.Errorf("a call through an instrumented closed breaker allocates %v times, want 0", n)
-	}
 }
 
 // Neither the core nor the Prometheus module requires OpenTelemetry: a
