@@ -353,38 +353,10 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	flat := observe.Flatten(stages) // a guard as its stages; a zero one stays, for check to report
 	// What the stages of other kinds say of themselves is read before the
 	// lock is taken: it is their code, which must not run under it.
-	snaps := make([]*observe.Snap, len(flat))
-	for i, s := range flat {
-		if o, ok := s.(resilience.Observable); ok && !observe.Builtin(s) && !observe.IsNil(s) {
-			snaps[i] = observe.Snapshot(o, "calls_total")
-		}
-	}
+	snaps := observe.Snapshots(flat, "calls_total")
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var errs []error
-	type key struct{ kind, name string }
-	batch := map[key]resilience.Stage{}  // the stages of this call
-	shapes := map[string]*observe.Snap{} // the first of each kind in this call
-	for i, s := range flat {
-		err := m.check(s, snaps[i])
-		if err == nil && snaps[i] != nil {
-			err = observe.SameShape(snaps[i], shapes)
-		}
-		if err == nil {
-			k := key{s.Kind(), s.Name()}
-			if sn := snaps[i]; sn != nil {
-				k = key{sn.Kind, sn.Name}
-			}
-			if other, ok := batch[k]; ok && !observe.Same(other, s) {
-				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
-			}
-			batch[k] = s
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("metrics: Instrument: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := observe.CheckAll("metrics: Instrument", flat, snaps, m.check); err != nil {
 		return err
 	}
 	if err := m.registerKinds(snaps); err != nil {

@@ -269,40 +269,12 @@ func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 // same guard may also be given.
 func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 	flat := observe.Flatten(stages) // a guard as its stages; a zero one stays, for check to report
-	// What stages of other kinds say of themselves is read before the
-	// lock is taken: it is their code.
-	snaps := make([]*observe.Snap, len(flat))
-	for i, s := range flat {
-		if o, ok := s.(resilience.Observable); ok && !observe.Builtin(s) && !observe.IsNil(s) {
-			snaps[i] = observe.Snapshot(o, "calls")
-		}
-	}
+	// What the stages of other kinds say of themselves is read before the
+	// lock is taken: it is their code, which must not run under it.
+	snaps := observe.Snapshots(flat, "calls")
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var errs []error
-	type key struct{ kind, name string }
-	batch := map[key]resilience.Stage{}
-	shapes := map[string]*observe.Snap{}
-	for i, s := range flat {
-		err := m.check(s, snaps[i])
-		if err == nil && snaps[i] != nil {
-			err = observe.SameShape(snaps[i], shapes)
-		}
-		if err == nil {
-			k := key{s.Kind(), s.Name()}
-			if sn := snaps[i]; sn != nil {
-				k = key{sn.Kind, sn.Name}
-			}
-			if other, ok := batch[k]; ok && !observe.Same(other, s) {
-				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
-			}
-			batch[k] = s
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("resilotel: Instrument: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := observe.CheckAll("resilotel: Instrument", flat, snaps, m.check); err != nil {
 		return err
 	}
 	if err := m.makeKinds(snaps); err != nil {

@@ -127,3 +127,49 @@ func Builtin(s resilience.Stage) bool {
 	}
 	return false
 }
+
+// Snapshots returns the snapshot of each stage of flat that is an
+// Observable of another kind than the four built-in ones, nil for the
+// others. It runs the stages' own code: call it before taking a lock.
+func Snapshots(flat []resilience.Stage, reserved string) []*Snap {
+	snaps := make([]*Snap, len(flat))
+	for i, s := range flat {
+		if o, ok := s.(resilience.Observable); ok && !Builtin(s) && !IsNil(s) {
+			snaps[i] = Snapshot(o, reserved)
+		}
+	}
+	return snaps
+}
+
+// CheckAll checks the stages of one Instrument call, flat with their
+// snapshots: check says what is wrong with a stage on its own, and
+// CheckAll adds what is wrong between them (two stages of a kind with one
+// name, or reporting other results or gauges). It returns every error,
+// each prefixed with prefix, joined; nil if every stage may be
+// instrumented.
+func CheckAll(prefix string, flat []resilience.Stage, snaps []*Snap, check func(resilience.Stage, *Snap) error) error {
+	var errs []error
+	type key struct{ kind, name string }
+	batch := map[key]resilience.Stage{} // the stages of this call
+	shapes := map[string]*Snap{}        // the first of each kind in this call
+	for i, s := range flat {
+		err := check(s, snaps[i])
+		if err == nil && snaps[i] != nil {
+			err = SameShape(snaps[i], shapes)
+		}
+		if err == nil {
+			k := key{s.Kind(), s.Name()}
+			if sn := snaps[i]; sn != nil {
+				k = key{sn.Kind, sn.Name}
+			}
+			if other, ok := batch[k]; ok && !Same(other, s) {
+				err = fmt.Errorf("two stages of kind %s named %q: give each its own name", k.kind, k.name)
+			}
+			batch[k] = s
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", prefix, err))
+		}
+	}
+	return errors.Join(errs...)
+}
