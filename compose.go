@@ -106,6 +106,10 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 		if s != nil {
 			c.link = s
 		}
+	case *Latency:
+		if s != nil {
+			c.link = s
+		}
 	default:
 		if !isNil(s) {
 			c.link = s
@@ -226,6 +230,8 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		return keyedDo(l, ctx, n)
 	case *Chaos:
 		return chaosDo(l, ctx, n)
+	case *Latency:
+		return latencyDo(l, ctx, n)
 	case *Fallback[T]:
 		return l.run(ctx, n)
 	case *StaleCache[T]:

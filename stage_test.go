@@ -206,6 +206,9 @@ func conformanceTable() []conformance {
 			func(s resilience.Stage) func() { return rejectBreaker(s.(*resilience.KeyedBreaker).Breaker("")) }, 30},
 		{"throttle", must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "th"})), statsObserver("admitted"), nil, 30},
 		{"chaos", must(resilience.NewChaos(resilience.ChaosConfig{Name: "ch"})), statsObserver("passed"), nil, 30},
+		// A Latency records the calls the dependency answered: the 3 after
+		// the panic and the last, not the panicking nor the cancelled ones.
+		{"latency", must(resilience.NewLatency(resilience.LatencyConfig{Name: "lat"})), statsObserver("recorded"), nil, 4},
 		{"keyed_bulkhead", must(resilience.NewKeyed(resilience.KeyedConfig{Name: "kbh"}, func(string) (*resilience.Bulkhead, error) {
 			return resilience.NewBulkhead(resilience.BulkheadConfig{Name: "kbh", MaxConcurrent: 2})
 		})), statsObserver("calls"),
