@@ -106,6 +106,14 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 		if s != nil {
 			c.link = s
 		}
+	case *Pushback:
+		if s != nil {
+			c.link = s
+		}
+	case *Hedge:
+		if s != nil {
+			c.link = s
+		}
 	case *Latency:
 		if s != nil {
 			c.link = s
@@ -230,6 +238,10 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		return keyedDo(l, ctx, n)
 	case *Chaos:
 		return chaosDo(l, ctx, n)
+	case *Pushback:
+		return pushbackDo(l, ctx, n)
+	case *Hedge:
+		return hedgeDo(l, ctx, n)
 	case *Latency:
 		return latencyDo(l, ctx, n)
 	case *Fallback[T]:

@@ -36,8 +36,8 @@ type LogConfig struct {
 //
 // A breaker's state changes are logged (level Warn when it opens, Info
 // otherwise), and, rate-limited, a retry policy giving up (Warn),
-// rejections (Warn), time-outs (Warn), retries (Debug) and chaos faults
-// (Debug), each line with structured attributes: "dependency" (the
+// rejections (Warn), time-outs (Warn), retries, hedges sent or refused
+// by their budget, and chaos faults (Debug), each line with structured attributes: "dependency" (the
 // stage's name), "stage" (its kind), and as the event has them "key",
 // "from", "to", "attempt", "delay", "error", "cause" (why a retry gave
 // up) and "suppressed" (the lines left out before this one).
@@ -85,12 +85,12 @@ type stageLog struct {
 	base     time.Time // the limits' times are since base, on the monotonic clock
 	// By EventType; then a keyed breaker's state changes to open, and
 	// its others, so that keys closing never hide one opening.
-	limits [EventChaos + 3]logLimit
+	limits [EventHedge + 3]logLimit
 }
 
 const (
-	limitOpened = EventChaos + 1
-	limitOther  = EventChaos + 2
+	limitOpened = EventHedge + 1
+	limitOther  = EventHedge + 2
 )
 
 // logLimit lets one line through per interval, and counts the others.
@@ -121,6 +121,7 @@ var eventLevels = [...]slog.Level{
 	EventRejected: slog.LevelWarn,
 	EventTimeout:  slog.LevelWarn,
 	EventChaos:    slog.LevelDebug,
+	EventHedge:    slog.LevelDebug,
 }
 
 var eventMessages = [...]string{
@@ -129,13 +130,18 @@ var eventMessages = [...]string{
 	EventRejected: "resilience: call rejected",
 	EventTimeout:  "resilience: call timed out",
 	EventChaos:    "resilience: chaos fault injected",
+	EventHedge:    "resilience: hedge sent",
 }
 
 func (l *stageLog) event(ctx context.Context, e Event) {
 	if e.Type == 0 || int(e.Type) >= len(eventLevels) {
 		return // a type of a later version, or of a stage of the user's
 	}
-	level := eventLevels[e.Type]
+	level, msg := eventLevels[e.Type], eventMessages[e.Type]
+	if e.Type == EventRejected && e.Kind == KindHedge {
+		// A hedge refused, not the call: it goes on with its attempts.
+		level, msg = slog.LevelDebug, "resilience: hedge refused by its budget"
+	}
 	if !l.logger.Enabled(ctx, level) {
 		return
 	}
@@ -151,7 +157,7 @@ func (l *stageLog) event(ctx context.Context, e Event) {
 	if e.Attempt > 0 {
 		attrs = append(attrs, slog.Int("attempt", e.Attempt))
 	}
-	if e.Type == EventRetry || e.Type == EventChaos && e.Delay > 0 {
+	if e.Type == EventRetry || e.Type == EventHedge || e.Type == EventChaos && e.Delay > 0 {
 		attrs = append(attrs, slog.Duration("delay", e.Delay))
 	}
 	if e.Err != nil {
@@ -164,7 +170,7 @@ func (l *stageLog) event(ctx context.Context, e Event) {
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
 	}
-	l.logger.LogAttrs(ctx, level, eventMessages[e.Type], attrs...)
+	l.logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 func (l *stageLog) stateChange(kind string, c StateChange, limited bool) {

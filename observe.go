@@ -74,11 +74,17 @@ const (
 	// EventChaos: a chaos stage faulted the call. Err is the error it
 	// injected, nil for latency alone; Delay the latency it added.
 	EventChaos
+	// EventHedge: a Hedge sent a hedge, attempt Attempt of the call,
+	// Delay after the attempt before it. It is reported from the hedge's
+	// goroutine, with the call's context. A hedge the budget refused is
+	// an EventRejected of the Hedge, its Err ErrHedgeBudget.
+	EventHedge
 )
 
-var eventTypeNames = [...]string{"", "retry", "gave_up", "rejected", "timeout", "chaos"}
+var eventTypeNames = [...]string{"", "retry", "gave_up", "rejected", "timeout", "chaos", "hedge"}
 
-// String returns "retry", "gave_up", "rejected", "timeout" or "chaos".
+// String returns "retry", "gave_up", "rejected", "timeout", "chaos" or
+// "hedge".
 func (t EventType) String() string {
 	if int(t) < len(eventTypeNames) && t != 0 {
 		return eventTypeNames[t]
@@ -99,10 +105,12 @@ type Event struct {
 	// KeyedBreaker); "" otherwise.
 	Key string
 	// Attempt is the attempt the event is about, from 1, for a retry
-	// policy's events and a retry budget's refusal; 0 otherwise.
+	// policy's events, a retry budget's refusal and a hedge's events; 0
+	// otherwise.
 	Attempt int
-	// Delay is the wait before the next attempt (EventRetry) or the
-	// latency a chaos stage added (EventChaos).
+	// Delay is the wait before the next attempt (EventRetry), the
+	// latency a chaos stage added (EventChaos), or the delay after which
+	// a hedge was sent (EventHedge).
 	Delay time.Duration
 	// Err is the error the event is about; see each EventType.
 	Err error

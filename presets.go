@@ -43,6 +43,45 @@ type Preset struct {
 	// whatever the others do.
 	RetryBudget *RetryBudgetConfig
 
+	// Pushback, if set, makes a dependency's Retry-After hints hold for
+	// every call to it for the period they name, not only for the next
+	// retry of the call they came with (see Pushback): it sits right
+	// inside the Retry and its RetryBudget, outside the Breaker, so that
+	// every attempt meets the period and waits, or is refused without
+	// reaching the breaker. Unlike RetryBudget, it is built with Retry
+	// nil too: a period holds calls off whether or not they retry. Its
+	// Name defaults to Name. The presets of package presets whose
+	// dependencies send such hints (gRPC, external HTTP, object storage)
+	// set it to the defaults: a call during a period is refused at once,
+	// and no hint sets a period longer than a minute. With
+	// BreakerPerKey, each key has a Pushback of its own (a Keyed family,
+	// as many keys at most as the breakers' MaxKeys), so that one host's
+	// hint holds off the calls to that host alone. Nil: a hint sets only
+	// the wait before the next retry.
+	Pushback *PushbackConfig
+
+	// Hedge, if set, sends a second copy of a call that is slower than
+	// usual and takes the first answer (see Hedge): it sits inside the
+	// Retry and its RetryBudget, outside the Pushback and the Breaker, so
+	// that each hedge is an attempt the breaker counts, a hint any
+	// attempt brings back holds off the later hedges, and a period of
+	// pushback refuses them. With Latency set and no Latency of its own, its
+	// delay can be a quantile of the guard's model (set Quantile). Only
+	// calls that may run twice at once are hedged: the integrations mark
+	// the others. Its Name defaults to Name. No preset of package presets
+	// sets it: hedging sends more calls, which a dependency's owner
+	// should choose, knowing which calls are idempotent.
+	Hedge *HedgeConfig
+
+	// Latency, if set, gives the guard a model of the dependency's
+	// latency (see Latency), innermost, timing each attempt's answer: the
+	// Retry does not start an attempt the deadline cannot fit
+	// (RetryConfig.Latency), and a Hedge may take its delay from it. Its
+	// Name defaults to Name. Every preset of package presets that retries
+	// sets it to the defaults (the last 10s of answers). Nil: none, and
+	// the retry decides by its wait alone.
+	Latency *LatencyConfig
+
 	// Breaker configures the circuit breaker each attempt goes through.
 	Breaker BreakerConfig
 
@@ -79,10 +118,12 @@ type Preset struct {
 
 // Build makes the policies of p, ready to guard calls to one dependency, or
 // returns an error naming every invalid field of every config. The guard
-// runs a call as Timeout → Retry → RetryBudget → Breaker → AttemptTimeout
-// → call (see Guard), leaving out the Retry, the RetryBudget and the
-// AttemptTimeout when they are nil; with BreakerPerKey, the Breaker is a
-// KeyedBreaker.
+// runs a call as Timeout → Retry → RetryBudget → Hedge → Pushback →
+// Breaker → AttemptTimeout → Latency → call (see Guard), leaving out the
+// Retry, the RetryBudget, the Hedge, the Pushback, the AttemptTimeout and
+// the Latency when they are nil (and the RetryBudget when the Retry is);
+// with BreakerPerKey, the Breaker is a KeyedBreaker and the Pushback a
+// Keyed family of them.
 func (p Preset) Build() (*Guard, error) {
 	var (
 		stages []Stage
@@ -110,6 +151,53 @@ func (p Preset) Build() (*Guard, error) {
 			errs = append(errs, err)
 		} else {
 			stages = append(stages, b)
+		}
+	}
+	var lat *Latency
+	if p.Latency != nil {
+		lc := *p.Latency
+		lc.Name = or(lc.Name, p.Name)
+		if l, err := NewLatency(lc); err != nil {
+			errs = append(errs, err)
+		} else {
+			lat = l
+			if r, ok := retryOf(stages); ok && r.cfg.Latency == nil {
+				r.cfg.Latency = lat
+				r.cfg.DeadlineQuantile = or(r.cfg.DeadlineQuantile, DefaultDeadlineQuantile)
+			}
+		}
+	}
+	if p.Hedge != nil {
+		hc := *p.Hedge
+		hc.Name = or(hc.Name, p.Name)
+		if hc.Latency == nil && hc.Quantile != 0 {
+			hc.Latency = lat // a quantile of the guard's model; without one, NewHedge says so
+		}
+		if h, err := NewHedge(hc); err != nil {
+			errs = append(errs, err)
+		} else {
+			stages = append(stages, h)
+		}
+	}
+	if p.Pushback != nil {
+		pc := *p.Pushback
+		pc.Name = or(pc.Name, p.Name)
+		if p.BreakerPerKey != nil {
+			// A Pushback per key, as the breakers are: keyed alike, by
+			// the key the integrations put in the call's context.
+			if _, err := NewPushback(pc); err != nil {
+				errs = append(errs, err)
+			} else if k, err := NewKeyed(KeyedConfig{Name: pc.Name, MaxKeys: p.BreakerPerKey.MaxKeys}, func(string) (*Pushback, error) {
+				return NewPushback(pc)
+			}); err != nil {
+				errs = append(errs, err)
+			} else {
+				stages = append(stages, k)
+			}
+		} else if pb, err := NewPushback(pc); err != nil {
+			errs = append(errs, err)
+		} else {
+			stages = append(stages, pb)
 		}
 	}
 	p.Breaker.Name = or(p.Breaker.Name, p.Name)
@@ -144,8 +232,21 @@ func (p Preset) Build() (*Guard, error) {
 			stages = append(stages, t)
 		}
 	}
+	if lat != nil {
+		stages = append(stages, lat)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return NewGuard(GuardConfig{Name: p.Name, Stages: stages, Classify: p.Classify})
+}
+
+// retryOf returns the Retry among stages, if there is one.
+func retryOf(stages []Stage) (*Retry, bool) {
+	for _, s := range stages {
+		if r, ok := s.(*Retry); ok {
+			return r, true
+		}
+	}
+	return nil, false
 }

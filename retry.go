@@ -62,6 +62,23 @@ type RetryConfig struct {
 	// be safe for concurrent use.
 	Retryable func(err error) bool
 
+	// Latency, if set, is the model of the dependency's latency (see
+	// Latency) by which the policy does not start a retry the time left
+	// cannot fit: when the context's deadline comes less than
+	// DeadlineQuantile of the recent answers' latency after the wait,
+	// the policy stops there, with ErrRetryDeadline, as it does for a
+	// wait that would pass the deadline, rather than start an attempt
+	// the deadline will cut. While the model has too few samples, the
+	// wait alone decides. Put the same Latency in the chain inside the
+	// Retry, where it times the attempts. Default nil: the wait alone.
+	Latency *Latency
+
+	// DeadlineQuantile is the quantile of Latency a retry needs the time
+	// left to fit, above 0, at most 1: 0.5 starts a retry only if the
+	// time left after its wait is at least what half the recent answers
+	// took. Only with Latency; default 0.5 (DefaultDeadlineQuantile).
+	DeadlineQuantile float64
+
 	// OnRetry, if set, is called before each wait, with the attempt that
 	// just failed. It runs on the caller's goroutine, so calls for one Do
 	// come one at a time, but calls for different Do calls may run
@@ -166,6 +183,13 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	cfg.MaxBackoff = or(cfg.MaxBackoff, DefaultMaxBackoff)
 	cfg.BackoffMultiplier = or(cfg.BackoffMultiplier, DefaultBackoffMultiplier)
 	ck.check(cfg.MaxBackoff >= cfg.InitialBackoff, "MaxBackoff", cfg.MaxBackoff, "must not be less than InitialBackoff ("+cfg.InitialBackoff.String()+")")
+	ck.check(cfg.DeadlineQuantile == 0 || cfg.DeadlineQuantile > 0 && cfg.DeadlineQuantile <= 1, "DeadlineQuantile", cfg.DeadlineQuantile, "must be above 0, at most 1 (0 for the default)")
+	if cfg.Latency == nil {
+		ck.check(cfg.DeadlineQuantile == 0, "DeadlineQuantile", cfg.DeadlineQuantile, "must be unset without a Latency")
+	} else {
+		ck.check(cfg.Latency.made(), "Latency", "the zero Latency", "must be made by NewLatency")
+		cfg.DeadlineQuantile = or(cfg.DeadlineQuantile, DefaultDeadlineQuantile)
+	}
 	if cfg.Retryable == nil {
 		cfg.Retryable = DefaultRetryable
 	}
@@ -277,8 +301,17 @@ func retryAgain[T any](r *Retry, ctx context.Context, n next[T], budget *RetryBu
 		if hint, ok := retryAfterHint(err); ok {
 			delay = min(max(hint, 0), r.cfg.MaxBackoff)
 		}
-		if deadline, ok := ctx.Deadline(); ok && !time.Now().Add(delay).Before(deadline) {
-			return giveUp(r, ctx, v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline, deadline: deadline})
+		if deadline, ok := ctx.Deadline(); ok {
+			now := time.Now()
+			need := delay
+			if l := r.cfg.Latency; l != nil {
+				if p, ok := l.recent(now, r.cfg.DeadlineQuantile); ok {
+					need += p // the attempt itself must fit too
+				}
+			}
+			if !now.Add(need).Before(deadline) {
+				return giveUp(r, ctx, v, attempt, &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryDeadline, deadline: deadline})
+			}
 		}
 		if budget != nil && !budget.withdraw() {
 			e := &RetryError{Name: r.cfg.Name, Attempts: attempt, Err: err, Cause: ErrRetryBudget}
@@ -409,7 +442,8 @@ var (
 	// ErrRetriesExhausted: every retry allowed by MaxRetries was made.
 	ErrRetriesExhausted = errors.New("resilience: retries exhausted")
 	// ErrRetryDeadline: the next backoff would have ended after the
-	// context's deadline, so the policy did not wait for it. The
+	// context's deadline, or (with RetryConfig.Latency) so near it that
+	// the attempt would not fit, so the policy did not start it. The
 	// *RetryError that carries it matches context.DeadlineExceeded too.
 	ErrRetryDeadline = errors.New("resilience: next retry would pass the deadline")
 	// ErrRetryBudget: the retry budget inside the policy (see

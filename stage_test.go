@@ -206,6 +206,9 @@ func conformanceTable() []conformance {
 			func(s resilience.Stage) func() { return rejectBreaker(s.(*resilience.KeyedBreaker).Breaker("")) }, 30},
 		{"throttle", must(resilience.NewThrottler(resilience.ThrottlerConfig{Name: "th"})), statsObserver("admitted"), nil, 30},
 		{"chaos", must(resilience.NewChaos(resilience.ChaosConfig{Name: "ch"})), statsObserver("passed"), nil, 30},
+		// A Hedge whose delay no call reaches sends no hedge: each call
+		// runs once, as through no stage.
+		{"hedge", must(resilience.NewHedge(resilience.HedgeConfig{Name: "hd", Delay: time.Minute})), statsObserver("sent"), nil, 0},
 		// A Latency records the calls the dependency answered: the 3 after
 		// the panic and the last, not the panicking nor the cancelled ones.
 		{"latency", must(resilience.NewLatency(resilience.LatencyConfig{Name: "lat"})), statsObserver("recorded"), nil, 4},
@@ -229,6 +232,11 @@ func conformanceTable() []conformance {
 		// taking a token: it sees the panicking call, the 3 after it and
 		// the last.
 		{"rate_limit", must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "rl", Rate: 1e9})), statsObserver("admitted"), nil, 5},
+		// A Pushback with no period in force lets every call through, the
+		// panicking one and the cancelled ones included. It has no reject:
+		// nothing ends a period but time, and this test runs on the real
+		// clock.
+		{"pushback", must(resilience.NewPushback(resilience.PushbackConfig{Name: "pb"})), statsObserver("passed"), nil, 30},
 		{"guard", must(resilience.NewGuard(resilience.GuardConfig{Name: "gc", Stages: []resilience.Stage{
 			must(resilience.NewRetry(resilience.RetryConfig{Name: "gc", MaxRetries: 2, InitialBackoff: time.Millisecond})),
 			must(resilience.NewRetryBudget(resilience.RetryBudgetConfig{Name: "gc"})),

@@ -397,7 +397,9 @@ func (t *Timeout) Observe(o TimeoutObserver) {
 // call whose result is read after it returns (an HTTP response's body,
 // SQL rows, a stream), which the end of its context would cut off. Each
 // of those time limits then bounds the reading of the result too, as
-// http.Client.Timeout bounds reading the body:
+// http.Client.Timeout bounds reading the body. A Hedge of s leaves open
+// in the same way the context of the attempt whose result it returns
+// (the others it cancels):
 //
 //	held, release := resilience.Hold(ctx, guard)
 //	rows, err := resilience.Do(held, guard, query)
@@ -417,13 +419,14 @@ func (t *Timeout) Observe(o TimeoutObserver) {
 func Hold(ctx context.Context, s Stage) (held context.Context, release func()) {
 	h := &holder{}
 	switch s := s.(type) {
-	case *Timeout:
-		h.timeouts = []*Timeout{s}
+	case *Timeout, *Hedge:
+		h.stages = []Stage{s}
 	case *Guard:
 		if s != nil {
 			for _, st := range s.stages {
-				if t, ok := st.(*Timeout); ok {
-					h.timeouts = append(h.timeouts, t)
+				switch st.(type) {
+				case *Timeout, *Hedge:
+					h.stages = append(h.stages, st)
 				}
 			}
 		}
@@ -434,9 +437,10 @@ func Hold(ctx context.Context, s Stage) (held context.Context, release func()) {
 type holdKey struct{}
 
 // holder keeps the cancel functions of the time limits a held call ran
-// under, until release.
+// under, and of the attempt of a hedged call whose result it returned,
+// until release.
 type holder struct {
-	timeouts []*Timeout // the stages held; set once, read without the lock
+	stages   []Stage // the stages held (Timeouts, Hedges); set once, read without the lock
 	mu       sync.Mutex
 	cancels  []context.CancelFunc
 	released bool
@@ -448,11 +452,11 @@ func holdFrom(ctx context.Context) *holder {
 	return h
 }
 
-// keep takes cancel, of a context of t, to be called on release, and
+// keep takes cancel, of a context of s, to be called on release, and
 // reports whether it did; a nil holder, one already released, or one that
-// does not hold t takes nothing.
-func (h *holder) keep(t *Timeout, cancel context.CancelFunc) bool {
-	if h == nil || t == nil || !slices.Contains(h.timeouts, t) {
+// does not hold s takes nothing.
+func (h *holder) keep(s Stage, cancel context.CancelFunc) bool {
+	if h == nil || isNil(s) || !slices.Contains(h.stages, s) {
 		return false
 	}
 	h.mu.Lock()

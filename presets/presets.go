@@ -33,11 +33,30 @@
 // stay under 20% of their first attempts, plus 10 a second, over the last
 // 10s (resilience.RetryBudget), so that a dependency failing every call
 // sees about 1.2 attempts per call, not 4 or 6. Set RetryBudget to nil
-// on the config to turn the budget off. The timeout bounds the whole call, retries included;
+// on the config to turn the budget off. The presets that retry also keep
+// a model of the dependency's latency over the last 10s
+// (resilience.Latency, innermost), by which a retry is not started when
+// the call's deadline could not fit it (less time left after its wait
+// than the median answer takes): the call ends at once, with its last
+// error, rather than send an attempt its deadline will cut. Set Latency
+// to nil for retries that decide by their wait alone. No preset hedges
+// (see resilience.Hedge and Preset.Hedge): hedging sends more calls, and
+// which calls may run twice at once is the service's to say. The timeout bounds the whole call, retries included;
 // the per-attempt limit, inside the breaker, cuts an attempt that hangs so
 // that the breaker counts it and a retry gets the rest of the time. See
 // resilience.Guard for the order the policies run in, and why, and
 // docs/DECISIONS.md for each per-attempt value.
+//
+// The gRPC, external HTTP and object storage presets, whose dependencies
+// say when to come back (grpc-retry-pushback-ms, Retry-After), also hold
+// a resilience.Pushback, right inside the retry budget: such a hint then
+// holds off every call to the dependency for the period it names (at
+// most a minute), not only the next retry of the call it came with, and
+// a call during the period is refused at once with a
+// *resilience.PushbackError, never retried. The breaker inside it never
+// sees those calls. Set Pushback to nil on the config for hints that set
+// only the next retry's wait. The database, Redis and Kafka presets have
+// none: their clients send no such hints.
 //
 // The object storage preset has no per-attempt limit: a transfer's time
 // grows with the object's size, and a fixed cut would fail every large
@@ -113,6 +132,7 @@ func config(name string, timeout time.Duration, failures int, cooldown time.Dura
 			MinPerSecond: RetryBudgetMinPerSecond,
 			Window:       RetryBudgetWindow,
 		}
+		p.Latency = &resilience.LatencyConfig{}
 	}
 	return p
 }
@@ -123,10 +143,13 @@ const noRetry = -1
 // for the whole call, a breaker that opens after 5 failures in a row and
 // probes after 60s, 3 retries, and 10s for each attempt. It classifies
 // gRPC status codes (ClassifyGRPC): a NotFound or an InvalidArgument is an
-// answer, neither retried nor counted against the breaker.
+// answer, neither retried nor counted against the breaker. A server's
+// grpc-retry-pushback-ms holds off every call for the period it names (a
+// resilience.Pushback, refusing calls at once), up to a minute.
 func GRPCConfig() resilience.Preset {
 	p := config("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)
 	p.Classify = ClassifyGRPC
+	p.Pushback = &resilience.PushbackConfig{}
 	return p
 }
 
@@ -151,10 +174,14 @@ func RedisConfig() resilience.Preset {
 // a resilhttp Transport sends to, up to 10,000 hosts, at most 10% of them
 // open at once (one always may): a client that calls many hosts (webhooks,
 // a crawler, regional endpoints) loses only the failing ones. Set
-// BreakerPerKey to nil for one breaker over every host.
+// BreakerPerKey to nil for one breaker over every host. A Retry-After
+// holds off the calls to its host for the period it names (a
+// resilience.Pushback per host, refusing calls at once), up to a minute:
+// one host's Retry-After holds off no other host.
 func ExternalHTTPConfig() resilience.Preset {
 	p := config("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)
 	p.BreakerPerKey = &resilience.KeyedBreakerConfig{MaxKeys: MaxKeys, MaxEjectedPercent: MaxEjectedPercent}
+	p.Pushback = &resilience.PushbackConfig{}
 	return p
 }
 
@@ -167,9 +194,13 @@ func KafkaConfig() resilience.Preset {
 
 // ObjectStorageConfig returns the preset for S3 and other object stores:
 // 120s, a breaker that opens after 5 failures in a row and probes after
-// 60s, 5 retries, and no per-attempt limit (see the package doc).
+// 60s, 5 retries, and no per-attempt limit (see the package doc). Object
+// stores are HTTP services, and a Retry-After on a 503 or a 429 holds off every call for the period it names (a
+// resilience.Pushback, refusing calls at once), up to a minute.
 func ObjectStorageConfig() resilience.Preset {
-	return config("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)
+	p := config("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)
+	p.Pushback = &resilience.PushbackConfig{}
+	return p
 }
 
 // GRPC returns a new Guard with the GRPCConfig settings.

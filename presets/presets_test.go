@@ -44,6 +44,7 @@ func want(name string, timeout time.Duration, failures int, cooldown time.Durati
 			Jitter:            true,
 		}
 		p.RetryBudget = &resilience.RetryBudgetConfig{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}
+		p.Latency = &resilience.LatencyConfig{} // the last 10s of answers, for retries the deadline cannot fit
 	}
 	return p
 }
@@ -55,18 +56,26 @@ func perHost(p resilience.Preset) resilience.Preset {
 	return p
 }
 
+// pushedBack gives p a Pushback, as the package doc says of the presets
+// whose dependencies send Retry-After hints: the defaults, refusing calls
+// at once during a period of at most a minute.
+func pushedBack(p resilience.Preset) resilience.Preset {
+	p.Pushback = &resilience.PushbackConfig{}
+	return p
+}
+
 var table = []struct {
 	name   string
 	config func() resilience.Preset
 	guard  func() *resilience.Guard
 	want   resilience.Preset
 }{
-	{"gRPC", presets.GRPCConfig, presets.GRPC, want("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second)},
+	{"gRPC", presets.GRPCConfig, presets.GRPC, pushedBack(want("grpc", 30*time.Second, 5, 60*time.Second, 3, 10*time.Second))},
 	{"database", presets.DatabaseConfig, presets.Database, want("database", 10*time.Second, 10, 30*time.Second, 0, 0)},
 	{"Redis", presets.RedisConfig, presets.Redis, want("redis", 5*time.Second, 3, 15*time.Second, 2, 2*time.Second)},
-	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, perHost(want("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second))},
+	{"external HTTP", presets.ExternalHTTPConfig, presets.ExternalHTTP, pushedBack(perHost(want("external-http", 60*time.Second, 5, 120*time.Second, 5, 20*time.Second)))},
 	{"Kafka", presets.KafkaConfig, presets.Kafka, want("kafka", 5*time.Second, 5, 30*time.Second, 3, 2*time.Second)},
-	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, want("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0)},
+	{"object storage", presets.ObjectStorageConfig, presets.ObjectStorage, pushedBack(want("object-storage", 120*time.Second, 5, 60*time.Second, 5, 0))},
 }
 
 // withoutFuncs returns a copy of p with its func fields nil (Classify, the
@@ -115,7 +124,8 @@ func TestPresetValues(t *testing.T) {
 		if (g.Retry() == nil) != (tc.want.Retry == nil) {
 			t.Errorf("%s: Retry() = %v", tc.name, g.Retry())
 		}
-		// The order: Timeout → Retry → RetryBudget → Breaker → AttemptTimeout.
+		// The order: Timeout → Retry → RetryBudget → Pushback → Breaker →
+		// AttemptTimeout → Latency.
 		wantStages := []string{"timeout " + tc.want.Name}
 		if tc.want.Retry != nil {
 			wantStages = append(wantStages, "retry "+tc.want.Name, "retry_budget "+tc.want.Name)
@@ -123,15 +133,40 @@ func TestPresetValues(t *testing.T) {
 				t.Errorf("%s: a preset that retries has no retry budget", tc.name)
 			}
 		}
+		if tc.want.Pushback != nil && tc.want.BreakerPerKey != nil {
+			// A Pushback per key, as the breakers.
+			wantStages = append(wantStages, "keyed_pushback "+tc.want.Name)
+		} else if tc.want.Pushback != nil {
+			wantStages = append(wantStages, "pushback "+tc.want.Name)
+			pushbacks := 0
+			for _, st := range g.Stages() {
+				if pb, ok := st.(*resilience.Pushback); ok {
+					pushbacks++
+					if !pb.Until().IsZero() {
+						t.Errorf("%s: a new guard's Pushback has a period until %v", tc.name, pb.Until())
+					}
+				}
+			}
+			if pushbacks != 1 {
+				t.Errorf("%s: %d Pushback stages, want 1", tc.name, pushbacks)
+			}
+		}
 		wantStages = append(wantStages, breakerKind+tc.want.Name)
+		ss := g.Stages()
 		if a := tc.want.AttemptTimeout; a != nil {
 			wantStages = append(wantStages, "timeout "+tc.want.Name+".attempt")
 			var last *resilience.Timeout
-			if ss := g.Stages(); len(ss) > 0 {
-				last, _ = ss[len(ss)-1].(*resilience.Timeout)
+			for i := len(ss) - 1; i >= 0 && last == nil; i-- {
+				last, _ = ss[i].(*resilience.Timeout)
 			}
-			if last == nil || last.Duration() != a.Duration {
-				t.Errorf("%s: the innermost stage is not a %v Timeout", tc.name, a.Duration)
+			if last == nil || last.Duration() != a.Duration || last == g.Timeout() {
+				t.Errorf("%s: the innermost Timeout is not a %v per attempt", tc.name, a.Duration)
+			}
+		}
+		if tc.want.Latency != nil {
+			wantStages = append(wantStages, "latency "+tc.want.Name)
+			if l, ok := ss[len(ss)-1].(*resilience.Latency); !ok || l.Samples() != 0 {
+				t.Errorf("%s: the innermost stage is not a new Latency", tc.name)
 			}
 		}
 		var gotStages []string
@@ -313,4 +348,56 @@ func TestSharedBreakerAcrossResultTypes(t *testing.T) {
 			t.Errorf("metadata call after 5 failed produces: err = %v, want ErrOpen", err)
 		}
 	})
+}
+
+// TestPushbackPresetsHoldOffEveryCall: in the presets with a Pushback, a
+// dependency's Retry-After of 30s holds off every call for 30s: the
+// call's retry, 10s later (MaxBackoff), is refused and not retried, and
+// so is the next call, neither reaching the dependency; once the 30s are
+// over calls go through. In the others the hint sets only the wait of the
+// call's own retry, and the next call reaches the dependency.
+func TestPushbackPresetsHoldOffEveryCall(t *testing.T) {
+	for _, tc := range table {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := tc.guard()
+				calls := 0
+				pushBack := func(context.Context) (int, error) {
+					calls++
+					return 0, resilience.RetryAfter(errDown, 30*time.Second)
+				}
+				start := time.Now()
+				_, err := resilience.Do(context.Background(), g, pushBack)
+				if tc.want.Pushback == nil {
+					if !errors.Is(err, errDown) || errors.Is(err, resilience.ErrRejected) {
+						t.Fatalf("err = %v, want errDown and no refusal", err)
+					}
+					ran := false
+					if _, err := resilience.Do(context.Background(), g, func(context.Context) (int, error) { ran = true; return 1, nil }); err != nil || !ran {
+						t.Errorf("the next call: ran %v, err %v; want it run: no Pushback here", ran, err)
+					}
+					return
+				}
+				var (
+					pe *resilience.PushbackError
+					re *resilience.RetryError
+				)
+				if calls != 1 || !errors.As(err, &re) || re.Attempts != 2 || !errors.As(err, &pe) || time.Since(start) != 10*time.Second {
+					t.Fatalf("%d calls, err %v after %v; want 1 call, its retry refused by the pushback after 10s", calls, err, time.Since(start))
+				}
+				if want := start.Add(30 * time.Second); !pe.Until.Equal(want) || pe.Name != tc.want.Name {
+					t.Errorf("PushbackError %+v; want %q until %v", pe, tc.want.Name, want)
+				}
+				ran := false
+				_, err = resilience.Do(context.Background(), g, func(context.Context) (int, error) { ran = true; return 1, nil })
+				if ran || !errors.Is(err, resilience.ErrPushback) || !errors.Is(err, resilience.ErrRejected) {
+					t.Errorf("the next call, 10s in: ran %v, err %v; want it refused by the pushback", ran, err)
+				}
+				time.Sleep(20 * time.Second)
+				if v, err := resilience.Do(context.Background(), g, func(context.Context) (int, error) { ran = true; return 1, nil }); !ran || v != 1 || err != nil {
+					t.Errorf("at 30s: ran %v, %v, %v; want the call run", ran, v, err)
+				}
+			})
+		})
+	}
 }

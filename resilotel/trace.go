@@ -18,6 +18,7 @@ const (
 	EventRejected = "resilience.rejected"
 	EventTimeout  = "resilience.timeout"
 	EventChaos    = "resilience.chaos"
+	EventHedge    = "resilience.hedge"
 )
 
 var eventNames = map[resilience.EventType]string{
@@ -26,13 +27,16 @@ var eventNames = map[resilience.EventType]string{
 	resilience.EventRejected: EventRejected,
 	resilience.EventTimeout:  EventTimeout,
 	resilience.EventChaos:    EventChaos,
+	resilience.EventHedge:    EventHedge,
 }
 
 // TraceEvents adds what each stage does to a call to the span in that
 // call's context, as span events: a retry with its attempt, its delay and
 // the class of the error that made it; a retry given up; a rejection (a
 // breaker open, a bulkhead full, a rate limit, a throttler, a retry
-// budget's refusal); a time-out; a chaos fault. Each stage must be a
+// budget's refusal, a hedge its budget refused); a time-out; a chaos
+// fault; a hedge sent, with its attempt and the delay after which it
+// went. Each stage must be a
 // resilience.EventSource, or a Guard (each of its stages that is one).
 // docs/OTEL.md lists the events and their attributes.
 //
@@ -64,7 +68,7 @@ func addEvent(ctx context.Context, e resilience.Event) {
 	if e.Attempt > 0 {
 		attrs = append(attrs, attrAttempt.Int(e.Attempt))
 	}
-	if e.Type == resilience.EventRetry || e.Type == resilience.EventChaos {
+	if e.Type == resilience.EventRetry || e.Type == resilience.EventChaos || e.Type == resilience.EventHedge {
 		attrs = append(attrs, attrDelay.Float64(e.Delay.Seconds()))
 	}
 	if e.Err != nil {
@@ -108,8 +112,8 @@ func errorClass(err error) string {
 
 func knownClass(err error) string {
 	switch {
-	case errors.Is(err, resilience.ErrRejected), errors.Is(err, resilience.ErrRetryBudget):
-		return "rejected" // a retry budget's refusal of a retry too
+	case errors.Is(err, resilience.ErrRejected), errors.Is(err, resilience.ErrRetryBudget), errors.Is(err, resilience.ErrHedgeBudget):
+		return "rejected" // a retry budget's refusal of a retry, a hedge budget's of a hedge, too
 	case errors.Is(err, resilience.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, context.Canceled):
