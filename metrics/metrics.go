@@ -37,14 +37,23 @@
 // since it left closed: its whole outage, half-open probes and reopenings
 // included.
 //
-// A timeout policy named N gives 4 series, a retry policy 2 histograms, a
-// bulkhead 3 series:
+// A timeout policy named N gives 4 series, a retry policy 2 histograms and
+// a counter, a bulkhead 3 series:
 //
 //	resilience_timeout_operations_total{name="N",result}   counter; result: success, error, timeout, canceled
 //	resilience_retry_attempts{name="N",result}             histogram of attempts per call; result: success, failure
+//	resilience_retry_deadline_skipped_total{name="N"}      counter of calls whose next retry the deadline could not fit
 //	resilience_bulkhead_in_use{name="N"}                   gauge
 //	resilience_bulkhead_max_concurrent{name="N"}           gauge
 //	resilience_bulkhead_rejections_total{name="N"}         counter
+//
+// A retry is not started when the call's deadline could not fit the wait
+// before it, or, with RetryConfig.Latency, the wait and the attempt's
+// predicted latency: the call ends with resilience.ErrRetryDeadline, and
+// counts once in resilience_retry_deadline_skipped_total (and as a
+// failure in resilience_retry_attempts). Only the policy's own stop
+// counts: a call that ends with a nested policy's, as it is or wrapped in
+// this one's for another cause, does not.
 //
 // A stage of your own that implements resilience.Observable gives, for kind K and name N,
 //
@@ -111,6 +120,7 @@ type Metrics struct {
 	openDuration  *prometheus.HistogramVec
 	timeoutOps    *prometheus.CounterVec
 	retryAttempts *prometheus.HistogramVec
+	retryDeadline *prometheus.CounterVec
 	rejections    *prometheus.CounterVec
 	state         *prometheus.Desc
 	inUse         *prometheus.Desc
@@ -220,6 +230,10 @@ func newMetrics() *Metrics {
 			Help:    "Attempts made by retry policies per call, by whether the call finally succeeded.",
 			Buckets: RetryAttemptsBuckets,
 		}, []string{"name", "result"}),
+		retryDeadline: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "resilience_retry_deadline_skipped_total",
+			Help: "Retries not started because the call's deadline could not fit them: the wait before them, or (with RetryConfig.Latency) the wait and the attempt's predicted latency.",
+		}, []string{"name"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "resilience_bulkhead_rejections_total",
 			Help: "Calls turned away by bulkheads.",
@@ -253,6 +267,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.openDuration.Describe(ch)
 	m.timeoutOps.Describe(ch)
 	m.retryAttempts.Describe(ch)
+	m.retryDeadline.Describe(ch)
 	m.rejections.Describe(ch)
 	ch <- m.state
 	ch <- m.inUse
@@ -269,6 +284,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.openDuration.Collect(ch)
 	m.timeoutOps.Collect(ch)
 	m.retryAttempts.Collect(ch)
+	m.retryDeadline.Collect(ch)
 	m.rejections.Collect(ch)
 
 	// Take the lists under the lock and read the stages outside it, so
@@ -550,15 +566,34 @@ func (m *Metrics) instrumentTimeout(t *resilience.Timeout) {
 }
 
 func (m *Metrics) instrumentRetry(r *resilience.Retry) {
-	success := m.retryAttempts.WithLabelValues(r.Name(), "success")
-	failure := m.retryAttempts.WithLabelValues(r.Name(), "failure")
+	name := r.Name()
+	success := m.retryAttempts.WithLabelValues(name, "success")
+	failure := m.retryAttempts.WithLabelValues(name, "failure")
+	deadline := m.retryDeadline.WithLabelValues(name)
 	r.Observe(resilience.RetryObserver{Done: func(attempts int, err error) {
 		if err == nil {
 			success.Observe(float64(attempts))
-		} else {
-			failure.Observe(float64(attempts))
+			return
+		}
+		failure.Observe(float64(attempts))
+		if stoppedByDeadline(name, attempts, err) {
+			deadline.Inc()
 		}
 	}})
+}
+
+// stoppedByDeadline reports whether err, with which a call through the
+// retry policy named name ended after attempts attempts, is the policy's
+// own stop before the deadline: a *resilience.RetryError of its name and
+// attempts whose Cause is resilience.ErrRetryDeadline. errors.Is(err,
+// resilience.ErrRetryDeadline) would say so of a nested policy's stop too,
+// which the call may return as it is (an error the outer policy does not
+// retry) or wrapped in the outer's for another cause (its retries
+// exhausted): the first *resilience.RetryError in err is the outer's own,
+// if it made one.
+func stoppedByDeadline(name string, attempts int, err error) bool {
+	re, ok := errors.AsType[*resilience.RetryError](err)
+	return ok && re.Cause == resilience.ErrRetryDeadline && re.Name == name && re.Attempts == attempts
 }
 
 func (m *Metrics) instrumentBulkhead(b *resilience.Bulkhead) {

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -53,7 +54,7 @@ func scenario(t *testing.T, m *metrics.Metrics) {
 	// Breaker: Closed -> Open -> HalfOpen -> Closed, 10s away from closed.
 	breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "db", FailureThreshold: 2, OpenTimeout: 10 * time.Second, SuccessThreshold: 1}))
 	timeout := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "db", Duration: time.Second}))
-	retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "db", MaxRetries: 2, InitialBackoff: time.Millisecond}))
+	retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "db", MaxRetries: 2, InitialBackoff: time.Second}))
 	bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "db", MaxConcurrent: 1}))
 	if err := m.Instrument(breaker, timeout, retry, bulkhead); err != nil {
 		t.Fatal(err)
@@ -79,7 +80,9 @@ func scenario(t *testing.T, m *metrics.Metrics) {
 	tp.Do(cctx, hang)
 
 	// Retry: success at once, success at the third attempt, failure after
-	// three, and a permanent failure after one.
+	// three, a permanent failure after one, and a failure after one whose
+	// retry is not started: its first wait, 1s, would pass the deadline,
+	// 100ms away.
 	rp := resilience.For[int](retry)
 	rp.Do(ctx, ok)
 	n := 0
@@ -91,6 +94,12 @@ func scenario(t *testing.T, m *metrics.Metrics) {
 	})
 	rp.Do(ctx, fail)
 	rp.Do(ctx, func(context.Context) (int, error) { return 0, resilience.Permanent(errSecret) })
+	dctx, cancelDeadline := context.WithTimeout(ctx, 100*time.Millisecond)
+	start := time.Now()
+	if _, err := rp.Do(dctx, fail); !errors.Is(err, resilience.ErrRetryDeadline) || time.Since(start) != 0 {
+		t.Errorf("a retry whose wait would pass the deadline: %v after %v, want ErrRetryDeadline at once", err, time.Since(start))
+	}
+	cancelDeadline()
 
 	// Bulkhead: one call holds the only slot while another is turned away.
 	bp := resilience.For[int](bulkhead)
@@ -153,17 +162,17 @@ resilience_circuit_breaker_state_transitions_total{from="open",name="db",to="clo
 resilience_circuit_breaker_state_transitions_total{from="open",name="db",to="half-open"} 1
 # HELP resilience_retry_attempts Attempts made by retry policies per call, by whether the call finally succeeded.
 # TYPE resilience_retry_attempts histogram
-resilience_retry_attempts_bucket{name="db",result="failure",le="1"} 1
-resilience_retry_attempts_bucket{name="db",result="failure",le="2"} 1
-resilience_retry_attempts_bucket{name="db",result="failure",le="3"} 2
-resilience_retry_attempts_bucket{name="db",result="failure",le="4"} 2
-resilience_retry_attempts_bucket{name="db",result="failure",le="5"} 2
-resilience_retry_attempts_bucket{name="db",result="failure",le="6"} 2
-resilience_retry_attempts_bucket{name="db",result="failure",le="8"} 2
-resilience_retry_attempts_bucket{name="db",result="failure",le="11"} 2
-resilience_retry_attempts_bucket{name="db",result="failure",le="+Inf"} 2
-resilience_retry_attempts_sum{name="db",result="failure"} 4
-resilience_retry_attempts_count{name="db",result="failure"} 2
+resilience_retry_attempts_bucket{name="db",result="failure",le="1"} 2
+resilience_retry_attempts_bucket{name="db",result="failure",le="2"} 2
+resilience_retry_attempts_bucket{name="db",result="failure",le="3"} 3
+resilience_retry_attempts_bucket{name="db",result="failure",le="4"} 3
+resilience_retry_attempts_bucket{name="db",result="failure",le="5"} 3
+resilience_retry_attempts_bucket{name="db",result="failure",le="6"} 3
+resilience_retry_attempts_bucket{name="db",result="failure",le="8"} 3
+resilience_retry_attempts_bucket{name="db",result="failure",le="11"} 3
+resilience_retry_attempts_bucket{name="db",result="failure",le="+Inf"} 3
+resilience_retry_attempts_sum{name="db",result="failure"} 5
+resilience_retry_attempts_count{name="db",result="failure"} 3
 resilience_retry_attempts_bucket{name="db",result="success",le="1"} 1
 resilience_retry_attempts_bucket{name="db",result="success",le="2"} 1
 resilience_retry_attempts_bucket{name="db",result="success",le="3"} 2
@@ -175,6 +184,9 @@ resilience_retry_attempts_bucket{name="db",result="success",le="11"} 2
 resilience_retry_attempts_bucket{name="db",result="success",le="+Inf"} 2
 resilience_retry_attempts_sum{name="db",result="success"} 4
 resilience_retry_attempts_count{name="db",result="success"} 2
+# HELP resilience_retry_deadline_skipped_total Retries not started because the call's deadline could not fit them: the wait before them, or (with RetryConfig.Latency) the wait and the attempt's predicted latency.
+# TYPE resilience_retry_deadline_skipped_total counter
+resilience_retry_deadline_skipped_total{name="db"} 1
 # HELP resilience_timeout_operations_total Calls under timeout policies, by how they ended.
 # TYPE resilience_timeout_operations_total counter
 resilience_timeout_operations_total{name="db",result="canceled"} 1
@@ -395,6 +407,7 @@ func TestGuardSeries(t *testing.T) {
 		"resilience_circuit_breaker_open_duration_seconds":   1, // one histogram
 		"resilience_timeout_operations_total":                8, // the total and the per-attempt limit
 		"resilience_retry_attempts":                          2, // two histograms
+		"resilience_retry_deadline_skipped_total":            1,
 	} {
 		if got := testutil.CollectAndCount(m, name); got != want {
 			t.Errorf("%s: %d series, want %d", name, got, want)
@@ -406,4 +419,108 @@ func TestGuardSeries(t *testing.T) {
 	if got := len(metrics.RetryAttemptsBuckets); got != 8 {
 		t.Errorf("%d retry-attempts buckets, docs/METRICS.md says 8 (11 series a histogram)", got)
 	}
+}
+
+// TestRetryDeadlineSkipped: resilience_retry_deadline_skipped_total is 0
+// for every retry policy from the moment it is instrumented, and counts
+// the calls a policy ended with its own ErrRetryDeadline: a retry whose
+// wait would pass the deadline, and (with RetryConfig.Latency) one whose
+// wait and predicted latency would. A call that ended otherwise is not
+// counted, nor, for an outer policy, one that ended with a nested
+// policy's stop, returned as it is or wrapped in the outer's own for
+// another cause: each policy counts its own.
+func TestRetryDeadlineSkipped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := must(metrics.New(prometheus.NewPedanticRegistry()))
+		lat := must(resilience.NewLatency(resilience.LatencyConfig{Name: "dep", MinSamples: 10}))
+		for range 20 {
+			lat.Record(80 * time.Millisecond) // a median of 80ms
+		}
+		wait := must(resilience.NewRetry(resilience.RetryConfig{Name: "wait", MaxRetries: 3, InitialBackoff: time.Second}))
+		model := must(resilience.NewRetry(resilience.RetryConfig{Name: "model", MaxRetries: 3, NoBackoff: true, Latency: lat}))
+		inner := must(resilience.NewRetry(resilience.RetryConfig{Name: "inner", MaxRetries: 3, InitialBackoff: time.Second}))
+		outer := must(resilience.NewRetry(resilience.RetryConfig{Name: "outer", MaxRetries: 1, NoBackoff: true}))
+		strict := must(resilience.NewRetry(resilience.RetryConfig{Name: "strict", MaxRetries: 1, NoBackoff: true,
+			Retryable: func(err error) bool { return !errors.Is(err, context.DeadlineExceeded) }}))
+		if err := m.Instrument(wait, model, inner, outer, strict); err != nil {
+			t.Fatal(err)
+		}
+		skipped := func(wait, model, inner, outer, strict int) string {
+			return fmt.Sprintf(`
+# HELP resilience_retry_deadline_skipped_total Retries not started because the call's deadline could not fit them: the wait before them, or (with RetryConfig.Latency) the wait and the attempt's predicted latency.
+# TYPE resilience_retry_deadline_skipped_total counter
+resilience_retry_deadline_skipped_total{name="inner"} %d
+resilience_retry_deadline_skipped_total{name="model"} %d
+resilience_retry_deadline_skipped_total{name="outer"} %d
+resilience_retry_deadline_skipped_total{name="strict"} %d
+resilience_retry_deadline_skipped_total{name="wait"} %d
+`, inner, model, outer, strict, wait)
+		}
+		compare := func(when, want string) {
+			t.Helper()
+			if err := testutil.CollectAndCompare(m, strings.NewReader(want), "resilience_retry_deadline_skipped_total"); err != nil {
+				t.Errorf("%s: %v", when, err)
+			}
+		}
+		compare("before any call", skipped(0, 0, 0, 0, 0))
+
+		ctx := context.Background()
+		within := func(d time.Duration) (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, d) }
+		slowFail := func(context.Context) (int, error) { // an 80ms failure
+			time.Sleep(80 * time.Millisecond)
+			return 0, errSecret
+		}
+		stopped := func(what string, err error, attempts int) {
+			t.Helper()
+			re, ok := errors.AsType[*resilience.RetryError](err)
+			if !ok || !errors.Is(err, resilience.ErrRetryDeadline) || re.Attempts != attempts {
+				t.Errorf("%s: %v, want a RetryError with ErrRetryDeadline after %d attempts", what, err, attempts)
+			}
+		}
+
+		// wait: its first wait, 1s, would pass the deadline 100ms away; a
+		// call without a deadline uses up its retries.
+		dctx, cancel := within(100 * time.Millisecond)
+		_, err := resilience.Do(dctx, wait, fail)
+		cancel()
+		stopped("wait, a 1s wait 100ms before the deadline", err, 1)
+		if _, err := resilience.Do(ctx, wait, fail); !errors.Is(err, resilience.ErrRetriesExhausted) {
+			t.Errorf("wait, no deadline: %v, want ErrRetriesExhausted", err)
+		}
+
+		// model: no wait, but after an 80ms failure 20ms are left, under
+		// the 80ms the dependency takes; with 10s left it retries until its
+		// retries are used up.
+		dctx, cancel = within(100 * time.Millisecond)
+		_, err = resilience.Do(dctx, model, slowFail)
+		cancel()
+		stopped("model, 20ms left for an 80ms attempt", err, 1)
+		dctx, cancel = within(10 * time.Second)
+		_, err = resilience.Do(dctx, model, slowFail)
+		cancel()
+		if !errors.Is(err, resilience.ErrRetriesExhausted) {
+			t.Errorf("model, 10s left: %v, want ErrRetriesExhausted", err)
+		}
+		compare("after wait's and model's calls", skipped(1, 1, 0, 0, 0))
+
+		// outer retries the inner policy's stop (no wait: it fits), which
+		// stops again, then gives up with ErrRetriesExhausted wrapping
+		// it: errors.Is finds ErrRetryDeadline in it, yet outer stopped for
+		// its retries used up, and only inner counts, twice.
+		dctx, cancel = within(100 * time.Millisecond)
+		_, err = resilience.For[int](outer, inner).Do(dctx, fail)
+		cancel()
+		if re, ok := errors.AsType[*resilience.RetryError](err); !ok || re.Name != "outer" || re.Cause != resilience.ErrRetriesExhausted || !errors.Is(err, resilience.ErrRetryDeadline) {
+			t.Errorf("outer over inner: %v, want outer's ErrRetriesExhausted wrapping inner's ErrRetryDeadline", err)
+		}
+		// strict does not retry an error matching DeadlineExceeded, and
+		// returns the inner policy's stop as it is, after 1 attempt.
+		dctx, cancel = within(100 * time.Millisecond)
+		_, err = resilience.For[int](strict, inner).Do(dctx, fail)
+		cancel()
+		if re, ok := errors.AsType[*resilience.RetryError](err); !ok || re.Name != "inner" || re.Cause != resilience.ErrRetryDeadline {
+			t.Errorf("strict over inner: %v, want inner's ErrRetryDeadline as it is", err)
+		}
+		compare("after the nested calls", skipped(1, 1, 3, 0, 0))
+	})
 }

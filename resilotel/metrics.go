@@ -22,6 +22,13 @@
 // attribute comes from a small fixed set (the stage's name, a state, a
 // result), never from an error's text.
 //
+// A retry policy's resilience.retry.deadline_skipped counts the calls it
+// ended with its own resilience.ErrRetryDeadline: the retry not started
+// because the call's deadline could not fit its wait, or, with
+// RetryConfig.Latency, its wait and the attempt's predicted latency. A
+// call that ends with a nested policy's stop, as it is or wrapped in the
+// outer policy's for another cause, counts for the nested one only.
+//
 // # Cost
 //
 // The counters are observable: a call adds one to an atomic the observers
@@ -85,6 +92,7 @@ type Metrics struct {
 	openDuration       metric.Float64Histogram
 	timeoutOps         metric.Int64ObservableCounter
 	retryAttempts      metric.Int64Histogram
+	retryDeadline      metric.Int64ObservableCounter
 	bulkheadInUse      metric.Int64ObservableGauge
 	bulkheadMax        metric.Int64ObservableGauge
 	bulkheadRejections metric.Int64ObservableCounter
@@ -92,7 +100,7 @@ type Metrics struct {
 	mu        sync.Mutex // guards the maps; no stage's code runs under it
 	breakers  map[string]*breakerData
 	timeouts  map[string]*timeoutData
-	retries   map[string]*resilience.Retry
+	retries   map[string]*retryData
 	bulkheads map[string]*bulkheadData
 	kinds     map[string]*kindData
 }
@@ -108,7 +116,7 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		meter:     meter,
 		breakers:  map[string]*breakerData{},
 		timeouts:  map[string]*timeoutData{},
-		retries:   map[string]*resilience.Retry{},
+		retries:   map[string]*retryData{},
 		bulkheads: map[string]*bulkheadData{},
 		kinds:     map[string]*kindData{},
 	}
@@ -139,6 +147,9 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("Attempts made by retry policies per call, by whether the call finally succeeded."),
 		metric.WithExplicitBucketBoundaries(RetryAttemptsBuckets...))
 	try(err)
+	m.retryDeadline, err = meter.Int64ObservableCounter("resilience.retry.deadline_skipped", metric.WithUnit("{attempt}"),
+		metric.WithDescription("Retries not started because the call's deadline could not fit them: the wait before them, or (with RetryConfig.Latency) the wait and the attempt's predicted latency."))
+	try(err)
 	m.bulkheadInUse, err = meter.Int64ObservableGauge("resilience.bulkhead.in_use", metric.WithUnit("{call}"),
 		metric.WithDescription("Calls running in bulkheads."))
 	try(err)
@@ -150,7 +161,7 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	try(err)
 	if len(errs) == 0 {
 		_, err = meter.RegisterCallback(m.observe, m.breakerCalls, m.breakerState, m.breakerTransitions,
-			m.timeoutOps, m.bulkheadInUse, m.bulkheadMax, m.bulkheadRejections)
+			m.timeoutOps, m.retryDeadline, m.bulkheadInUse, m.bulkheadMax, m.bulkheadRejections)
 		try(err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -196,6 +207,12 @@ type timeoutData struct {
 	attrs   [4]metric.MeasurementOption
 }
 
+type retryData struct {
+	retry    *resilience.Retry
+	deadline atomic.Int64 // calls the policy ended with its own ErrRetryDeadline
+	attrs    metric.MeasurementOption
+}
+
 type bulkheadData struct {
 	bulkhead   *resilience.Bulkhead
 	rejections atomic.Int64
@@ -217,6 +234,10 @@ func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 	timeouts := make([]*timeoutData, 0, len(m.timeouts))
 	for _, t := range m.timeouts {
 		timeouts = append(timeouts, t)
+	}
+	retries := make([]*retryData, 0, len(m.retries))
+	for _, r := range m.retries {
+		retries = append(retries, r)
 	}
 	bulkheads := make([]*bulkheadData, 0, len(m.bulkheads))
 	for _, b := range m.bulkheads {
@@ -246,6 +267,9 @@ func (m *Metrics) observe(_ context.Context, o metric.Observer) error {
 		for _, r := range timeoutResults {
 			o.ObserveInt64(m.timeoutOps, t.results[r].Load(), t.attrs[r])
 		}
+	}
+	for _, r := range retries {
+		o.ObserveInt64(m.retryDeadline, r.deadline.Load(), r.attrs)
 	}
 	for _, b := range bulkheads {
 		o.ObserveInt64(m.bulkheadInUse, int64(b.bulkhead.InUse()), b.attrs)
@@ -292,8 +316,7 @@ func (m *Metrics) Instrument(stages ...resilience.Stage) error {
 			}
 		case *resilience.Retry:
 			if m.retries[s.Name()] == nil {
-				m.retries[s.Name()] = s
-				m.instrumentRetry(s)
+				m.retries[s.Name()] = m.instrumentRetry(s)
 			}
 		case *resilience.Bulkhead:
 			if m.bulkheads[s.Name()] == nil {
@@ -375,17 +398,37 @@ func instrumentTimeout(t *resilience.Timeout) *timeoutData {
 	return d
 }
 
-func (m *Metrics) instrumentRetry(r *resilience.Retry) {
-	success := []metric.RecordOption{withAttrs(attrName.String(r.Name()), attrResult.String("success"))}
-	failure := []metric.RecordOption{withAttrs(attrName.String(r.Name()), attrResult.String("failure"))}
+func (m *Metrics) instrumentRetry(r *resilience.Retry) *retryData {
+	name := r.Name()
+	d := &retryData{retry: r, attrs: withAttrs(attrName.String(name))}
+	success := []metric.RecordOption{withAttrs(attrName.String(name), attrResult.String("success"))}
+	failure := []metric.RecordOption{withAttrs(attrName.String(name), attrResult.String("failure"))}
 	h := m.retryAttempts
 	r.Observe(resilience.RetryObserver{Done: func(attempts int, err error) {
 		if err == nil {
 			h.Record(context.Background(), int64(attempts), success...)
-		} else {
-			h.Record(context.Background(), int64(attempts), failure...)
+			return
+		}
+		h.Record(context.Background(), int64(attempts), failure...)
+		if stoppedByDeadline(name, attempts, err) {
+			d.deadline.Add(1)
 		}
 	}})
+	return d
+}
+
+// stoppedByDeadline reports whether err, with which a call through the
+// retry policy named name ended after attempts attempts, is the policy's
+// own stop before the deadline: a *resilience.RetryError of its name and
+// attempts whose Cause is resilience.ErrRetryDeadline. errors.Is(err,
+// resilience.ErrRetryDeadline) would say so of a nested policy's stop too,
+// which the call may return as it is (an error the outer policy does not
+// retry) or wrapped in the outer's for another cause (its retries
+// exhausted): the first *resilience.RetryError in err is the outer's own,
+// if it made one. Package metrics decides alike.
+func stoppedByDeadline(name string, attempts int, err error) bool {
+	re, ok := errors.AsType[*resilience.RetryError](err)
+	return ok && re.Cause == resilience.ErrRetryDeadline && re.Name == name && re.Attempts == attempts
 }
 
 func instrumentBulkhead(b *resilience.Bulkhead) *bulkheadData {
@@ -431,8 +474,8 @@ func (m *Metrics) check(s resilience.Stage, sn *observe.Snap) error {
 		return checkName(s, "timeout", "TimeoutConfig", seen)
 	case *resilience.Retry:
 		var seen *resilience.Retry
-		if s != nil {
-			seen = m.retries[s.Name()]
+		if s != nil && m.retries[s.Name()] != nil {
+			seen = m.retries[s.Name()].retry
 		}
 		return checkName(s, "retry policy", "RetryConfig", seen)
 	case *resilience.Bulkhead:

@@ -67,9 +67,9 @@ func gauge(name, desc, unit string, points ...metricdata.DataPoint[int64]) metri
 }
 
 // TestManualReader drives a breaker Closed -> Open -> HalfOpen -> Closed,
-// a retry, a timeout, a bulkhead rejection and a rate limiter's rejection,
-// and compares every instrument the SDK collects with what they did,
-// exactly.
+// a retry (a deadline stopping it once), a timeout, a bulkhead rejection
+// and a rate limiter's rejection, and compares every instrument the SDK
+// collects with what they did, exactly.
 func TestManualReader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reader := sdkmetric.NewManualReader()
@@ -77,7 +77,7 @@ func TestManualReader(t *testing.T) {
 		m := must(resilotel.New(provider))
 
 		breaker := must(resilience.NewBreaker(resilience.BreakerConfig{Name: "users", FailureThreshold: 2, SuccessThreshold: 1, OpenTimeout: 30 * time.Second}))
-		retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "users", MaxRetries: 2, NoBackoff: true}))
+		retry := must(resilience.NewRetry(resilience.RetryConfig{Name: "users", MaxRetries: 2, InitialBackoff: time.Second}))
 		timeout := must(resilience.NewTimeout(resilience.TimeoutConfig{Name: "users", Duration: time.Second}))
 		bulkhead := must(resilience.NewBulkhead(resilience.BulkheadConfig{Name: "pool", MaxConcurrent: 1}))
 		limiter := must(resilience.NewRateLimiter(resilience.RateLimitConfig{Name: "api", Rate: 1, Burst: 1}))
@@ -98,7 +98,9 @@ func TestManualReader(t *testing.T) {
 		synctest.Wait()
 
 		// The retry: a call that fails once, then succeeds; one that
-		// fails three times.
+		// fails three times; one that fails once with its deadline 100ms
+		// away, which the first wait, 1s, would pass: the retry is not
+		// started.
 		n := 0
 		resilience.Do(ctx, retry, func(context.Context) (int, error) {
 			if n++; n == 1 {
@@ -107,6 +109,12 @@ func TestManualReader(t *testing.T) {
 			return 1, nil
 		})
 		resilience.Do(ctx, retry, fail)
+		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		start := time.Now()
+		if _, err := resilience.Do(dctx, retry, fail); !errors.Is(err, resilience.ErrRetryDeadline) || time.Since(start) != 0 {
+			t.Errorf("a retry whose wait would pass the deadline: %v after %v, want ErrRetryDeadline at once", err, time.Since(start))
+		}
+		cancel()
 
 		// The timeout: a call in time, one cut off.
 		resilience.Do(ctx, timeout, ok)
@@ -164,12 +172,14 @@ func TestManualReader(t *testing.T) {
 							Min: metricdata.NewExtrema[int64](2), Max: metricdata.NewExtrema[int64](2),
 						},
 						{
-							Attributes: set(users, result("failure")), Count: 1, Sum: 3,
-							Bounds: resilotel.RetryAttemptsBuckets, BucketCounts: []uint64{0, 0, 1, 0, 0, 0, 0, 0, 0},
-							Min: metricdata.NewExtrema[int64](3), Max: metricdata.NewExtrema[int64](3),
+							Attributes: set(users, result("failure")), Count: 2, Sum: 4,
+							Bounds: resilotel.RetryAttemptsBuckets, BucketCounts: []uint64{1, 0, 1, 0, 0, 0, 0, 0, 0},
+							Min: metricdata.NewExtrema[int64](1), Max: metricdata.NewExtrema[int64](3),
 						},
 					}},
 				},
+				sum("resilience.retry.deadline_skipped", "Retries not started because the call's deadline could not fit them: the wait before them, or (with RetryConfig.Latency) the wait and the attempt's predicted latency.", "{attempt}",
+					counter(1, users)),
 				gauge("resilience.bulkhead.in_use", "Calls running in bulkheads.", "{call}", counter(0, name("pool"))),
 				gauge("resilience.bulkhead.max_concurrent", "Calls bulkheads let run at once.", "{call}", counter(1, name("pool"))),
 				sum("resilience.bulkhead.rejections", "Calls turned away by bulkheads.", "{call}", counter(1, name("pool"))),
@@ -431,6 +441,7 @@ func TestPresetGuardFromTheStart(t *testing.T) {
 		"resilience.circuit_breaker.transitions": 5,
 		"resilience.timeout.operations":          8, // its total and per-attempt timeouts
 		"resilience.retry_budget.calls":          3,
+		"resilience.retry.deadline_skipped":      1,
 	} {
 		if got[inst] != points {
 			t.Errorf("%s: %d points before any call, want %d (all: %v)", inst, got[inst], points, got)
@@ -457,4 +468,75 @@ func TestOpenTelemetryStaysInThisModule(t *testing.T) {
 			}
 		}
 	}
+}
+
+// resilience.retry.deadline_skipped is 0 for every retry policy from the
+// first collection, and counts the calls a policy ended with its own
+// ErrRetryDeadline: the wait alone too long for the deadline, or (with
+// RetryConfig.Latency) the wait and the attempt's predicted latency. An
+// outer policy does not count a nested one's stop, whether it gives up
+// for another cause wrapping it or returns it as it is.
+func TestRetryDeadlineSkipped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reader := sdkmetric.NewManualReader()
+		m := must(resilotel.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+		lat := must(resilience.NewLatency(resilience.LatencyConfig{Name: "dep", MinSamples: 10}))
+		for range 20 {
+			lat.Record(80 * time.Millisecond) // a median of 80ms
+		}
+		model := must(resilience.NewRetry(resilience.RetryConfig{Name: "model", MaxRetries: 3, NoBackoff: true, Latency: lat}))
+		inner := must(resilience.NewRetry(resilience.RetryConfig{Name: "inner", MaxRetries: 3, InitialBackoff: time.Second}))
+		outer := must(resilience.NewRetry(resilience.RetryConfig{Name: "outer", MaxRetries: 1, NoBackoff: true}))
+		strict := must(resilience.NewRetry(resilience.RetryConfig{Name: "strict", MaxRetries: 1, NoBackoff: true,
+			Retryable: func(err error) bool { return !errors.Is(err, context.DeadlineExceeded) }}))
+		if err := m.Instrument(model, inner, outer, strict); err != nil {
+			t.Fatal(err)
+		}
+		skipped := func() map[string]int64 {
+			got := map[string]int64{}
+			for _, mt := range collect(t, reader).Metrics {
+				if mt.Name == "resilience.retry.deadline_skipped" {
+					for _, p := range mt.Data.(metricdata.Sum[int64]).DataPoints {
+						v, _ := p.Attributes.Value("resilience.name")
+						got[v.AsString()] = p.Value
+					}
+				}
+			}
+			return got
+		}
+		if got, want := skipped(), map[string]int64{"model": 0, "inner": 0, "outer": 0, "strict": 0}; !maps.Equal(got, want) {
+			t.Errorf("before any call: %v, want %v", got, want)
+		}
+
+		ctx := context.Background()
+		// model: after an 80ms failure, 20ms are left, under the 80ms
+		// the dependency takes: no retry.
+		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err := resilience.Do(dctx, model, func(context.Context) (int, error) {
+			time.Sleep(80 * time.Millisecond)
+			return 0, errors.New("unavailable")
+		})
+		cancel()
+		if re, ok := errors.AsType[*resilience.RetryError](err); !ok || re.Cause != resilience.ErrRetryDeadline || re.Attempts != 1 {
+			t.Errorf("model, 20ms left for an 80ms attempt: %v, want ErrRetryDeadline after 1 attempt", err)
+		}
+		// outer retries inner's stop (its 1s wait 100ms before the
+		// deadline), which stops again, and gives up with its retries
+		// used up, wrapping it; strict returns inner's stop as it is.
+		dctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err = resilience.For[int](outer, inner).Do(dctx, fail)
+		cancel()
+		if re, ok := errors.AsType[*resilience.RetryError](err); !ok || re.Name != "outer" || re.Cause != resilience.ErrRetriesExhausted || !errors.Is(err, resilience.ErrRetryDeadline) {
+			t.Errorf("outer over inner: %v, want outer's ErrRetriesExhausted wrapping inner's ErrRetryDeadline", err)
+		}
+		dctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err = resilience.For[int](strict, inner).Do(dctx, fail)
+		cancel()
+		if re, ok := errors.AsType[*resilience.RetryError](err); !ok || re.Name != "inner" || re.Cause != resilience.ErrRetryDeadline {
+			t.Errorf("strict over inner: %v, want inner's ErrRetryDeadline as it is", err)
+		}
+		if got, want := skipped(), map[string]int64{"model": 1, "inner": 3, "outer": 0, "strict": 0}; !maps.Equal(got, want) {
+			t.Errorf("after the calls: %v, want %v", got, want)
+		}
+	})
 }
