@@ -103,7 +103,8 @@ var ErrHedgeBudget = errors.New("resilience: hedge budget spent")
 // dropped: a dropped result that is an io.Closer (*sql.Rows) is closed.
 // An attempt that fails while another is in flight does not end the
 // call: it waits for the others; the call fails once every attempt sent
-// has failed, with the error of the last to fail, without waiting for a
+// has failed, with the error of the last to fail (carrying the longest
+// Retry-After hint any of them brought back), without waiting for a
 // hedge not yet due.
 //
 // Only calls that may be sent twice at once are hedged: a call whose
@@ -306,7 +307,8 @@ type hedgeCall[T any] struct {
 	err       error
 	panicked  bool // the attempt that decided panicked with pv
 	pv        any
-	committed int // the attempt that committed the call (see Commit), or -1
+	committed int           // the attempt that committed the call (see Commit), or -1
+	hint      time.Duration // the longest Retry-After hint of the attempts that failed
 
 	first hedgeAttempt // the first attempt's context
 }
@@ -464,11 +466,22 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	if c.committed == i {
 		decisive = true
 	}
+	hint, hinted := time.Duration(0), false
+	if !decisive {
+		if hint, hinted = retryAfterHint(err); hinted && hint > c.hint {
+			c.hint = hint
+		}
+	}
 	if !decisive && c.running > 0 {
 		c.mu.Unlock()
 		discard(v)
 		c.cancels[i]()
 		return true
+	}
+	if !decisive && c.hint > 0 && (!hinted || hint < c.hint) {
+		// Every attempt failed: the longest wait any of them was told
+		// holds, for the Retry outside and a Pushback.
+		err = RetryAfter(err, c.hint)
 	}
 	// Decided: by a non-failure, or by the last attempt in flight
 	// failing.

@@ -577,3 +577,23 @@ func TestHedgeAtALiveQuantile(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// When every attempt fails, the call's error carries the longest wait any
+// of them was told, not only the last one's.
+func TestHedgeKeepsTheLongestPushback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := must(resilience.NewHedge(resilience.HedgeConfig{Delay: 10 * time.Millisecond, NoBudget: true}))
+		s := &slowAttempts{latency: latencies(20*time.Millisecond, 30*time.Millisecond),
+			errs: func(n int) error {
+				if n == 1 {
+					return resilience.RetryAfter(errBoom, 2*time.Second)
+				}
+				return errors.New("second failed")
+			}}
+		_, err := resilience.Do(context.Background(), h, s.call)
+		var hint interface{ RetryAfter() time.Duration }
+		if err == nil || err.Error() != "second failed" || !errors.As(err, &hint) || hint.RetryAfter() != 2*time.Second {
+			t.Errorf("%v; want the last failure carrying the first's 2s Retry-After", err)
+		}
+	})
+}
