@@ -39,9 +39,11 @@ type KeyedConfig struct {
 // the family runs through the stage of its key.
 //
 // For breakers, use KeyedBreaker: it caps how many keys may be open at
-// once. A Retry, a RetryBudget or a Timeout per key is refused: a retry
-// budget bounds the retries to a whole dependency, and the others keep no
-// state across calls that a key would need.
+// once. A Retry, a RetryBudget, a Timeout, a Hedge or a Latency per key
+// is refused: a retry budget bounds the retries to a whole dependency, a
+// hedge and a latency model follow the whole dependency's answers (and a
+// Hold keeps a hedge's winner open only for a guard's own stages), and
+// the others keep no state across calls that a key would need.
 //
 // # Bounds
 //
@@ -164,6 +166,8 @@ func keyedStageError(s any) *ConfigError {
 		return bad("*RetryBudget", "makes retry budgets, which bound the retries to a whole dependency: give it one budget")
 	case *Retry, *Timeout:
 		return bad(fmt.Sprintf("%T", st), "makes stages that keep nothing per key: use one")
+	case *Hedge, *Latency:
+		return bad(fmt.Sprintf("%T", st), "makes stages that follow a whole dependency's answers, whose winners a Hold keeps open only as stages of a guard: use one")
 	case family:
 		return bad(fmt.Sprintf("%T", st), "makes keyed families: one family is enough")
 	case *Guard:

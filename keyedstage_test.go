@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/internal/testcheck"
@@ -233,6 +234,16 @@ func TestKeyedConfig(t *testing.T) {
 		return resilience.NewRetryBudget(resilience.RetryBudgetConfig{})
 	}); err == nil || !strings.Contains(err.Error(), "RetryBudget") {
 		t.Errorf("budgets: %v", err)
+	}
+	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Hedge, error) {
+		return resilience.NewHedge(resilience.HedgeConfig{Delay: time.Millisecond})
+	}); err == nil || !strings.Contains(err.Error(), "*resilience.Hedge") {
+		t.Errorf("hedges: %v", err)
+	}
+	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Latency, error) {
+		return resilience.NewLatency(resilience.LatencyConfig{})
+	}); err == nil || !strings.Contains(err.Error(), "*resilience.Latency") {
+		t.Errorf("latency models: %v", err)
 	}
 	if _, err := resilience.NewKeyed(resilience.KeyedConfig{}, func(string) (*resilience.Guard, error) {
 		return resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{must(bh(""))}})
