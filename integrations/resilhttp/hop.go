@@ -12,8 +12,9 @@ import (
 )
 
 // AttemptHeader is the request header in which a Transport sends the
-// attempt number of each retry, as resilience.Attempt reads it off the
-// attempt's context: "2" for the first retry, "3" for the second, and so
+// attempt number of each retry, and of each hedge of a guard with a
+// resilience.Hedge, as resilience.Attempt reads it off the attempt's
+// context: "2" for the first retry (or hedge), "3" for the second, and so
 // on. A first attempt carries none (as gRPC's grpc-previous-rpc-attempts
 // is sent on retries only), so that a request sent once goes out as the
 // caller made it, at no cost. Server reads it. A value the caller set is

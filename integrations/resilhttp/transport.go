@@ -1,16 +1,20 @@
 // Package resilhttp guards HTTP clients and servers with the policies of
 // package resilience: a RoundTripper that runs each request through a
 // Guard, any Guard, every stage of it in order, and a middleware that
-// sheds load with a Bulkhead.
+// sheds load with a Bulkhead. With a resilience.Hedge in its guard, the
+// RoundTripper sends a slow request that is safe to send twice at once (a
+// GET, or a request with an Idempotency-Key) a second time, takes the
+// first answer and closes the other (see Transport).
 //
 // Between services that both use it, each hop says two things. A
-// Transport sends each retry's attempt number (AttemptHeader), which
-// Server hands to the handler (resilience.CallerAttempt). And a handler
-// whose own call to a dependency gave up answers with WriteGaveUp, whose
-// PushbackHeader of -1 tells the Transports calling it not to retry:
-// only the layer right above an overloaded service retries it. With two
-// layers that retry twice each, a request from the top then costs the
-// overloaded service 3 attempts, not 9:
+// Transport sends the attempt number of each retry and each hedge
+// (AttemptHeader), which Server hands to the handler
+// (resilience.CallerAttempt). And a handler whose own call to a
+// dependency gave up answers with WriteGaveUp, whose PushbackHeader of -1
+// tells the Transports calling it not to retry: only the layer right
+// above an overloaded service retries it. With two layers that retry
+// twice each, a request from the top then costs the overloaded service 3
+// attempts, not 9:
 //
 //	client -> A (Transport, 2 retries) -> B (overloaded)
 //
@@ -20,9 +24,7 @@ package resilhttp
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"net"
@@ -52,6 +54,11 @@ type TransportConfig struct {
 	//		Stages: []resilience.Stage{total, retry, breaker, perAttempt},
 	//	})
 	//
+	// A Hedge goes inside the retry and outside the breaker and the
+	// per-attempt limit, so that each hedge is an attempt of its own:
+	//
+	//	Stages: []resilience.Stage{total, retry, hedge, breaker, perAttempt},
+	//
 	// Every time limit a request ran under also bounds reading its
 	// response's body (see Transport): size a per-attempt limit for the
 	// body too. A guard whose time limit abandons calls
@@ -60,8 +67,9 @@ type TransportConfig struct {
 	Guard *resilience.Guard
 
 	// RetryUnsafe lets requests with methods that are not idempotent (POST,
-	// PATCH, CONNECT) be retried too. Default false: they are retried only
-	// when they carry an Idempotency-Key header.
+	// PATCH, CONNECT) be retried too, and every request that can be sent
+	// again be hedged, PUT and DELETE included. Default false: they are
+	// retried and hedged only when they carry an Idempotency-Key header.
 	RetryUnsafe bool
 
 	// IsFailure reports whether a response counts as a failure: its
@@ -130,13 +138,43 @@ func IsFailureStatus(resp *http.Response) bool {
 // the breaker. A pushback of zero or more milliseconds sets the wait
 // before the next attempt, in place of a Retry-After.
 //
-// Each retry's request carries AttemptHeader, its attempt number, and a
-// first attempt none; the caller's request is not changed (a retry is
-// sent with a copy of its header). The attempts sent and the calls made are counted in the
-// guard's Wire.
+// Each retry's request, and each hedge's, carries AttemptHeader, its
+// attempt number (resilience.Attempt: 2 for the first retry, or the first
+// hedge), and a first attempt none; the caller's request is not changed
+// (a retry is sent with a copy of its header). The attempts sent, hedges
+// included, and the calls made are counted in the guard's Wire.
+//
+// With a resilience.Hedge in the guard, a request that has not been
+// answered after the hedge's delay is sent again while the first attempt
+// is still in flight, and the first response that is not a failure wins:
+// the other attempts are cancelled at once, and their responses closed,
+// those that arrive after RoundTrip has returned included. A failed
+// response ends the call only when no other attempt is left in flight, or
+// when it says not to retry (a PushbackHeader of -1); the retry policy
+// then decides, as for any failed attempt. Only a request that may
+// be sent twice at once is hedged: one whose method is safe (GET, HEAD,
+// OPTIONS, TRACE; RFC 9110, section 9.2.1), or that has an
+// Idempotency-Key header, or, with RetryUnsafe, any request that can be
+// sent again. PUT and DELETE are idempotent but not safe: they are
+// retried, one attempt after the other, but not hedged (they run under
+// resilience.Unhedged), because two copies in flight at once race at the
+// server, where the one that runs second answers as if the first had not
+// run (a 404 for a DELETE, a 412 for a conditional PUT), and that answer
+// may be the first to come back. A request sent at most once (above) is
+// never hedged. A hedge sends a body from GetBody, as a retry does, while
+// the first attempt may still be sending req.Body: GetBody must return a
+// body of its own on each call, as those http.NewRequest sets do. A
+// server that follows the IETF draft on Idempotency-Key may answer a copy
+// that arrives while the first is still running with 409 Conflict: give
+// such requests a context from resilience.Unhedged, which also keeps any
+// request from being hedged.
 //
 // A failed response about to be retried is drained and closed first, so
-// that its connection goes back to the pool. When no retry is left, the
+// that its connection goes back to the pool. With a Hedge in the guard,
+// whose attempts run at once, a failed response that is not returned is
+// closed when RoundTrip returns, or as soon as it comes if that is later
+// (a body up to 64 KiB was read into memory as it came, so that its
+// connection is already free). When no retry is left, the
 // last response is returned as it came, with a nil error, as
 // http.Transport returns any response: check its StatusCode, or
 // ResponseError, which gives the guard's error for it. A request
@@ -149,9 +187,11 @@ func IsFailureStatus(resp *http.Response) bool {
 // it until the response body is closed, so it bounds reading the body
 // too, as http.Client.Timeout does (see resilience.Hold): the guard's
 // outermost limit bounds the whole exchange, and a per-attempt limit the
-// attempt whose response is returned, body included. Close every body, as
-// always. When the caller's context ends, everything stops at once: the
-// request in flight, the wait before a retry, and reading the body.
+// attempt whose response is returned, body included: with a Hedge, the
+// attempt that won, whose context stays open until its body is closed,
+// while the others' end at once. Close every body, as always. When the
+// caller's context ends, everything stops at once: the request in
+// flight, the wait before a retry, and reading the body.
 //
 // A Transport is safe for concurrent use. Make one with NewTransport: the
 // zero Transport sends nothing, and answers every request with an error
@@ -163,6 +203,7 @@ type Transport struct {
 	unsafe    bool
 	isFailure func(*http.Response) bool
 	key       func(*http.Request) string // nil when the guard has no breaker per key
+	hedges    bool                       // a stage of the guard may run attempts at once
 }
 
 // NewTransport returns a Transport configured by cfg, or an error if
@@ -178,6 +219,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		wire:      outcome.WireOf(cfg.Guard),
 		unsafe:    cfg.RetryUnsafe,
 		isFailure: cfg.IsFailure,
+		hedges:    hedges(cfg.Guard.Stages()),
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport
@@ -200,16 +242,16 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 // long as the response lives, no longer.
 type statusError struct {
 	status  string
-	attempt int // which attempt of the round trip it answered, from 1
+	attempt int // which attempt of the round trip it answered: its number in the exchange, from 1
 }
 
 func (e *statusError) Error() string { return "resilhttp: server answered " + e.status }
 
 // failure is the error that resp, a failed response to attempt number
-// attempt, travels through the guard as: marked resilience.Overloaded for
-// a 429 or a 503, permanent when its PushbackHeader says not to retry,
-// and carrying the wait of its PushbackHeader or, failing that, of its
-// Retry-After.
+// attempt of its exchange, travels through the guard as: marked
+// resilience.Overloaded for a 429 or a 503, permanent when its
+// PushbackHeader says not to retry, and carrying the wait of its
+// PushbackHeader or, failing that, of its Retry-After.
 func failure(resp *http.Response, attempt int) error {
 	var err error = &statusError{status: resp.Status, attempt: attempt}
 	if code := resp.StatusCode; code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
@@ -227,14 +269,6 @@ func failure(resp *http.Response, attempt int) error {
 	return err
 }
 
-// answers reports whether err is the failed response to attempt number
-// attempt, or wraps it. (Its variable, which escapes, is made only for an
-// error.)
-func answers(err error, attempt int) bool {
-	var se *statusError
-	return errors.As(err, &se) && se.attempt == attempt
-}
-
 // RoundTrip sends req through the guard. See Transport.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.guard == nil {
@@ -245,42 +279,30 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	once := !replayable || !t.unsafe && !idempotent(req)
 
-	// The stages run the attempts one after the other, never at once (see
-	// resilience.Stage), and all have returned when the guard has.
-	var pending *http.Response // a failed response not yet handed back
-	attempt := 0
+	// A Hedge of the guard runs attempts at the same time, and drops the
+	// results of those that lose: what the attempts share is the
+	// exchange's, which hands back one response at most and closes every
+	// other.
+	x := &exchange{t: t, req: req}
+	x.got = x.first[:0]
 	ctx := parent
 	if t.key != nil {
 		ctx = resilience.WithKey(parent, t.key(req))
 	}
-	resp, release, err := outcome.RunHeldAlways(ctx, t.guard, once, func(ctx context.Context) (*http.Response, error) {
-		if pending != nil {
-			discard(pending)
-			pending = nil
+	if !once && t.hedges && !t.unsafe && !hedgeable(req) {
+		// Idempotent, not safe: retried after it fails, never sent twice
+		// at once (see Transport).
+		ctx = resilience.Unhedged(ctx)
+	}
+	ended := false
+	defer func() {
+		if !ended { // a panic in a stage or in Base: close what came back
+			x.end(nil, 0)
 		}
-		r := req.WithContext(ctx)
-		r.Header = withAttempt(req.Header, resilience.Attempt(ctx))
-		if attempt > 0 && req.GetBody != nil {
-			body, err := req.GetBody()
-			if err != nil {
-				return nil, resilience.Permanent(fmt.Errorf("resilhttp: GetBody: %w", err))
-			}
-			r.Body = body
-		}
-		attempt++
-		t.wire.Sent(attempt)
-		resp, err := t.base.RoundTrip(r)
-		if err != nil {
-			return nil, err
-		}
-		if !t.isFailure(resp) {
-			return resp, nil
-		}
-		bufferBody(resp)
-		pending = resp
-		return resp, failure(resp, attempt)
-	})
+	}()
+	resp, release, err := outcome.RunHeldAlways(ctx, t.guard, once, x.attempt)
 
+	answered := 0 // the attempt whose failed response err is, if any
 	switch {
 	case err == nil:
 		if resp == nil {
@@ -291,21 +313,27 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	case parent.Err() != nil:
 		// The caller gave up: nothing more is returned.
-		resp = nil
-		err = parent.Err()
-	case pending != nil && answers(err, attempt):
-		// No retry left: the last answer is the caller's, as it came, and
-		// the guard's error is ResponseError's.
-		remember(pending, err)
-		resp, err = pending, nil
+		resp, err = nil, parent.Err()
 	default:
-		// A stage's error (a time-out, a rejection) or Base's.
+		// A stage's error (a time-out, a rejection), Base's, or a failed
+		// response with no retry left: the last answer is then the
+		// caller's, as it came, and the guard's error is ResponseError's.
 		resp = nil
+		var se *statusError
+		if errors.As(err, &se) {
+			answered = se.attempt
+		}
 	}
-	if pending != nil && pending != resp {
-		discard(pending)
+	resp, sent := x.end(resp, answered)
+	ended = true
+	if resp == nil && err == nil {
+		err = errNoResponse // the guard returned a response already closed
 	}
-	if attempt == 0 {
+	if resp != nil && err != nil {
+		remember(resp, err)
+		err = nil
+	}
+	if sent == 0 {
 		t.wire.Unsent()
 		closeBody(req) // never sent (a stage refused it): Base did not close it
 	}
@@ -323,12 +351,31 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// idempotent reports whether req may be sent twice with the same effect.
+// idempotent reports whether req may be sent twice with the same effect
+// (RFC 9110, section 9.2.2), one after the other.
 func idempotent(req *http.Request) bool {
 	switch req.Method {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
+	return hasKey(req)
+}
+
+// hedgeable reports whether req, which may be sent twice, may also be sent
+// twice at once: its method is safe (RFC 9110, section 9.2.1), so that it
+// changes nothing on the server, or it has an Idempotency-Key, so that the
+// server answers both copies as one.
+func hedgeable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return hasKey(req)
+}
+
+// hasKey reports whether req has an Idempotency-Key (or
+// X-Idempotency-Key) header.
+func hasKey(req *http.Request) bool {
 	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
 }
 
