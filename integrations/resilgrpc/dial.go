@@ -31,12 +31,14 @@ import (
 //
 // The options opts go to both interceptors: with KeyByMethod, a guard
 // with a *resilience.KeyedBreaker keys calls and streams by target and
-// method rather than by target alone (see UnaryClientInterceptor). One
-// guard may guard many connections: with a KeyedBreaker, each target has
-// its breaker.
+// method rather than by target alone (see UnaryClientInterceptor); with
+// HedgeMethods, a guard with a *resilience.Hedge hedges the unary calls
+// of the methods named. One guard may guard many connections: with a
+// KeyedBreaker, each target has its breaker.
 //
 // It returns an error if g is nil, the zero Guard, or has a time limit
-// that abandons calls (TimeoutConfig.Abandon).
+// that abandons calls (TimeoutConfig.Abandon), or if an option was given
+// something it cannot use.
 func DialOptions(g *resilience.Guard, opts ...ClientOption) ([]grpc.DialOption, error) {
 	if err := checkGuard("DialOptions", g); err != nil {
 		return nil, err

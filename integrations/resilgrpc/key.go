@@ -12,9 +12,13 @@ import (
 type ClientOption func(*clientOptions)
 
 type clientOptions struct {
-	byMethod bool // key calls by target and method
+	byMethod bool            // key calls by target and method
+	hedged   map[string]bool // the methods of HedgeMethods, by full name
+	err      error           // an option given something it cannot use
 }
 
+// newClientOptions applies opts; an option that was given something it
+// cannot use makes the interceptors' constructors fail with o.err.
 func newClientOptions(opts []ClientOption) clientOptions {
 	var o clientOptions
 	for _, opt := range opts {

@@ -45,6 +45,14 @@
 //
 //	srv := grpc.NewServer(resilgrpc.ServerOptions()...)
 //
+// A guard with a *resilience.Hedge hedges only the unary calls marked as
+// safe to run twice at once, by method (HedgeMethods) or one by one
+// (Hedged), keeping to gRFC A6's rules: each attempt has its own reply,
+// the first to answer wins and the others are cancelled, and no hedge is
+// sent once a response header has come:
+//
+//	opts, err := resilgrpc.DialOptions(guard, resilgrpc.HedgeMethods(userspb.Users_Get_FullMethodName))
+//
 // Wire counts the calls and attempts sent with a guard, for package
 // metrics.
 package resilgrpc
@@ -262,16 +270,36 @@ func checkGuard(fn string, g *resilience.Guard) error {
 // the address of the server behind it, which gRPC's load balancer picks
 // after the interceptor has run: to set aside one bad backend among those
 // a target resolves to, use gRPC's outlier detection.
+//
+// When g has a *resilience.Hedge, only the calls that HedgeMethods or
+// Hedged mark are hedged, each attempt into a reply of its own and over a
+// stream of its own that commits the call when its response header
+// arrives (see HedgeMethods for what that costs and changes); every other
+// call runs under resilience.Unhedged, so that the Hedge runs it once,
+// and is retried as before. It returns an error if an option was given
+// something it cannot use (a name HedgeMethods cannot read).
 func UnaryClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.UnaryClientInterceptor, error) {
 	if err := checkGuard("UnaryClientInterceptor", g); err != nil {
 		return nil, err
 	}
+	o := newClientOptions(opts)
+	if o.err != nil {
+		return nil, o.err
+	}
 	wire := outcome.WireOf(g)
 	keyed := g.KeyedBreaker() != nil
-	o := newClientOptions(opts)
+	hedge := hasHedge(g)
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if keyed {
 			ctx = resilience.WithKey(ctx, o.key(cc, method))
+		}
+		if hedge {
+			if m, ok := o.hedgeable(method, reply, cc, opts); ok && !resilience.IsUnhedged(ctx) {
+				return hedgedCall(ctx, g, wire, method, req, m, cc, opts)
+			}
+			// Attempts that write into the caller's reply one after
+			// another, never two at once.
+			ctx = resilience.Unhedged(ctx)
 		}
 		var c struct {
 			answered error // the last attempt's

@@ -84,6 +84,12 @@ const maxReplay = 64
 // is held by the stream itself, as above. And streams often live long:
 // the guard's time limit, made for one request and its answer (30s in
 // presets.GRPC()), would cut them. Bound a stream with its context.
+//
+// Streams are never hedged, whatever HedgeMethods says: the guard's Hedge
+// is not among the stages they use. The streams that the unary
+// interceptor opens for the attempts of a hedged unary call (see
+// HedgeMethods) are handed on as they are, since that interceptor guards
+// them.
 func StreamClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.StreamClientInterceptor, error) {
 	if err := checkGuard("StreamClientInterceptor", g); err != nil {
 		return nil, err
@@ -122,7 +128,15 @@ func StreamClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.St
 		}
 	}
 	o := newClientOptions(opts)
+	if o.err != nil {
+		return nil, o.err
+	}
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if isHedgeAttempt(opts) {
+			// An attempt of a hedged unary call, which the unary
+			// interceptor guards (see HedgeMethods).
+			return streamer(ctx, desc, cc, method, opts...)
+		}
 		opts = opts[:len(opts):len(opts)] // appended to for each attempt, never in the caller's array
 		st := &streamState{ctx: ctx, breaker: breaker, keyed: keyed, keyedOuter: keyedOuter,
 			retry: retry, retryFirst: retryFirst, wire: wire,
