@@ -8,7 +8,12 @@
 // a second for each side, and a summary. An epilogue puts three hosts
 // behind one client, one failing every call, through a breaker per host
 // (the preset's default) and through one shared breaker, and prints what
-// each host's calls saw. Run it with
+// each host's calls saw. A second, a slow tail, has the backend answer 2%
+// of requests in 50ms and the rest in 1ms, sends the same calls through
+// the guard and through the same guard with a resilience.Hedge (a GET
+// still unanswered after the p95 of recent answers is sent again), and
+// prints each side's p50, p99 and slowest call and the requests it cost.
+// Run it with
 //
 //	go run ./examples/demo
 //

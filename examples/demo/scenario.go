@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -67,28 +67,46 @@ const (
 	slow
 	recovered
 	hosts // the epilogue: see playHosts
+	tail  // the second epilogue: see playTail
 	over
 )
 
-var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "three hosts, one failing", "over"}
+var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "three hosts, one failing", "a slow tail", "over"}
 
 // backend is the flaky dependency: an HTTP handler whose behaviour follows
 // the phase.
 type backend struct {
-	cfg   config
-	phase atomic.Int32
+	cfg     config
+	phase   atomic.Int32
+	tail    tailBackend  // the tail phase's
+	failing atomic.Int64 // requests served in the failing phase
+}
+
+// fails reports whether the failing phase's request number n (from 0)
+// fails: FailureRate of them, spread evenly (request n succeeds when the
+// count of successes due moves on at it), so that at 90% no two requests
+// in a row succeed and the breaker's two half-open probes never both do
+// while the backend is failing. Drawn at random, two in a row did about
+// once in sixty runs, and the breaker closed and opened again.
+func (b *backend) fails(n int64) bool {
+	ok := 1 - b.cfg.FailureRate
+	return math.Floor(float64(n+1)*ok) == math.Floor(float64(n)*ok)
 }
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch b.phase.Load() {
 	case failing:
-		if rand.Float64() < b.cfg.FailureRate {
+		if b.fails(b.failing.Add(1) - 1) {
 			http.Error(w, "overloaded", http.StatusServiceUnavailable)
 			return
 		}
 	case hosts:
 		if r.Host == failingHost {
 			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+	case tail:
+		if !b.tail.answer(r) {
 			return
 		}
 	case slow:
@@ -222,6 +240,9 @@ type report struct {
 	// Hosts is what the epilogue saw: three hosts, one failing, through a
 	// breaker per host and through one shared breaker.
 	Hosts *hostsReport
+	// Tail is what the second epilogue saw: a backend with a slow tail,
+	// through the guard and through the same guard with a Hedge.
+	Tail *tailReport
 }
 
 // lockedWriter writes to w under mu, which the narration holds too.
@@ -428,7 +449,10 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
-	rep.Hosts, err = playHosts(ctx, cfg, be, n, logf, out)
+	if rep.Hosts, err = playHosts(ctx, cfg, be, n, logf, out); err != nil {
+		return rep, err
+	}
+	rep.Tail, err = playTail(ctx, cfg, be, n, logf, out)
 	return rep, err
 }
 

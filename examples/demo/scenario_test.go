@@ -76,10 +76,10 @@ func TestScenario(t *testing.T) {
 		t.Log("\n" + out.String())
 
 		// Four phases of 3s, then the calls still running (the slowest, a
-		// direct call to the slow backend, takes 1s), then the epilogue's
-		// 3s.
-		if d := time.Since(start); d < 15*time.Second || d > 16*time.Second {
-			t.Errorf("the scenario took %v, want 15s to 16s", d)
+		// direct call to the slow backend, takes 1s), then the two
+		// epilogues' 3s each.
+		if d := time.Since(start); d < 18*time.Second || d > 19*time.Second {
+			t.Errorf("the scenario took %v, want 18s to 19s", d)
 		}
 
 		// The breaker goes Closed -> Open, probes, and ends Closed, each
@@ -150,11 +150,47 @@ func TestScenario(t *testing.T) {
 				t.Errorf("one shared breaker, %s: %+v, want calls rejected for the other host's failures", name, s)
 			}
 		}
+		// The second epilogue: every call of both sides succeeds, each of
+		// the unhedged side's reaches the backend once, and the Hedge cuts
+		// the p99 the slow tail sets (50ms) to under half, for no more
+		// extra requests than its budget allows (5% of calls) and 1% of
+		// slack. On the fake clock a fast answer takes 1ms and a hedged
+		// slow call 3ms, however loaded the machine: the margins are wide
+		// (it reads 3ms against 50ms, 2% more requests), and the test
+		// fails without the Hedge, or with one that hedges too late or
+		// without a budget.
+		tr := rep.Tail
+		if tr == nil {
+			t.Fatal("no second epilogue")
+		}
+		u, hd := tr.Sides[unhedged], tr.Sides[hedged]
+		for side, s := range tr.Sides {
+			if s.Calls < 200 || s.Failed != 0 {
+				t.Errorf("the tail, %s: %d calls, %d failed; want at least 200, all ok", tailPaths[side], s.Calls, s.Failed)
+			}
+		}
+		if u.Requests != int64(u.Calls) {
+			t.Errorf("the tail without a hedge: the backend saw %d requests for %d calls, want one each", u.Requests, u.Calls)
+		}
+		if u.P99 < tailSlow {
+			t.Errorf("the tail without a hedge: p99 %v, want the slow tail's %v at least", u.P99, tailSlow)
+		}
+		if hd.P99 > u.P99/2 {
+			t.Errorf("the tail with a hedge: p99 %v, want under half the unhedged %v", hd.P99, u.P99)
+		}
+		if extra := tr.ExtraRequests(); extra > tr.Budget+0.01 || tr.Sent == 0 || tr.Won == 0 {
+			t.Errorf("the tail with a hedge: %.1f%% more requests (%d requests for %d calls), %d hedges sent, %d answered first; want some hedges, and extra requests at most the budget's %.0f%% plus 1%%",
+				100*extra, hd.Requests, hd.Calls, tr.Sent, tr.Won, 100*tr.Budget)
+		}
+		if got, want := hd.Requests, int64(hd.Calls)+int64(tr.Sent); got > want {
+			t.Errorf("the tail with a hedge: the backend saw %d requests, more than the %d calls and %d hedges", got, hd.Calls, tr.Sent)
+		}
 		// The failures that open the breaker are shown as they happen, and
 		// each side has its line a second.
 		for _, want := range []string{"attempt 1 failed: resilhttp: server answered 503", `attempt 1 failed: resilience: timeout "backend.attempt"`,
 			"direct:", "through the chain:", "breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain",
-			"a breaker per host", "one shared breaker", "with a breaker per host, api-2.backend.test cut off; with one shared breaker, all three hosts"} {
+			"a breaker per host", "one shared breaker", "with a breaker per host, api-2.backend.test cut off; with one shared breaker, all three hosts",
+			"phase: a slow tail", "slowest   requests a call", "without a hedge ", "with a hedge ", "the Hedge sent ", tr.verdict(), "hedging cut the p99 from "} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q", want)
 			}
