@@ -406,3 +406,39 @@ func BenchmarkChaos(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHedge: a call through a Hedge whose delay it never reaches,
+// beside the same call through no stage: what hedging costs a call that
+// does not need it (a cancellable context for the first attempt, a timer,
+// a lock), with a caller's context that can end and one that cannot.
+func BenchmarkHedge(b *testing.B) {
+	h := must(resilience.NewHedge(resilience.HedgeConfig{Name: "h", Delay: time.Hour}))
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		p    resilience.Policy[int]
+		ctx  context.Context
+	}{
+		{"none", resilience.For[int](), context.Background()},
+		{"not-triggered/ctx=background", resilience.For[int](h), context.Background()},
+		{"not-triggered/ctx=cancellable", resilience.For[int](h), cancellable},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.p.Do(c.ctx, noop)
+			}
+		})
+	}
+}
+
+// BenchmarkPushback: a call through a Pushback with no period in force.
+func BenchmarkPushback(b *testing.B) {
+	p := resilience.For[int](must(resilience.NewPushback(resilience.PushbackConfig{Name: "p"})))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Do(ctx, noop)
+	}
+}

@@ -294,8 +294,8 @@ type hedgeCall[T any] struct {
 	parent context.Context
 	n      next[T]
 	delay  time.Duration
-	timer  *time.Timer // fires each hedge
-	end    chan struct{}
+	timer  *time.Timer   // fires each hedge
+	end    chan struct{} // closed when the call is decided; made with the first hedge, under mu
 
 	mu        sync.Mutex // guards what follows; no callback runs under it
 	launched  int        // attempts sent, the first included
@@ -349,7 +349,7 @@ func Commit(ctx context.Context) {
 }
 
 func hedgeRun[T any](h *Hedge, ctx context.Context, n next[T], delay time.Duration) (T, error) {
-	c := &hedgeCall[T]{h: h, parent: ctx, n: n, delay: delay, end: make(chan struct{}), launched: 1, running: 1, committed: -1}
+	c := &hedgeCall[T]{h: h, parent: ctx, n: n, delay: delay, launched: 1, running: 1, committed: -1}
 	actx, cancel := context.WithCancel(ctx)
 	c.cancels[0] = cancel
 	c.first = hedgeAttempt{attemptCtx: attemptCtx{Context: actx}, c: c}
@@ -419,6 +419,9 @@ func (c *hedgeCall[T]) fire() {
 	}
 	actx, cancel := context.WithCancel(c.parent)
 	c.cancels[i] = cancel
+	if c.end == nil {
+		c.end = make(chan struct{}) // made by the first hedge: a call with none never waits on it
+	}
 	c.launched++
 	c.running++
 	if c.launched <= h.cfg.MaxHedges {
