@@ -37,7 +37,9 @@ type Config struct {
 	//
 	// A guard whose time limit abandons calls (TimeoutConfig.Abandon) is
 	// refused: an abandoned command would go on writing into the command
-	// the caller already has back.
+	// the caller already has back. A Hedge in the guard
+	// (resilience.NewHedge, inside the retry, outside the breaker) hedges
+	// the read-only commands alone: see Hook.
 	Guard *resilience.Guard
 
 	// RetryWrites lets every command be retried after a failure. Default
@@ -98,6 +100,30 @@ type Config struct {
 // to blocking commands, and their time-outs are not reported to the
 // observers of its Timeout stages.
 //
+// A Hedge in the guard sends a second copy of a slow command, and takes
+// the first answer, for the read-only commands (those retried without
+// RetryWrites) whose reply the Hook can copy: those of the types go-redis
+// gives its common reads, *redis.Cmd (Client.Do), *redis.StringCmd,
+// *redis.StatusCmd, *redis.IntCmd, *redis.BoolCmd, *redis.FloatCmd,
+// *redis.DurationCmd, *redis.TimeCmd, *redis.SliceCmd,
+// *redis.StringSliceCmd, *redis.IntSliceCmd, *redis.FloatSliceCmd,
+// *redis.BoolSliceCmd, *redis.MapStringStringCmd, *redis.ZSliceCmd,
+// *redis.ScanCmd and *redis.XMessageSliceCmd. Each attempt of such a
+// command runs on a copy of it of its own (Cmder.Clone), and the winner's
+// reply is copied into the caller's command once the guard returns, so
+// that no attempt ever writes into it, the one that lost least of all.
+// Every other command runs under resilience.Unhedged, retried as before
+// and never hedged: a write, which must not run twice at once, a
+// blocking command, a pipeline or a transaction, and a read of any other
+// type. go-redis does not stop reading a reply when the command's context
+// is cancelled, only at its deadline: an attempt that lost is left to
+// finish on a goroutine of its own, into its own copy, and holds its
+// connection until its reply comes or its read times out (a per-attempt
+// time limit of the guard, or Options.ReadTimeout). A guard without a
+// Hedge costs nothing more: the Hook looks for one (a *resilience.Hedge,
+// or a resilience.Keyed family of them) once, when it is made, and does
+// not know of a stage of your own that runs a call twice at once.
+//
 // Three client options matter: go-redis retries failed commands
 // (Options.MaxRetries, default 3) and failed dials (Options.DialerRetries,
 // default 5) itself, inside the guard's attempt, and it ignores the
@@ -114,6 +140,7 @@ type Hook struct {
 	retryWrites bool
 	key         string        // Config.Key, if the guard is keyed
 	wire        *outcome.Wire // guard's: every command and pipeline counts into it
+	hedged      bool          // the guard has a Hedge: see hedge.go
 }
 
 // NewHook returns a Hook configured by cfg, or an error if cfg.Guard is
@@ -126,7 +153,7 @@ func NewHook(cfg Config) (*Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard)}
+	h := &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard), hedged: hasHedge(cfg.Guard)}
 	if outcome.Keyed(cfg.Guard) {
 		h.key = cfg.Key
 	}
@@ -148,7 +175,14 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd) // part of a guarded call: see guarded
 		}
 		wait, blocks := blockingWait(cmd)
-		return h.run(ctx, isReadOnly(cmd), blocks, wait, func(ctx context.Context) error { return next(ctx, cmd) })
+		readOnly := isReadOnly(cmd)
+		if h.hedged {
+			if readOnly && !blocks && hedgeable(cmd) {
+				return h.runHedged(ctx, cmd, next)
+			}
+			ctx = resilience.Unhedged(ctx) // see hedge.go
+		}
+		return h.run(ctx, readOnly, blocks, wait, func(ctx context.Context) error { return next(ctx, cmd) })
 	}
 }
 
@@ -174,6 +208,9 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 			}
 		}
 		wait, blocks := pipelineWait(cmds)
+		if h.hedged {
+			ctx = resilience.Unhedged(ctx) // the commands are the caller's: see hedge.go
+		}
 		return h.run(ctx, readOnly, blocks, wait, func(ctx context.Context) error { return next(ctx, cmds) })
 	}
 }
