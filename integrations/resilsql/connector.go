@@ -26,6 +26,18 @@
 // a temporary table, a lock or any other statement that may have changed
 // the session fails with an error matching ErrReadNotRetried.
 //
+// A read is hedged (sent again, on another connection, when it is slower
+// than usual, the first answer taken) by Query, at the level of the
+// *sql.DB, with a *resilience.Hedge of its own: each attempt takes a
+// connection from the pool. A Connector's guard holds no Hedge (see
+// NewConnector):
+//
+//	hedge, err := resilience.NewHedge(resilience.HedgeConfig{Name: "orders-reads", Delay: 20 * time.Millisecond})
+//	...
+//	rows, err := resilsql.Query(ctx, db, hedge, `SELECT id, total FROM orders WHERE customer = $1`, customer)
+//	...
+//	defer rows.Close()
+//
 // A sharded database is one *sql.DB per shard, each opened through a
 // Connector with the shard's Config.Key and one guard holding a
 // *resilience.KeyedBreaker: each shard has its own breaker, so that a
@@ -54,6 +66,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/outcome"
@@ -61,8 +74,9 @@ import (
 
 // Config configures a Connector.
 type Config struct {
-	// Guard protects the calls to one database. Required; any guard will
-	// do, and presets.Database() is made for it.
+	// Guard protects the calls to one database. Required; any guard
+	// without a Hedge will do, and presets.Database() is made for it. A
+	// read is hedged by Query, outside the Connector: see NewConnector.
 	Guard *resilience.Guard
 
 	// IsFailure reports whether an error the driver returned means the
@@ -151,13 +165,22 @@ type Connector struct {
 
 // NewConnector returns a Connector that guards base's connections as cfg
 // says, or an error if base is nil, cfg.Guard is nil or the zero Guard,
-// or one of the guard's time limits abandons calls
-// (TimeoutConfig.Abandon).
+// one of the guard's time limits abandons calls (TimeoutConfig.Abandon),
+// or the guard holds a Hedge (a *resilience.Hedge, or a resilience.Keyed
+// family of them). A Connector guards each call on one driver connection,
+// which runs one statement at a time: a hedge of it would have to run on
+// the same connection, at the same time, which no driver can do, and a
+// Hedge there could never send one. Hedge reads with Query, whose stage
+// holds the Hedge, at the level of the *sql.DB, where each attempt takes
+// a connection of its own from the pool.
 func NewConnector(base driver.Connector, cfg Config) (*Connector, error) {
 	if base == nil {
 		return nil, errors.New("resilsql: NewConnector: the base connector is nil")
 	}
 	if err := outcome.Check("resilsql", "Config.Guard", cfg.Guard); err != nil {
+		return nil, err
+	}
+	if err := checkNoHedge(cfg.Guard); err != nil {
 		return nil, err
 	}
 	c := &Connector{base: base, guard: cfg.Guard, retries: retries(cfg.Guard), noRetry: noRetry(cfg.Guard), isFailure: cfg.IsFailure, wire: outcome.WireOf(cfg.Guard)}
@@ -306,9 +329,25 @@ func IsFailure(err error) bool {
 	return true
 }
 
+// checkNoHedge returns an error if g holds a Hedge: see NewConnector.
+func checkNoHedge(g *resilience.Guard) error {
+	for _, s := range g.Stages() {
+		if k := s.Kind(); k == resilience.KindHedge || strings.HasSuffix(k, "_"+resilience.KindHedge) {
+			return fmt.Errorf("resilsql: Config.Guard: the hedge %q cannot hedge a driver call, which runs on one connection, "+
+				"one statement at a time: take the Hedge out of the Connector's guard, and hedge reads with resilsql.Query, "+
+				"whose attempts each take a connection of their own from the *sql.DB", s.Name())
+		}
+	}
+	return nil
+}
+
 // run makes one call through every stage of the guard. Only a call that
 // may be retried is: any other is made at most once.
 func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context.Context) (T, error)) (T, error) {
+	if err := checkQueryStage(ctx, c.guard); err != nil {
+		var zero T
+		return zero, err
+	}
 	var answered error
 	attempt := 0
 	v, err := outcome.Run(c.keyed(ctx), c.guard, !retried, func(ctx context.Context) (T, error) {
@@ -331,6 +370,9 @@ func run[T any](ctx context.Context, c *Connector, retried bool, fn func(context
 // guard's time limits run until they are closed, rather than ending when
 // the query returns.
 func runRows(ctx context.Context, c *Connector, retried bool, fn func(context.Context) (driver.Rows, error)) (driver.Rows, error) {
+	if err := checkQueryStage(ctx, c.guard); err != nil {
+		return nil, err
+	}
 	var answered error
 	attempt := 0
 	rows, release, err := outcome.RunHeld(c.keyed(ctx), c.guard, !retried, func(ctx context.Context) (driver.Rows, error) {
