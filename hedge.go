@@ -53,7 +53,10 @@ type HedgeConfig struct {
 	// over the last BudgetWindow, however slow the dependency is. That is
 	// what keeps a dependency slowed by load from being sent more. A
 	// hedge the budget refuses is not sent: the call waits for the
-	// attempts it has. Default 0.05 (DefaultHedgeBudget). See NoBudget.
+	// attempts it has, and the budget is asked again after twice the
+	// delay, then four times, and so on, while the call runs: when hedges
+	// are short, they go to the calls that stay slow. Default 0.05
+	// (DefaultHedgeBudget). See NoBudget.
 	Budget float64
 
 	// BudgetWindow is how far back the budget counts calls and hedges;
@@ -101,6 +104,9 @@ var ErrHedgeBudget = errors.New("resilience: hedge budget spent")
 // permanent one (Permanent), which another attempt would only repeat. The
 // others are cancelled through their contexts, and their results
 // dropped: a dropped result that is an io.Closer (*sql.Rows) is closed.
+// With a Latency, each attempt so cancelled is recorded in it at the time
+// it had run, a lower bound of its latency: the model would otherwise see
+// only the attempts that won, the fast ones, and put the delay too low.
 // An attempt that fails while another is in flight does not end the
 // call: it waits for the others; the call fails once every attempt sent
 // has failed, with the error of the last to fail (carrying the longest
@@ -284,7 +290,7 @@ func hedgeDo[T any](h *Hedge, ctx context.Context, n next[T]) (T, error) {
 		// No hedge could start before the deadline.
 		return n.call(ctx)
 	}
-	return hedgeRun(h, ctx, n, delay)
+	return hedgeRun(h, ctx, n, delay, now)
 }
 
 // hedgeCall is one hedged call: its attempts, the first on the caller's
@@ -307,8 +313,11 @@ type hedgeCall[T any] struct {
 	err       error
 	panicked  bool // the attempt that decided panicked with pv
 	pv        any
-	committed int           // the attempt that committed the call (see Commit), or -1
-	hint      time.Duration // the longest Retry-After hint of the attempts that failed
+	refusals  int                      // hedges the budget refused this call, each asked again later
+	starts    [1 + maxHedges]time.Time // when each attempt began
+	ended     [1 + maxHedges]bool      // which attempts have ended
+	committed int                      // the attempt that committed the call (see Commit), or -1
+	hint      time.Duration            // the longest Retry-After hint of the attempts that failed
 
 	first hedgeAttempt // the first attempt's context
 }
@@ -348,8 +357,9 @@ func Commit(ctx context.Context) {
 	}
 }
 
-func hedgeRun[T any](h *Hedge, ctx context.Context, n next[T], delay time.Duration) (T, error) {
+func hedgeRun[T any](h *Hedge, ctx context.Context, n next[T], delay time.Duration, start time.Time) (T, error) {
 	c := &hedgeCall[T]{h: h, parent: ctx, n: n, delay: delay, launched: 1, running: 1, committed: -1}
+	c.starts[0] = start
 	actx, cancel := context.WithCancel(ctx)
 	c.cancels[0] = cancel
 	c.first = hedgeAttempt{attemptCtx: attemptCtx{Context: actx}, c: c}
@@ -409,7 +419,13 @@ func (c *hedgeCall[T]) fire() {
 		}
 	}
 	if h.budget != nil && !h.budget.withdraw() {
-		c.stopped = true
+		// Asked again later, while the call runs, each time after twice
+		// the wait before: a call still running then is more likely to be
+		// slow for good than one delayed a moment, so that when the
+		// budget is short, what it has goes to the calls that need it
+		// most.
+		c.refusals++
+		c.timer.Reset(c.delay << min(c.refusals, 20))
 		c.mu.Unlock()
 		h.refused.Add(1)
 		if h.ev.on() {
@@ -419,6 +435,7 @@ func (c *hedgeCall[T]) fire() {
 	}
 	actx, cancel := context.WithCancel(c.parent)
 	c.cancels[i] = cancel
+	c.starts[i] = time.Now()
 	if c.end == nil {
 		c.end = make(chan struct{}) // made by the first hedge: a call with none never waits on it
 	}
@@ -458,6 +475,7 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	decisive := panicked || err == nil || markOf(err) == Success || IsPermanent(err)
 	c.mu.Lock()
 	c.running--
+	c.ended[i] = true
 	if c.done || c.committed >= 0 && c.committed != i {
 		// A loser: the call was decided, or committed to another
 		// attempt.
@@ -495,11 +513,31 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	if c.committed >= 0 {
 		losers = 0 // cancelled, and counted, when the call was committed
 	}
+	var censored [1 + maxHedges]time.Duration // the losers' time so far, for the model
+	if l := c.h.cfg.Latency; l != nil && losers > 0 && !panicked && (err == nil || markOf(err) == Success) {
+		now := time.Now()
+		for j := range launched {
+			if !c.ended[j] {
+				censored[j] = now.Sub(c.starts[j])
+			}
+		}
+	}
 	c.mu.Unlock()
 	c.timer.Stop()
 	for j := range launched {
 		if j != i {
 			cancels[j]()
+		}
+	}
+	if l := c.h.cfg.Latency; l != nil {
+		// An attempt cancelled because another answered first took at
+		// least this long: without it the model would see only the
+		// answers that won, the fast ones, and set the delay too low.
+		now := time.Now()
+		for _, d := range censored[:launched] {
+			if d > 0 {
+				l.recordAt(now, d)
+			}
 		}
 	}
 	if losers > 0 {

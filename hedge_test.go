@@ -597,3 +597,85 @@ func TestHedgeKeepsTheLongestPushback(t *testing.T) {
 		}
 	})
 }
+
+// A hedge the budget refuses is asked for again after twice the delay,
+// while the call runs: a call that stays slow gets the share the calls
+// made meanwhile have earned.
+func TestHedgeAsksTheBudgetAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := must(resilience.NewHedge(resilience.HedgeConfig{Delay: 10 * time.Millisecond})) // 5% of calls, no floor
+		fast := func(context.Context) (int, error) { time.Sleep(time.Millisecond); return 0, nil }
+		for range 18 {
+			resilience.Do(context.Background(), h, fast)
+		}
+		// The 19th call is slow: at 10ms the budget has 0.95 of a hedge,
+		// and refuses; a 20th call, made meanwhile, earns it a whole one,
+		// which it gets when it asks again, 20ms later.
+		start := time.Now()
+		var took time.Duration
+		var v int
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			v, _ = resilience.Do(context.Background(), h, func(ctx context.Context) (int, error) {
+				if resilience.Attempt(ctx) == 1 {
+					select {
+					case <-time.After(time.Second):
+						return 1, nil
+					case <-ctx.Done():
+						return 0, ctx.Err()
+					}
+				}
+				time.Sleep(time.Millisecond)
+				return 2, nil
+			})
+			took = time.Since(start)
+		}()
+		time.Sleep(15 * time.Millisecond)
+		resilience.Do(context.Background(), h, fast)
+		<-done
+		if v != 2 || took != 31*time.Millisecond {
+			t.Errorf("got %d after %v; want the hedge's 2 at 31ms (refused at 10ms, sent at 30ms)", v, took)
+		}
+		if st := hedgeStats(h); st["sent"] != 1 || st["refused"] != 1 || st["won"] != 1 {
+			t.Errorf("Stats %v", st)
+		}
+		synctest.Wait()
+	})
+}
+
+// With a Latency, an attempt cancelled because another answered first is
+// recorded at the time it had run, a lower bound of its latency: the
+// model sees the slow attempts too, not only the fast ones that won.
+func TestHedgeRecordsTheLosersTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lat := must(resilience.NewLatency(resilience.LatencyConfig{MinSamples: 1}))
+		h := must(resilience.NewHedge(resilience.HedgeConfig{Latency: lat, Quantile: 0.5, MinDelay: 10 * time.Millisecond, NoBudget: true}))
+		p := resilience.For[int](h, lat)
+		lat.Record(time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the hedge's view of the model is refreshed
+		_, err := p.Do(context.Background(), func(ctx context.Context) (int, error) {
+			if resilience.Attempt(ctx) == 1 {
+				<-ctx.Done()
+				return 0, ctx.Err()
+			}
+			time.Sleep(5 * time.Millisecond)
+			return 2, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first sample, the hedge's 5ms answer, and the first
+		// attempt's 15ms before it was cancelled.
+		if n, top := lat.Samples(), must2(lat.Quantile(1)); n != 3 || top < 14700*time.Microsecond || top > 15300*time.Microsecond {
+			t.Errorf("%d samples, the largest %v; want 3, the loser's 15ms", n, top)
+		}
+	})
+}
+
+func must2(d time.Duration, ok bool) time.Duration {
+	if !ok {
+		return -1
+	}
+	return d
+}
