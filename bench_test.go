@@ -421,6 +421,16 @@ func BenchmarkHedge(b *testing.B) {
 		ctx  context.Context
 	}{
 		{"none", resilience.For[int](), context.Background()},
+		// What any hedge of a call on the caller's goroutine needs, and
+		// nothing else: a context that a winning hedge can cancel, and
+		// a timer.
+		{"floor/WithCancel+AfterFunc", resilience.Compose[int](resilience.PolicyFunc[int](func(ctx context.Context, fn resilience.Func[int]) (int, error) {
+			actx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			t := time.AfterFunc(time.Hour, noopFire)
+			defer t.Stop()
+			return fn(actx)
+		})), context.Background()},
 		{"not-triggered/ctx=background", resilience.For[int](h), context.Background()},
 		{"not-triggered/ctx=cancellable", resilience.For[int](h), cancellable},
 	} {
@@ -432,6 +442,8 @@ func BenchmarkHedge(b *testing.B) {
 		})
 	}
 }
+
+func noopFire() {}
 
 // BenchmarkPushback: a call through a Pushback with no period in force.
 func BenchmarkPushback(b *testing.B) {

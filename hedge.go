@@ -278,7 +278,10 @@ func hedgeDo[T any](h *Hedge, ctx context.Context, n next[T]) (T, error) {
 	if IsUnhedged(ctx) || ctx.Err() != nil {
 		return n.call(ctx)
 	}
-	now := time.Now()
+	var now time.Time // read only for a Latency: a fixed delay needs no clock
+	if h.cfg.Latency != nil {
+		now = time.Now()
+	}
 	delay, ok := h.delay(now)
 	if !ok {
 		return n.call(ctx)
@@ -286,7 +289,7 @@ func hedgeDo[T any](h *Hedge, ctx context.Context, n next[T]) (T, error) {
 	if h.budget != nil {
 		h.budget.first()
 	}
-	if deadline, ok := ctx.Deadline(); ok && !now.Add(delay).Before(deadline) {
+	if deadline, ok := ctx.Deadline(); ok && sooner(deadline, delay+1) {
 		// No hedge could start before the deadline.
 		return n.call(ctx)
 	}
@@ -303,23 +306,29 @@ type hedgeCall[T any] struct {
 	timer  *time.Timer   // fires each hedge
 	end    chan struct{} // closed when the call is decided; made with the first hedge, under mu
 
-	mu        sync.Mutex // guards what follows; no callback runs under it
-	launched  int        // attempts sent, the first included
-	running   int        // attempts sent and not ended
-	done      bool       // the call's result is decided
-	stopped   bool       // no further hedge is sent
-	cancels   [1 + maxHedges]context.CancelFunc
+	mu        sync.Mutex  // guards what follows; no callback runs under it
+	launched  int         // attempts sent, the first included
+	running   int         // attempts sent and not ended
+	done      bool        // the call's result is decided
+	stopped   bool        // no further hedge is sent
+	att       []hedgeSlot // the attempts sent, the first included
+	att0      [1]hedgeSlot
 	v         T // the result, once done
 	err       error
 	panicked  bool // the attempt that decided panicked with pv
 	pv        any
-	refusals  int                      // hedges the budget refused this call, each asked again later
-	starts    [1 + maxHedges]time.Time // when each attempt began
-	ended     [1 + maxHedges]bool      // which attempts have ended
-	committed int                      // the attempt that committed the call (see Commit), or -1
-	hint      time.Duration            // the longest Retry-After hint of the attempts that failed
+	refusals  int           // hedges the budget refused this call, each asked again later
+	committed int           // the attempt that committed the call (see Commit), or -1
+	hint      time.Duration // the longest Retry-After hint of the attempts that failed
 
 	first hedgeAttempt // the first attempt's context
+}
+
+// hedgeSlot is one attempt of a hedged call, as the call keeps it.
+type hedgeSlot struct {
+	cancel context.CancelFunc
+	start  time.Time // when it began; only with a Latency, for the model
+	ended  bool
 }
 
 // hedgeAttempt is the context of one attempt of a hedged call: the
@@ -359,9 +368,9 @@ func Commit(ctx context.Context) {
 
 func hedgeRun[T any](h *Hedge, ctx context.Context, n next[T], delay time.Duration, start time.Time) (T, error) {
 	c := &hedgeCall[T]{h: h, parent: ctx, n: n, delay: delay, launched: 1, running: 1, committed: -1}
-	c.starts[0] = start
 	actx, cancel := context.WithCancel(ctx)
-	c.cancels[0] = cancel
+	c.att0[0] = hedgeSlot{cancel: cancel, start: start}
+	c.att = c.att0[:]
 	c.first = hedgeAttempt{attemptCtx: attemptCtx{Context: actx}, c: c}
 	c.mu.Lock() // fire reads the timer under the lock, and may run before AfterFunc returns
 	c.timer = time.AfterFunc(delay, c.fire)
@@ -434,8 +443,11 @@ func (c *hedgeCall[T]) fire() {
 		return
 	}
 	actx, cancel := context.WithCancel(c.parent)
-	c.cancels[i] = cancel
-	c.starts[i] = time.Now()
+	slot := hedgeSlot{cancel: cancel}
+	if h.cfg.Latency != nil {
+		slot.start = time.Now()
+	}
+	c.att = append(c.att, slot)
 	if c.end == nil {
 		c.end = make(chan struct{}) // made by the first hedge: a call with none never waits on it
 	}
@@ -475,13 +487,14 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	decisive := panicked || err == nil || markOf(err) == Success || IsPermanent(err)
 	c.mu.Lock()
 	c.running--
-	c.ended[i] = true
+	c.att[i].ended = true
+	own := c.att[i].cancel
 	if c.done || c.committed >= 0 && c.committed != i {
 		// A loser: the call was decided, or committed to another
 		// attempt.
 		c.mu.Unlock()
 		discard(v)
-		c.cancels[i]()
+		own()
 		return false
 	}
 	if c.committed == i {
@@ -496,7 +509,7 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	if !decisive && c.running > 0 {
 		c.mu.Unlock()
 		discard(v)
-		c.cancels[i]()
+		own()
 		return true
 	}
 	if !decisive && c.hint > 0 && (!hinted || hint < c.hint) {
@@ -508,7 +521,7 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	// failing.
 	c.done = true
 	c.v, c.err, c.panicked, c.pv = v, err, panicked, pv
-	cancels := c.cancels
+	att := c.att
 	launched, losers := c.launched, c.running
 	if c.committed >= 0 {
 		losers = 0 // cancelled, and counted, when the call was committed
@@ -517,8 +530,8 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	if l := c.h.cfg.Latency; l != nil && losers > 0 && !panicked && (err == nil || markOf(err) == Success) {
 		now := time.Now()
 		for j := range launched {
-			if !c.ended[j] {
-				censored[j] = now.Sub(c.starts[j])
+			if !att[j].ended {
+				censored[j] = now.Sub(att[j].start)
 			}
 		}
 	}
@@ -526,7 +539,7 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	c.timer.Stop()
 	for j := range launched {
 		if j != i {
-			cancels[j]()
+			att[j].cancel()
 		}
 	}
 	if l := c.h.cfg.Latency; l != nil {
@@ -546,7 +559,7 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	if i > 0 && decisive && !panicked {
 		c.h.won.Add(1)
 	}
-	c.keep(i, cancels[i])
+	c.keep(i, att[i].cancel)
 	close(c.end)
 	return true
 }
@@ -561,12 +574,12 @@ func (c *hedgeCall[T]) commit(i int) {
 	}
 	c.committed = i
 	c.stopped = true
-	cancels, launched, losers := c.cancels, c.launched, c.running-1
+	att, launched, losers := c.att, c.launched, c.running-1
 	c.mu.Unlock()
 	c.timer.Stop()
 	for j := range launched {
 		if j != i {
-			cancels[j]()
+			att[j].cancel()
 		}
 	}
 	if losers > 0 {
@@ -586,12 +599,12 @@ func (c *hedgeCall[T]) keep(i int, cancel context.CancelFunc) {
 func (c *hedgeCall[T]) abort() {
 	c.mu.Lock()
 	c.done = true
-	cancels, launched := c.cancels, c.launched
+	att, launched := c.att, c.launched
 	c.running--
 	c.mu.Unlock()
 	c.timer.Stop()
 	for j := range launched {
-		cancels[j]()
+		att[j].cancel()
 	}
 }
 

@@ -113,6 +113,7 @@ const (
 type Latency struct {
 	name  string
 	width time.Duration // Window/latencySlots; 0 in a zero Latency
+	inv   float64       // 1/width, in 1/ns
 	min   uint64        // MinSamples
 	base  time.Time     // slot numbers count from here, with a monotonic reading
 
@@ -135,9 +136,7 @@ type Latency struct {
 type latencySlot struct {
 	epoch  atomic.Int64 // the slot number of the samples it holds
 	_      [latencyLinePad - 8]byte
-	total  atomic.Uint64 // samples it holds
-	_      [latencyLinePad - 8]byte
-	counts [latencyBuckets]atomic.Uint32
+	counts [latencyBuckets]atomic.Uint32 // what they sum to is the samples it holds: a sample is one atomic add
 }
 
 // latencySnapshot is the histogram of a window at one moment, for recent:
@@ -163,6 +162,7 @@ func NewLatency(cfg LatencyConfig) (*Latency, error) {
 	return &Latency{
 		name:  cfg.Name,
 		width: cfg.Window / latencySlots,
+		inv:   1 / float64(cfg.Window/latencySlots),
 		min:   uint64(cfg.MinSamples),
 		base:  time.Now(),
 	}, nil
@@ -205,7 +205,7 @@ func (l *Latency) recordAt(now time.Time, d time.Duration) {
 
 // record records a latency d, d > 0, at elapsed since l.base.
 func (l *Latency) record(elapsed, d time.Duration) {
-	e := int64(max(elapsed, 0) / l.width)
+	e := l.slotOf(elapsed)
 	s := &l.slots[e%latencySlots]
 	// The slot still holds the samples of a Window ago: the goroutine
 	// that moves its epoch on clears it. A sample racing the clearing may
@@ -217,12 +217,10 @@ func (l *Latency) record(elapsed, d time.Duration) {
 		s.clear()
 	}
 	s.counts[latencyBucket(d)].Add(1)
-	s.total.Add(1)
 }
 
 // clear empties s, for its new turn.
 func (s *latencySlot) clear() {
-	s.total.Store(0)
 	for i := range s.counts {
 		s.counts[i].Store(0)
 	}
@@ -251,7 +249,23 @@ func latencyRank(q float64, total uint64) uint64 {
 
 // current returns the slot number of now.
 func (l *Latency) current(now time.Time) int64 {
-	return int64(max(now.Sub(l.base), 0) / l.width)
+	return l.slotOf(now.Sub(l.base))
+}
+
+// slotOf returns elapsed / width, elapsed taken as 0 if negative: from a
+// multiplication by the inverse of the width, corrected by one where its
+// rounding made it miss, which costs a sample less than a 64-bit
+// division.
+func (l *Latency) slotOf(elapsed time.Duration) int64 {
+	n := int64(max(elapsed, 0))
+	w := int64(l.width)
+	e := int64(float64(n) * l.inv)
+	if e*w > n {
+		e--
+	} else if (e+1)*w <= n {
+		e++
+	}
+	return e
 }
 
 // live reports whether a slot of the given epoch is in the window of the
@@ -324,7 +338,9 @@ func (l *Latency) samples(now time.Time) uint64 {
 	for i := range l.slots {
 		s := &l.slots[i]
 		if live(s.epoch.Load(), cur) {
-			n += s.total.Load()
+			for j := range s.counts {
+				n += uint64(s.counts[j].Load())
+			}
 		}
 	}
 	return n

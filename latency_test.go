@@ -919,3 +919,35 @@ func BenchmarkLatencyQuantile(b *testing.B) {
 		l.Quantile(0.99)
 	}
 }
+
+// slotOf divides as the division it replaces does, at slot boundaries and
+// far from them, for every width a config allows.
+func TestLatencySlotOfDivides(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, window := range []time.Duration{time.Second, 3 * time.Second, 10 * time.Second, 7777777777, time.Hour} {
+		l, err := NewLatency(LatencyConfig{Window: window})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := int64(l.width)
+		check := func(n int64) {
+			if got, want := l.slotOf(time.Duration(n)), n/w; got != want {
+				t.Fatalf("width %d: slotOf(%d) = %d, want %d", w, n, got, want)
+			}
+		}
+		check(0)
+		for range 100000 {
+			n := r.Int64N(1 << 62)
+			check(n)
+			k := n / w
+			check(k * w)
+			check(k*w - 1)
+			if k*w+w-1 > 0 {
+				check(k*w + w - 1)
+			}
+		}
+		if got := l.slotOf(-5); got != 0 {
+			t.Errorf("slotOf(-5) = %d, want 0", got)
+		}
+	}
+}
