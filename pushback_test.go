@@ -706,12 +706,8 @@ var errNanosecond error = hinted{time.Nanosecond}
 
 // TestPushbackAllocs: a call through a Pushback with no period in force
 // allocates nothing, alone, in a chain, at the first call after a period
-// and in a Keyed family, key found. (Measured without the race detector,
-// whose instrumentation may move values to the heap.)
+// and in a Keyed family, key found, with the race detector on or off.
 func TestPushbackAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocations are measured without the race detector")
-	}
 	ctx := context.Background()
 	p := must(resilience.NewPushback(resilience.PushbackConfig{Name: "a"}))
 	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 3}))
