@@ -434,7 +434,11 @@ func (c *hedgeCall[T]) fire() {
 		// budget is short, what it has goes to the calls that need it
 		// most.
 		c.refusals++
-		c.timer.Reset(c.delay << min(c.refusals, 20))
+		wait := c.delay << min(c.refusals, 20)
+		if wait>>min(c.refusals, 20) != c.delay {
+			wait = math.MaxInt64 // past any call's life: asked no more
+		}
+		c.timer.Reset(wait)
 		c.mu.Unlock()
 		h.refused.Add(1)
 		if h.ev.on() {

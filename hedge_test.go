@@ -679,3 +679,27 @@ func must2(d time.Duration, ok bool) time.Duration {
 	}
 	return d
 }
+
+// A hedge refused with a delay so long that doubling it overflows is not
+// asked for again at once (an overflowed wait, negative, would fire at
+// once, over and over).
+func TestHedgeLongDelayRefusedWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := must(resilience.NewHedge(resilience.HedgeConfig{Delay: 1 << 62}))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			resilience.Do(ctx, h, func(ctx context.Context) (int, error) {
+				<-ctx.Done()
+				return 0, ctx.Err()
+			})
+		}()
+		time.Sleep(1<<62 + time.Second) // the hedge was due, and refused: no budget yet
+		cancel()
+		<-done
+		if st := hedgeStats(h); st["refused"] != 1 || st["sent"] != 0 {
+			t.Errorf("Stats %v, want one refusal and no hedge", st)
+		}
+	})
+}

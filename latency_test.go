@@ -346,7 +346,7 @@ func TestLatencyQuantileBadQ(t *testing.T) {
 	for range 100 {
 		l.Record(time.Millisecond)
 	}
-	for _, q := range []float64{0, -1, 1.5, math.NaN(), math.Inf(1), math.Inf(-1), -0.0, 1 + 1e-15} {
+	for _, q := range []float64{0, -1, 1.5, math.NaN(), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), 1 + 1e-15} {
 		if d, ok := l.Quantile(q); ok || d != 0 {
 			t.Errorf("Quantile(%v) = %v, %v; want 0, false", q, d, ok)
 		}

@@ -125,7 +125,7 @@ func TestPushbackWaits(t *testing.T) {
 		if _, err := resilience.Do(ctx, p, ok); !errors.Is(err, resilience.ErrPushback) || time.Since(start) != 0 {
 			t.Fatalf("a period 1s+1ns long, MaxWait 1s: err %v after %v; want a refusal at once", err, time.Since(start))
 		}
-		time.Sleep(1) // 1s left
+		time.Sleep(time.Nanosecond) // 1s left
 		start = time.Now()
 		if v, err := resilience.Do(ctx, p, ok); v != 1 || err != nil || time.Since(start) != time.Second {
 			t.Fatalf("1s left, MaxWait 1s: %v, %v after %v; want the call run after 1s", v, err, time.Since(start))
