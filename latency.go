@@ -67,8 +67,10 @@ const (
 // failures, the time-outs nor the calls whose context was cancelled,
 // since the time such a call took says how long the caller waited, not
 // how long the dependency takes to answer, and would distort the model.
-// For the same reason the attempts a Hedge cancels, once another attempt
-// has answered, are not recorded either. A call that panics goes up the
+// The attempts a Hedge cancels, once another attempt has answered, end
+// cancelled and the stage skips them; the Hedge itself records each at
+// the time it had run, a lower bound of its latency, so that the model
+// does not see only the fast answers that won. A call that panics goes up the
 // stack unchanged and is not recorded. Place it where it sees each attempt
 // on its own (inside a Retry and a Hedge, close to the dependency):
 //
