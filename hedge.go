@@ -131,7 +131,9 @@ var ErrHedgeBudget = errors.New("resilience: hedge budget spent")
 //	Timeout → Retry → RetryBudget → Hedge → Pushback → Breaker → AttemptTimeout → Latency → call
 //
 // Each hedge is numbered as an attempt (Attempt reads 2 for the first
-// hedge), which the integrations send with it. The first attempt runs on
+// hedge), which the integrations send with it. Under a Retry, a hedge's
+// number is the retry's attempt plus its own place: the first hedge of a
+// retried call's first attempt and the call's second attempt both read 2. The first attempt runs on
 // the caller's goroutine, each hedge on one of its own; a hedge's events
 // are reported from that goroutine, with the call's context. Unlike the
 // other stages, a Hedge runs the rest of the chain on several goroutines
@@ -267,7 +269,10 @@ func IsUnhedged(ctx context.Context) bool {
 
 type unhedgedKey struct{}
 
-var errHedgeNotMade error = &notMadeError{"Hedge", "NewHedge"}
+var (
+	errHedgeNotMade error = &notMadeError{"Hedge", "NewHedge"}
+	errHedgeGoexit        = errors.New("resilience: a hedge's attempt called runtime.Goexit")
+)
 
 // hedgeDo runs the rest of a chain under h.
 func hedgeDo[T any](h *Hedge, ctx context.Context, n next[T]) (T, error) {
@@ -416,6 +421,12 @@ func (c *hedgeCall[T]) fire() {
 		return
 	}
 	i := c.launched
+	if c.parent.Err() != nil {
+		// The caller has gone: no hedge for a call no one waits for.
+		c.stopped = true
+		c.mu.Unlock()
+		return
+	}
 	if l := h.cfg.Latency; l != nil {
 		if deadline, ok := c.parent.Deadline(); ok {
 			now := time.Now()
@@ -439,10 +450,13 @@ func (c *hedgeCall[T]) fire() {
 			wait = math.MaxInt64 // past any call's life: asked no more
 		}
 		c.timer.Reset(wait)
+		first := c.refusals == 1
 		c.mu.Unlock()
-		h.refused.Add(1)
-		if h.ev.on() {
-			h.ev.emit(c.parent, Event{Type: EventRejected, Kind: KindHedge, Name: h.cfg.Name, Attempt: i + 1, Err: ErrHedgeBudget})
+		if first { // a hedge refused is counted once, however often it asks again
+			h.refused.Add(1)
+			if h.ev.on() {
+				h.ev.emit(c.parent, Event{Type: EventRejected, Kind: KindHedge, Name: h.cfg.Name, Attempt: i + 1, Err: ErrHedgeBudget})
+			}
 		}
 		return
 	}
@@ -475,6 +489,13 @@ func (c *hedgeCall[T]) fire() {
 	defer func() {
 		if !returned {
 			pv := recover()
+			if pv == nil {
+				// runtime.Goexit, not a panic (a panic(nil) recovers as a
+				// *runtime.PanicNilError): the attempt failed, and its
+				// goroutine goes on ending.
+				c.finish(i, v, errHedgeGoexit, false, nil)
+				return
+			}
 			if !c.finish(i, v, nil, true, pv) {
 				panic(pv) // the call was decided: the panic is this goroutine's
 			}
@@ -492,11 +513,20 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	c.mu.Lock()
 	c.running--
 	c.att[i].ended = true
-	own := c.att[i].cancel
+	own, start := c.att[i].cancel, c.att[i].start
 	if c.done || c.committed >= 0 && c.committed != i {
 		// A loser: the call was decided, or committed to another
 		// attempt.
 		c.mu.Unlock()
+		if l := c.h.cfg.Latency; l != nil && !panicked && err != nil && errors.Is(err, context.Canceled) && c.parent.Err() == nil {
+			// Cancelled because another answered first: it took at
+			// least this long. Without it the model would see only the
+			// answers that won, the fast ones, and set the delay too
+			// low. (One that answered anyway was timed by the Latency
+			// in the chain, as any answer is.)
+			now := time.Now()
+			l.recordAt(now, now.Sub(start))
+		}
 		discard(v)
 		own()
 		return false
@@ -530,15 +560,6 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 	if c.committed >= 0 {
 		losers = 0 // cancelled, and counted, when the call was committed
 	}
-	var censored [1 + maxHedges]time.Duration // the losers' time so far, for the model
-	if l := c.h.cfg.Latency; l != nil && losers > 0 && !panicked && (err == nil || markOf(err) == Success) {
-		now := time.Now()
-		for j := range launched {
-			if !att[j].ended {
-				censored[j] = now.Sub(att[j].start)
-			}
-		}
-	}
 	c.mu.Unlock()
 	c.timer.Stop()
 	for j := range launched {
@@ -546,22 +567,11 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 			att[j].cancel()
 		}
 	}
-	if l := c.h.cfg.Latency; l != nil {
-		// An attempt cancelled because another answered first took at
-		// least this long: without it the model would see only the
-		// answers that won, the fast ones, and set the delay too low.
-		now := time.Now()
-		for _, d := range censored[:launched] {
-			if d > 0 {
-				l.recordAt(now, d)
-			}
-		}
-	}
 	if losers > 0 {
 		c.h.canceled.Add(uint64(losers))
 	}
-	if i > 0 && decisive && !panicked {
-		c.h.won.Add(1)
+	if i > 0 && !panicked && (err == nil || markOf(err) == Success) {
+		c.h.won.Add(1) // a hedge answered first
 	}
 	c.keep(i, att[i].cancel)
 	close(c.end)
@@ -572,7 +582,9 @@ func (c *hedgeCall[T]) finish(i int, v T, err error, panicked bool, pv any) bool
 // cancelled.
 func (c *hedgeCall[T]) commit(i int) {
 	c.mu.Lock()
-	if c.done || c.committed >= 0 {
+	if c.done || c.committed >= 0 || c.att[i].ended {
+		// Decided, committed already, or an attempt that has ended
+		// (failed while another ran): nothing to commit to.
 		c.mu.Unlock()
 		return
 	}
@@ -602,6 +614,8 @@ func (c *hedgeCall[T]) keep(i int, cancel context.CancelFunc) {
 // abort ends a call whose first attempt panicked.
 func (c *hedgeCall[T]) abort() {
 	c.mu.Lock()
+	won := c.done && !c.panicked // a hedge had answered: its result is no one's now
+	v := c.v
 	c.done = true
 	att, launched := c.att, c.launched
 	c.running--
@@ -609,6 +623,9 @@ func (c *hedgeCall[T]) abort() {
 	c.timer.Stop()
 	for j := range launched {
 		att[j].cancel()
+	}
+	if won {
+		discard(v)
 	}
 }
 

@@ -135,9 +135,22 @@ func (p Preset) Build() (*Guard, error) {
 	} else {
 		stages = append(stages, t)
 	}
+	var lat *Latency // made first, for the Retry's config
+	if p.Latency != nil {
+		lc := *p.Latency
+		lc.Name = or(lc.Name, p.Name)
+		if l, err := NewLatency(lc); err != nil {
+			errs = append(errs, err)
+		} else {
+			lat = l
+		}
+	}
 	if p.Retry != nil {
 		rc := *p.Retry
 		rc.Name = or(rc.Name, p.Name)
+		if rc.Latency == nil && lat != nil {
+			rc.Latency = lat // retries the deadline cannot fit are not started
+		}
 		if r, err := NewRetry(rc); err != nil {
 			errs = append(errs, err)
 		} else {
@@ -151,20 +164,6 @@ func (p Preset) Build() (*Guard, error) {
 			errs = append(errs, err)
 		} else {
 			stages = append(stages, b)
-		}
-	}
-	var lat *Latency
-	if p.Latency != nil {
-		lc := *p.Latency
-		lc.Name = or(lc.Name, p.Name)
-		if l, err := NewLatency(lc); err != nil {
-			errs = append(errs, err)
-		} else {
-			lat = l
-			if r, ok := retryOf(stages); ok && r.cfg.Latency == nil {
-				r.cfg.Latency = lat
-				r.cfg.DeadlineQuantile = or(r.cfg.DeadlineQuantile, DefaultDeadlineQuantile)
-			}
 		}
 	}
 	if p.Hedge != nil {
@@ -239,14 +238,4 @@ func (p Preset) Build() (*Guard, error) {
 		return nil, errors.Join(errs...)
 	}
 	return NewGuard(GuardConfig{Name: p.Name, Stages: stages, Classify: p.Classify})
-}
-
-// retryOf returns the Retry among stages, if there is one.
-func retryOf(stages []Stage) (*Retry, bool) {
-	for _, s := range stages {
-		if r, ok := s.(*Retry); ok {
-			return r, true
-		}
-	}
-	return nil, false
 }
