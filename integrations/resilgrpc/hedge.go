@@ -143,17 +143,6 @@ func isHedgeAttempt(opts []grpc.CallOption) bool {
 	return false
 }
 
-// hasHedge reports whether g holds a Hedge, which may run a call's
-// attempts at the same time.
-func hasHedge(g *resilience.Guard) bool {
-	for _, s := range g.Stages() {
-		if _, ok := s.(*resilience.Hedge); ok {
-			return true
-		}
-	}
-	return false
-}
-
 // hedgeable returns the caller's reply of a call that may be hedged: to a
 // method marked by HedgeMethods, or with the option Hedged, on a
 // ClientConn, with a reply that is a proto.Message.

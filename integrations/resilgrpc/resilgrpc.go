@@ -288,7 +288,7 @@ func UnaryClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.Una
 	}
 	wire := outcome.WireOf(g)
 	keyed := g.KeyedBreaker() != nil
-	hedge := hasHedge(g)
+	hedge := outcome.Hedge(g) != nil
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		if keyed {
 			ctx = resilience.WithKey(ctx, o.key(cc, method))

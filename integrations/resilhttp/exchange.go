@@ -176,21 +176,6 @@ func (x *exchange) end(resp *http.Response, n int) (*http.Response, int) {
 	return kept, started
 }
 
-// hedges reports whether one of stages may run a call's attempts at the
-// same time: a Hedge, a Keyed family of them, or a Guard that holds one.
-// Every other stage runs them one after the other (see resilience.Stage).
-func hedges(stages []resilience.Stage) bool {
-	for _, s := range stages {
-		if k := s.Kind(); k == resilience.KindHedge || k == "keyed_"+resilience.KindHedge {
-			return true
-		}
-		if g, ok := s.(*resilience.Guard); ok && g != nil && hedges(g.Stages()) {
-			return true
-		}
-	}
-	return false
-}
-
 // lostConnError is the error of an attempt that Base failed with
 // context.Canceled although the attempt's context was live: net/http's
 // Transport puts the connection of an answer without a body back in its

@@ -219,7 +219,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		wire:      outcome.WireOf(cfg.Guard),
 		unsafe:    cfg.RetryUnsafe,
 		isFailure: cfg.IsFailure,
-		hedges:    hedges(cfg.Guard.Stages()),
+		hedges:    outcome.Hedge(cfg.Guard) != nil,
 	}
 	if t.base == nil {
 		t.base = http.DefaultTransport

@@ -2,7 +2,6 @@ package resilredis
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -34,17 +33,6 @@ import (
 //     of any other command type. Each is retried as before, never hedged.
 //
 // A guard with no Hedge pays for none of it: NewHook looks for one once.
-
-// hasHedge reports whether g holds a stage that may run a call twice at
-// once: a *resilience.Hedge, or a resilience.Keyed family of them.
-func hasHedge(g *resilience.Guard) bool {
-	for _, s := range g.Stages() {
-		if k := s.Kind(); k == resilience.KindHedge || strings.HasSuffix(k, "_"+resilience.KindHedge) {
-			return true
-		}
-	}
-	return false
-}
 
 // reply is what one hedged attempt got: its own copy of the command, and
 // the error next returned.

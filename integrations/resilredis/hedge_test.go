@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/stagetest"
 	"github.com/resilience-go/resilience/integrations/internal/testserver"
 )
 
@@ -21,19 +22,6 @@ import (
 
 func newHedge(delay time.Duration) *resilience.Hedge {
 	return must(resilience.NewHedge(resilience.HedgeConfig{Name: "redis", Delay: delay, NoBudget: true}))
-}
-
-// hedges returns the hedges h sent and those that won.
-func hedges(h *resilience.Hedge) (sent, won uint64) {
-	for _, c := range h.Stats().Calls {
-		switch c.Result {
-		case "sent":
-			sent = c.N
-		case "won":
-			won = c.N
-		}
-	}
-	return sent, won
 }
 
 // slowFirst returns a chaos stage that holds the first attempt of every
@@ -137,7 +125,7 @@ func TestHedgedGetTakesTheFasterAttempt(t *testing.T) {
 	if took > 500*time.Millisecond {
 		t.Errorf("GET took %v, want the hedge's answer, well before the first attempt's 1s", took)
 	}
-	if s, w := hedges(hedge); s != 1 || w != 1 {
+	if s, w := stagetest.Hedges(hedge); s != 1 || w != 1 {
 		t.Errorf("the Hedge sent %d hedges, %d won; want 1 and 1", s, w)
 	}
 	if n := sent.n.Load(); n != 2 {
@@ -243,7 +231,7 @@ func TestHedgedReadOfEachType(t *testing.T) {
 					t.Errorf("the caller's command is %q, want %q", g, w)
 				}
 			}
-			if s, _ := hedges(hedge); s != uint64(i+1) {
+			if s, _ := stagetest.Hedges(hedge); s != uint64(i+1) {
 				t.Errorf("%d hedges sent after %d commands, want one each", s, i+1)
 			}
 		})
@@ -322,7 +310,7 @@ func TestOnlyCopyableReadsAreHedged(t *testing.T) {
 			if took := time.Since(start); took < 100*time.Millisecond {
 				t.Errorf("took %v: an attempt other than the slowed first answered", took)
 			}
-			if s, _ := hedges(hedge); s != 0 {
+			if s, _ := stagetest.Hedges(hedge); s != 0 {
 				t.Errorf("%d hedges sent, want none", s)
 			}
 			if n := sent.n.Load(); n != 1 {
@@ -378,7 +366,7 @@ func TestHedgedReadCutByThePerAttemptLimit(t *testing.T) {
 	if f, ok := counted.get(resilience.CallFailed), counted.get(resilience.CallSucceeded)-1; f != 1 || ok != 1 { // the PING's success before
 		t.Errorf("the breaker counted %d failures and %d successes, want the cut attempt's 1 and the retry's 1", f, ok)
 	}
-	if s, _ := hedges(hedge); s != 0 {
+	if s, _ := stagetest.Hedges(hedge); s != 0 {
 		t.Errorf("%d hedges sent, want none", s)
 	}
 	waitEnded(t, e, 2)

@@ -153,7 +153,7 @@ func NewHook(cfg Config) (*Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard), hedged: hasHedge(cfg.Guard)}
+	h := &Hook{guard: cfg.Guard, blocking: blocking, retryWrites: cfg.RetryWrites, wire: outcome.WireOf(cfg.Guard), hedged: outcome.Hedge(cfg.Guard) != nil}
 	if outcome.Keyed(cfg.Guard) {
 		h.key = cfg.Key
 	}

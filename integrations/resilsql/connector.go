@@ -66,7 +66,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/outcome"
@@ -331,12 +330,10 @@ func IsFailure(err error) bool {
 
 // checkNoHedge returns an error if g holds a Hedge: see NewConnector.
 func checkNoHedge(g *resilience.Guard) error {
-	for _, s := range g.Stages() {
-		if k := s.Kind(); k == resilience.KindHedge || strings.HasSuffix(k, "_"+resilience.KindHedge) {
-			return fmt.Errorf("resilsql: Config.Guard: the hedge %q cannot hedge a driver call, which runs on one connection, "+
-				"one statement at a time: take the Hedge out of the Connector's guard, and hedge reads with resilsql.Query, "+
-				"whose attempts each take a connection of their own from the *sql.DB", s.Name())
-		}
+	if h := outcome.Hedge(g); h != nil {
+		return fmt.Errorf("resilsql: Config.Guard: the hedge %q cannot hedge a driver call, which runs on one connection, "+
+			"one statement at a time: take the Hedge out of the Connector's guard, and hedge reads with resilsql.Query, "+
+			"whose attempts each take a connection of their own from the *sql.DB", h.Name())
 	}
 	return nil
 }

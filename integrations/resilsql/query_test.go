@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/resilience-go/resilience"
+	"github.com/resilience-go/resilience/integrations/internal/stagetest"
 	"github.com/resilience-go/resilience/integrations/internal/testserver"
 )
 
@@ -25,19 +26,6 @@ import (
 
 func newHedge(delay time.Duration) *resilience.Hedge {
 	return must(resilience.NewHedge(resilience.HedgeConfig{Name: "reads", Delay: delay, NoBudget: true}))
-}
-
-// hedges returns the hedges h sent and those that won.
-func hedges(h *resilience.Hedge) (sent, won uint64) {
-	for _, c := range h.Stats().Calls {
-		switch c.Result {
-		case "sent":
-			sent = c.N
-		case "won":
-			won = c.N
-		}
-	}
-	return sent, won
 }
 
 // breakerCalls counts how the calls through b ended.
@@ -139,7 +127,7 @@ func TestQueryHedgesASlowRead(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Query took %v, want the hedge's answer, long before the first attempt's 30s", took)
 	}
-	if sent, won := hedges(hedge); sent != 1 || won != 1 {
+	if sent, won := stagetest.Hedges(hedge); sent != 1 || won != 1 {
 		t.Errorf("%d hedges sent, %d won; want 1 and 1", sent, won)
 	}
 	// The first attempt is cancelled at the server: pgx sends a cancel
@@ -188,7 +176,7 @@ func TestQueryRow(t *testing.T) {
 	if err := row.Scan(&n); err != nil || n != 42 {
 		t.Errorf("Scan: %d, %v; want 42", n, err)
 	}
-	if sent, won := hedges(hedge); sent != 1 || won != 1 {
+	if sent, won := stagetest.Hedges(hedge); sent != 1 || won != 1 {
 		t.Errorf("%d hedges sent, %d won; want 1 and 1", sent, won)
 	}
 	waitFor(t, "the slow query to stop at the server", func() bool { return active(t, db, "slow_first('row_calls')") == 0 })
@@ -205,7 +193,7 @@ func TestQueryRow(t *testing.T) {
 	if f := counted.get(resilience.CallFailed); f != failed {
 		t.Errorf("the syntax error was counted as the database's failure")
 	}
-	if sent, _ := hedges(hedge); sent != 1 {
+	if sent, _ := stagetest.Hedges(hedge); sent != 1 {
 		t.Errorf("%d hedges sent in all, want the first read's 1", sent)
 	}
 	waitFor(t, "every connection back in the pool", func() bool { return db.Stats().InUse == 0 })
@@ -227,7 +215,7 @@ func TestQueryRunsWhatIsNotAPlainReadOnce(t *testing.T) {
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Errorf("took %v: not the one, slow, attempt", took)
 	}
-	if sent, _ := hedges(hedge); sent != 0 {
+	if sent, _ := stagetest.Hedges(hedge); sent != 0 {
 		t.Errorf("%d hedges sent, want none", sent)
 	}
 }
@@ -343,7 +331,7 @@ func TestQueryClosesTheLosersRows(t *testing.T) {
 		// Once the hedge has won, the first attempt returns its rows, too
 		// late.
 		defer close(base.gate)
-		waitFor(t, "the hedge to win", func() bool { _, won := hedges(hedge); return won == 1 })
+		waitFor(t, "the hedge to win", func() bool { _, won := stagetest.Hedges(hedge); return won == 1 })
 	})
 	rows, err := Query(t.Context(), db, hedge, `SELECT n`)
 	if err != nil {

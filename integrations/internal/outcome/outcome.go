@@ -142,3 +142,24 @@ func Keyed(g *resilience.Guard) bool {
 	}
 	return false
 }
+
+// Hedge returns the Hedge among g's stages, nested guards' included, or
+// nil: a guard with one may run a call's attempts at the same time, which
+// the integrations must make safe (and a resilience.Keyed family refuses
+// to hold one). Each integration looks once, when it is made.
+func Hedge(g *resilience.Guard) *resilience.Hedge {
+	if g == nil {
+		return nil
+	}
+	for _, s := range g.Stages() {
+		switch s := s.(type) {
+		case *resilience.Hedge:
+			return s
+		case *resilience.Guard:
+			if h := Hedge(s); h != nil {
+				return h
+			}
+		}
+	}
+	return nil
+}

@@ -70,3 +70,25 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// Hedge finds a guard's Hedge, in a nested guard too, and nothing in a
+// guard without one.
+func TestHedgeOfAGuard(t *testing.T) {
+	h, err := resilience.NewHedge(resilience.HedgeConfig{Name: "h", Delay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := resilience.NewBreaker(resilience.BreakerConfig{Name: "b"})
+	inner, _ := resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{h}})
+	with, _ := resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{inner, b}})
+	without, _ := resilience.NewGuard(resilience.GuardConfig{Stages: []resilience.Stage{b}})
+	if got := Hedge(with); got != h {
+		t.Errorf("Hedge(a guard holding one, nested) = %v", got)
+	}
+	if got := Hedge(without); got != nil {
+		t.Errorf("Hedge(a guard without one) = %v", got)
+	}
+	if got := Hedge(nil); got != nil {
+		t.Errorf("Hedge(nil) = %v", got)
+	}
+}

@@ -95,3 +95,16 @@ func CountingTimeout(name string, d time.Duration, expired *atomic.Int32) *resil
 	}
 	return tm
 }
+
+// Hedges returns the hedges h sent and the calls a hedge won.
+func Hedges(h *resilience.Hedge) (sent, won uint64) {
+	for _, c := range h.Stats().Calls {
+		switch c.Result {
+		case "sent":
+			sent = c.N
+		case "won":
+			won = c.N
+		}
+	}
+	return sent, won
+}
