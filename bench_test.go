@@ -454,3 +454,40 @@ func BenchmarkPushback(b *testing.B) {
 		p.Do(ctx, noop)
 	}
 }
+
+// BenchmarkAdaptiveLimiter is an admitted call through an AdaptiveLimiter,
+// and its Acquire and Release without a chain; Bulkhead is the same call
+// through a fixed limit, for comparison. Parallel is the first on every
+// core.
+func BenchmarkAdaptiveLimiter(b *testing.B) {
+	ctx := context.Background()
+	l := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{MaxLimit: 1 << 20, InitialLimit: 1 << 20}))
+	b.Run("Do", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.Do(ctx, l, ok)
+		}
+	})
+	b.Run("Acquire", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p, _ := l.Acquire(ctx)
+			p.Release()
+		}
+	})
+	bh := must(resilience.NewBulkhead(resilience.BulkheadConfig{MaxConcurrent: 1 << 20}))
+	b.Run("Bulkhead", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resilience.Do(ctx, bh, ok)
+		}
+	})
+	b.Run("Parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				resilience.Do(ctx, l, ok)
+			}
+		})
+	})
+}

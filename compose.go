@@ -118,6 +118,10 @@ func Do[T any](ctx context.Context, s Stage, fn Func[T]) (T, error) {
 		if s != nil {
 			c.link = s
 		}
+	case *AdaptiveLimiter:
+		if s != nil {
+			c.link = s
+		}
 	default:
 		if !isNil(s) {
 			c.link = s
@@ -244,6 +248,8 @@ func (c *chain[T]) Do(ctx context.Context, fn Func[T]) (T, error) {
 		return hedgeDo(l, ctx, n)
 	case *Latency:
 		return latencyDo(l, ctx, n)
+	case *AdaptiveLimiter:
+		return limiterDo(l, ctx, n)
 	case *Fallback[T]:
 		return l.run(ctx, n)
 	case *StaleCache[T]:

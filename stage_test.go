@@ -246,6 +246,21 @@ func conformanceTable() []conformance {
 		}})),
 			func(s resilience.Stage) func() int { return observeBreaker(guardBreaker(s)) },
 			func(s resilience.Stage) func() { return rejectBreaker(guardBreaker(s)) }, 5}, // the rate limiter stops the cancelled calls
+		// An adaptive limiter admits every call, the panicking one and
+		// the cancelled ones included; full, it refuses the next.
+		{"adaptive_limiter", must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{Name: "al", InitialLimit: 2})), statsObserver("admitted"),
+			func(s resilience.Stage) func() {
+				l := s.(*resilience.AdaptiveLimiter)
+				var held []resilience.LimiterPermit
+				for range l.Limit() {
+					held = append(held, must(l.Acquire(context.Background())))
+				}
+				return func() {
+					for i := range held {
+						held[i].Release()
+					}
+				}
+			}, 30},
 		{"counting", &counting{name: "c"},
 			func(s resilience.Stage) func() int {
 				c := s.(*counting)

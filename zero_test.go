@@ -26,6 +26,7 @@ func TestZeroValuesNeverPanic(t *testing.T) {
 		{"Timeout", func() resilience.Stage { return &resilience.Timeout{} }, "NewTimeout"},
 		{"Bulkhead", func() resilience.Stage { return &resilience.Bulkhead{} }, "NewBulkhead"},
 		{"Guard", func() resilience.Stage { return &resilience.Guard{} }, "Preset.Build"},
+		{"AdaptiveLimiter", func() resilience.Stage { return &resilience.AdaptiveLimiter{} }, "NewAdaptiveLimiter"},
 	}
 	retry := must(resilience.NewRetry(resilience.RetryConfig{MaxRetries: 5}))
 	for _, tc := range cases {
