@@ -273,3 +273,40 @@ resilience_rate_limit_calls_total{name="search",result="waited"} 0
 		}
 	}
 }
+
+// TestAdaptiveLimiterHasSeries: the adaptive limiter's calls and its
+// gauges, as docs/METRICS.md lists them.
+func TestAdaptiveLimiterHasSeries(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := must(metrics.New(reg))
+	l := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{Name: "api", InitialLimit: 1}))
+	if err := m.Instrument(l); err != nil {
+		t.Fatal(err)
+	}
+	p := must(l.Acquire(context.Background()))
+	resilience.Do(context.Background(), l, ok) // rejected: the one slot is taken
+	want := `
+# HELP resilience_adaptive_limiter_calls_total Calls through adaptive_limiter stages, by how they ended.
+# TYPE resilience_adaptive_limiter_calls_total counter
+resilience_adaptive_limiter_calls_total{name="api",result="admitted"} 1
+resilience_adaptive_limiter_calls_total{name="api",result="rejected"} 1
+resilience_adaptive_limiter_calls_total{name="api",result="waited"} 0
+# HELP resilience_adaptive_limiter_inflight Calls the adaptive limiter admitted that are running.
+# TYPE resilience_adaptive_limiter_inflight gauge
+resilience_adaptive_limiter_inflight{name="api"} 1
+# HELP resilience_adaptive_limiter_limit How many calls the adaptive limiter lets run at once.
+# TYPE resilience_adaptive_limiter_limit gauge
+resilience_adaptive_limiter_limit{name="api"} 1
+# HELP resilience_adaptive_limiter_queued Calls waiting for a slot of the adaptive limiter.
+# TYPE resilience_adaptive_limiter_queued gauge
+resilience_adaptive_limiter_queued{name="api"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"resilience_adaptive_limiter_calls_total", "resilience_adaptive_limiter_inflight", "resilience_adaptive_limiter_limit", "resilience_adaptive_limiter_queued"); err != nil {
+		t.Fatal(err)
+	}
+	p.Release()
+	if n, err := testutil.GatherAndCount(reg, "resilience_adaptive_limiter_baseline_seconds"); err != nil || n != 1 {
+		t.Errorf("resilience_adaptive_limiter_baseline_seconds: %d series, %v; want 1", n, err)
+	}
+}

@@ -66,20 +66,22 @@ const (
 	failing
 	slow
 	recovered
-	hosts // the epilogue: see playHosts
-	tail  // the second epilogue: see playTail
+	hosts    // the epilogue: see playHosts
+	tail     // the second epilogue: see playTail
+	overload // the third epilogue: see playOverload
 	over
 )
 
-var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "three hosts, one failing", "a slow tail", "over"}
+var phaseNames = [...]string{"healthy", "failing", "slow", "healthy again", "three hosts, one failing", "a slow tail", "an overloaded server", "over"}
 
 // backend is the flaky dependency: an HTTP handler whose behaviour follows
 // the phase.
 type backend struct {
 	cfg     config
 	phase   atomic.Int32
-	tail    tailBackend  // the tail phase's
-	failing atomic.Int64 // requests served in the failing phase
+	tail    tailBackend      // the tail phase's
+	ov      *overloadBackend // the overload phase's
+	failing atomic.Int64     // requests served in the failing phase
 }
 
 // fails reports whether the failing phase's request number n (from 0)
@@ -109,6 +111,9 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !b.tail.answer(r) {
 			return
 		}
+	case overload:
+		b.ov.ServeHTTP(w, r)
+		return
 	case slow:
 		t := time.NewTimer(b.cfg.Slow)
 		defer t.Stop()
@@ -243,6 +248,9 @@ type report struct {
 	// Tail is what the second epilogue saw: a backend with a slow tail,
 	// through the guard and through the same guard with a Hedge.
 	Tail *tailReport
+	// Overload is what the third epilogue saw: a server offered three
+	// times its capacity, with nothing in front and behind a limiter.
+	Overload *overloadReport
 }
 
 // lockedWriter writes to w under mu, which the narration holds too.
@@ -347,6 +355,9 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	}
 
 	be := &backend{cfg: cfg}
+	if be.ov, err = newOverloadBackend(); err != nil {
+		return nil, err
+	}
 	srv := &http.Server{Handler: be}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(n.Listener) }()
@@ -452,7 +463,10 @@ func run(ctx context.Context, cfg config, n network, out io.Writer) (*report, er
 	if rep.Hosts, err = playHosts(ctx, cfg, be, n, logf, out); err != nil {
 		return rep, err
 	}
-	rep.Tail, err = playTail(ctx, cfg, be, n, logf, out)
+	if rep.Tail, err = playTail(ctx, cfg, be, n, logf, out); err != nil {
+		return rep, err
+	}
+	rep.Overload, err = playOverload(ctx, cfg, be, n, logf, out)
 	return rep, err
 }
 

@@ -78,8 +78,8 @@ func TestScenario(t *testing.T) {
 		// Four phases of 3s, then the calls still running (the slowest, a
 		// direct call to the slow backend, takes 1s), then the two
 		// epilogues' 3s each.
-		if d := time.Since(start); d < 18*time.Second || d > 19*time.Second {
-			t.Errorf("the scenario took %v, want 18s to 19s", d)
+		if d := time.Since(start); d < 21*time.Second || d > 22*time.Second {
+			t.Errorf("the scenario took %v, want 21s to 22s", d)
 		}
 
 		// The breaker goes Closed -> Open, probes, and ends Closed, each
@@ -185,12 +185,32 @@ func TestScenario(t *testing.T) {
 		if got, want := hd.Requests, int64(hd.Calls)+int64(tr.Sent); got > want {
 			t.Errorf("the tail with a hedge: the backend saw %d requests, more than the %d calls and %d hedges", got, hd.Calls, tr.Sent)
 		}
+		// The third epilogue: offered three times its capacity, the server
+		// with nothing in front serves almost nothing within the
+		// deadline (its queue eats it), and behind the limiter at least
+		// 90% of its capacity, at a median under twice the service time
+		// (its p99 is its first half second, coming down from its
+		// initial limit of 20 to the workers' 4 and a few), refusing the
+		// rest. On the fake clock a request takes exactly its service
+		// time: the margins are the limiter's alone.
+		or := rep.Overload
+		if or == nil {
+			t.Fatal("no third epilogue")
+		}
+		un, lim := or.Sides[unlimited], or.Sides[limited]
+		if g := un.Goodput(or.Phase); g > 0.2 {
+			t.Errorf("overload, nothing in front: goodput %.0f%%, want the collapse (under 20%%)", 100*g)
+		}
+		if g := lim.Goodput(or.Phase); g < 0.9 || lim.Refused == 0 || lim.P50 > 2*overloadService || lim.P99 >= un.P99 {
+			t.Errorf("overload, behind the limiter: goodput %.0f%%, %d refused, p50 %v, p99 %v; want at least 90%%, some refused, p50 at most %v, p99 under the %v with nothing in front",
+				100*g, lim.Refused, lim.P50, lim.P99, 2*overloadService, un.P99)
+		}
 		// The failures that open the breaker are shown as they happen, and
 		// each side has its line a second.
 		for _, want := range []string{"attempt 1 failed: resilhttp: server answered 503", `attempt 1 failed: resilience: timeout "backend.attempt"`,
 			"direct:", "through the chain:", "breaker closed -> open", "breaker open -> half-open", "breaker half-open -> closed", "p50", "p99", "through chain",
 			"a breaker per host", "one shared breaker", "with a breaker per host, api-2.backend.test cut off; with one shared breaker, all three hosts",
-			"phase: a slow tail", "slowest   requests a call", "without a hedge ", "with a hedge ", "the Hedge sent ", tr.verdict(), "hedging cut the p99 from "} {
+			"phase: a slow tail", "slowest   requests a call", "phase: an overloaded server", or.verdict(), "without a hedge ", "with a hedge ", "the Hedge sent ", tr.verdict(), "hedging cut the p99 from "} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q", want)
 			}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -193,4 +194,83 @@ func ExampleKeyByMethod() {
 	// Check: Unavailable true
 	// List: <nil>
 	// breakers: Check open List closed
+}
+
+// An adaptive limiter in the server's interceptor, starting at one call
+// at a time, in front of gRPC's health service on 127.0.0.1: while a call
+// holds the slot, the next is answered at once with ResourceExhausted and
+// a trailer that says how long to wait before a retry (the client
+// interceptors of this package wait that long), and its handler never
+// runs. A call through the client interceptors with a critical priority
+// in its context carries it in PriorityMetadataKey, and the server's
+// handlers see it.
+func ExampleUnaryServerInterceptor_adaptiveLimiter() {
+	limiter, err := resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{Name: "health", InitialLimit: 1})
+	if err != nil {
+		panic(err)
+	}
+	shed, err := resilgrpc.UnaryServerInterceptor(limiter)
+	if err != nil {
+		panic(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	hold := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if calls.Add(1) == 1 {
+			entered <- struct{}{}
+			<-release
+		} else {
+			fmt.Println("server: a", resilience.PriorityFrom(ctx), "call")
+		}
+		return handler(ctx, req)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(shed, hold))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		panic(err)
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	first := make(chan error)
+	go func() {
+		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{})
+		first <- err
+	}()
+	<-entered // the first call holds the slot
+
+	var trailer metadata.MD
+	_, err = client.Check(context.Background(), &healthpb.HealthCheckRequest{}, grpc.Trailer(&trailer))
+	fmt.Println(status.Code(err), resilgrpc.PushbackKey, trailer.Get(resilgrpc.PushbackKey))
+	close(release)
+	fmt.Println("the first call:", <-first)
+
+	guard, err := presets.GRPCConfig().Build()
+	if err != nil {
+		panic(err)
+	}
+	opts, err := resilgrpc.DialOptions(guard)
+	if err != nil {
+		panic(err)
+	}
+	guarded, err := grpc.NewClient(lis.Addr().String(), append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		panic(err)
+	}
+	defer guarded.Close()
+	ctx := resilience.WithPriority(context.Background(), resilience.PriorityCritical)
+	resp, err := healthpb.NewHealthClient(guarded).Check(ctx, &healthpb.HealthCheckRequest{})
+	fmt.Println(resp.GetStatus(), err)
+	// Output:
+	// ResourceExhausted grpc-retry-pushback-ms [1]
+	// the first call: <nil>
+	// server: a critical call
+	// SERVING <nil>
 }

@@ -1,7 +1,7 @@
 // Package resilgrpc guards gRPC clients and servers (google.golang.org/grpc)
 // with the policies of package resilience: client interceptors that run
 // calls through a Guard, and server interceptors that shed load with a
-// Bulkhead.
+// Bulkhead or an AdaptiveLimiter.
 //
 //	opts, err := resilgrpc.DialOptions(presets.GRPC())
 //	...
@@ -45,6 +45,12 @@
 //
 //	srv := grpc.NewServer(resilgrpc.ServerOptions()...)
 //
+// The priority of a call (resilience.WithPriority) goes along too: the
+// client interceptors send it in PriorityMetadataKey, and the server
+// interceptors put it in the handler's context, whose own calls through
+// the client interceptors send it on, so that an AdaptiveLimiter
+// at any hop lets the critical calls through first.
+//
 // A guard with a *resilience.Hedge hedges only the unary calls marked as
 // safe to run twice at once, by method (HedgeMethods) or one by one
 // (Hedged), keeping to gRFC A6's rules: each attempt has its own reply,
@@ -60,12 +66,17 @@ package resilgrpc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"time"
 
 	"github.com/resilience-go/resilience"
 	"github.com/resilience-go/resilience/integrations/internal/outcome"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -144,7 +155,10 @@ type PolicyError struct {
 	// a breaker, a bulkhead, a limiter of your own), which says that the
 	// call did not run and may be tried elsewhere or later. A full
 	// bulkhead gets Unavailable too rather than ResourceExhausted, which
-	// clients often read as a quota that will not come back soon.
+	// clients often read as a quota that will not come back soon. The
+	// server interceptors answer an AdaptiveLimiter's rejection with
+	// ResourceExhausted, and a PushbackKey trailer that says when to come
+	// back (see UnaryServerInterceptor).
 	Code codes.Code
 	// Err is the error the policies returned: a *resilience.TimeoutError,
 	// or a rejection such as a *resilience.OpenError or a
@@ -244,8 +258,11 @@ func checkGuard(fn string, g *resilience.Guard) error {
 // adaptive throttler); errors.Is and errors.As see through the mark, and
 // retrying and counting are as for any failure. A failure whose trailer
 // PushbackKey is -1 is permanent: never retried, counted by the breaker.
-// Each retry carries PreviousAttemptsKey. The calls and the attempts
-// handed to grpc-go are counted in the guard's Wire.
+// Each retry carries PreviousAttemptsKey. A call whose context carries a
+// priority (resilience.WithPriority) carries it in PriorityMetadataKey,
+// unless its outgoing metadata has that key already; a call without one
+// carries none, at no cost. The calls and the attempts handed to grpc-go
+// are counted in the guard's Wire.
 //
 // A call the policies end returns a *PolicyError; otherwise the call's own
 // error comes back: as it was, or, when the guard's retry gave up on it
@@ -290,6 +307,7 @@ func UnaryClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.Una
 	keyed := g.KeyedBreaker() != nil
 	hedge := outcome.Hedge(g) != nil
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = outgoingPriority(ctx)
 		if keyed {
 			ctx = resilience.WithKey(ctx, o.key(cc, method))
 		}
@@ -331,37 +349,209 @@ func UnaryClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.Una
 	}, nil
 }
 
+// PriorityMetadataKey is the metadata key that carries a call's priority
+// from hop to hop: "critical", "default" or "sheddable", as
+// resilience.ParsePriority reads it. The client interceptors
+// (UnaryClientInterceptor, StreamClientInterceptor) send the
+// priority of the call's context (resilience.WithPriority) in it, unless
+// the caller's outgoing metadata has one already, and the server
+// interceptors (UnaryServerInterceptor, StreamServerInterceptor) put it
+// in the handler's context, where an AdaptiveLimiter reads it.
+//
+// The metadata is the client's word. A server open to clients it does not
+// trust sets or strips it in an interceptor of its own, chained before
+// the server interceptors, from what it trusts (the caller's identity,
+// the method); a priority that such an interceptor puts in the call's
+// context with resilience.WithPriority wins over the metadata.
+const PriorityMetadataKey = "resilience-priority"
+
 // UnaryServerInterceptor returns an interceptor that runs each call's
-// handler in the bulkhead b: a call that gets no slot within the
-// bulkhead's MaxWait is answered at once with codes.Unavailable, as every
-// rejection is (see PolicyError), which clients retry with backoff. It returns an error if b is nil or was not
-// made by resilience.NewBulkhead.
-func UnaryServerInterceptor(b *resilience.Bulkhead) (grpc.UnaryServerInterceptor, error) {
-	if err := checkBulkhead("UnaryServerInterceptor", b); err != nil {
+// handler through the stage s: a *resilience.Bulkhead, a
+// *resilience.AdaptiveLimiter, or any stage that admits calls (a breaker,
+// a rate limiter, a guard of them).
+//
+// With a Bulkhead, a call that gets no slot within the bulkhead's MaxWait
+// is answered at once with codes.Unavailable, as every rejection is (see
+// PolicyError), which clients retry with backoff. With an
+// AdaptiveLimiter, a call waits in the limiter's line, by priority, up to
+// its MaxWait; the limiter times the handlers it admits (a sample of them,
+// once they are many), from the slot taken to the handler's return, and
+// moves its limit by that latency. A call that gets no slot is answered with
+// codes.ResourceExhausted and the trailer PushbackKey, the limiter's
+// estimate of when a slot frees (LimitExceededError.RetryAfter) in whole
+// milliseconds, at least 1, which the client interceptors of this
+// package, and grpc-go's own retry, wait before they retry. A slot is
+// given back when the handler returns. A call whose context ends while it
+// waits gets the context's code (Canceled, DeadlineExceeded).
+//
+// Any other stage runs the handler as its call, with the context the
+// stage gives it, and sees the handler's error. A call the stage refused
+// without running the handler gets codes.Unavailable, with the stage's
+// error behind it (a *PolicyError); one it failed otherwise, the stage's
+// status, or its context's code, or codes.Unavailable. The stage must run
+// its call at most once, on the call's goroutine, and not return before
+// the call has: not a retry, a hedge, or a time limit that abandons calls.
+//
+// A call whose metadata has a PriorityMetadataKey of "critical", "default"
+// or "sheddable" runs with that priority in its context
+// (resilience.WithPriority), for the AdaptiveLimiter and for the handler,
+// whose calls through the client interceptors send it on. An unknown
+// value is ignored, and so is the metadata when the call's context
+// carries a priority already, from an interceptor chained before this
+// one (see PriorityMetadataKey).
+//
+// It returns an error if s is nil, or a Bulkhead or AdaptiveLimiter that
+// was not made by resilience.NewBulkhead or resilience.NewAdaptiveLimiter.
+func UnaryServerInterceptor(s resilience.Stage) (grpc.UnaryServerInterceptor, error) {
+	if err := checkStage("UnaryServerInterceptor", s); err != nil {
 		return nil, err
 	}
+	switch st := s.(type) {
+	case *resilience.Bulkhead:
+		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			ctx, _ = incomingPriority(ctx)
+			if err := st.Acquire(ctx); err != nil {
+				return nil, shedError(err)
+			}
+			defer st.Release()
+			return handler(ctx, req)
+		}, nil
+	case *resilience.AdaptiveLimiter:
+		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			ctx, _ = incomingPriority(ctx)
+			p, err := st.Acquire(ctx)
+			if err != nil {
+				if md, ok := limitPushback(err); ok {
+					grpc.SetTrailer(ctx, md)
+				}
+				return nil, limitError(err)
+			}
+			defer p.Release()
+			return handler(ctx, req)
+		}, nil
+	}
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := b.Acquire(ctx); err != nil {
-			return nil, shedError(err)
+		ctx, _ = incomingPriority(ctx)
+		var (
+			resp any
+			herr error
+			ran  bool
+		)
+		err := s.Run(ctx, func(ctx context.Context) error {
+			ran = true
+			resp, herr = handler(ctx, req)
+			return herr
+		})
+		if ran {
+			return resp, herr
 		}
-		defer b.Release()
-		return handler(ctx, req)
+		return nil, stageError(err)
 	}, nil
 }
 
 // StreamServerInterceptor is UnaryServerInterceptor for streams: a stream
-// holds its slot until its handler returns.
-func StreamServerInterceptor(b *resilience.Bulkhead) (grpc.StreamServerInterceptor, error) {
-	if err := checkBulkhead("StreamServerInterceptor", b); err != nil {
+// holds its slot until its handler returns, and the stream's context
+// carries the priority its metadata gives.
+func StreamServerInterceptor(s resilience.Stage) (grpc.StreamServerInterceptor, error) {
+	if err := checkStage("StreamServerInterceptor", s); err != nil {
 		return nil, err
 	}
+	switch st := s.(type) {
+	case *resilience.Bulkhead:
+		return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			ctx, set := incomingPriority(ss.Context())
+			if set {
+				ss = &hopStream{ServerStream: ss, ctx: ctx}
+			}
+			if err := st.Acquire(ctx); err != nil {
+				return shedError(err)
+			}
+			defer st.Release()
+			return handler(srv, ss)
+		}, nil
+	case *resilience.AdaptiveLimiter:
+		return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			ctx, set := incomingPriority(ss.Context())
+			if set {
+				ss = &hopStream{ServerStream: ss, ctx: ctx}
+			}
+			p, err := st.Acquire(ctx)
+			if err != nil {
+				if md, ok := limitPushback(err); ok {
+					ss.SetTrailer(md)
+				}
+				return limitError(err)
+			}
+			defer p.Release()
+			return handler(srv, ss)
+		}, nil
+	}
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		if err := b.Acquire(ss.Context()); err != nil {
-			return shedError(err)
+		ctx, _ := incomingPriority(ss.Context())
+		var herr error
+		ran := false
+		err := s.Run(ctx, func(ctx context.Context) error {
+			ran = true
+			herr = handler(srv, &hopStream{ServerStream: ss, ctx: ctx})
+			return herr
+		})
+		if ran {
+			return herr
 		}
-		defer b.Release()
-		return handler(srv, ss)
+		return stageError(err)
 	}, nil
+}
+
+// checkStage refuses a nil stage, and a bulkhead or limiter not made by
+// its constructor, which would refuse every call.
+func checkStage(fn string, s resilience.Stage) error {
+	switch st := s.(type) {
+	case nil:
+		return errors.New("resilgrpc: " + fn + ": the stage is nil: give it a bulkhead, an adaptive limiter or another stage")
+	case *resilience.Bulkhead:
+		return checkBulkhead(fn, st)
+	case *resilience.AdaptiveLimiter:
+		if st == nil {
+			return errors.New("resilgrpc: " + fn + ": the adaptive limiter is nil")
+		}
+		if st.Limit() <= 0 {
+			return errors.New("resilgrpc: " + fn + ": the adaptive limiter has no limit: make it with resilience.NewAdaptiveLimiter")
+		}
+		return nil
+	}
+	if v := reflect.ValueOf(s); v.Kind() == reflect.Pointer && v.IsNil() {
+		return fmt.Errorf("resilgrpc: %s: the stage is a nil %T", fn, s)
+	}
+	return nil
+}
+
+// incomingPriority returns ctx with the priority its incoming metadata
+// gives (PriorityMetadataKey), and true, unless the metadata has none or
+// an unknown one, or ctx has a priority already.
+func incomingPriority(ctx context.Context) (context.Context, bool) {
+	vs := metadata.ValueFromIncomingContext(ctx, PriorityMetadataKey) // nil, and no allocation, when absent
+	if len(vs) == 0 {
+		return ctx, false
+	}
+	if _, set := resilience.PriorityIn(ctx); set {
+		return ctx, false
+	}
+	p, err := resilience.ParsePriority(vs[0])
+	if err != nil {
+		return ctx, false
+	}
+	return resilience.WithPriority(ctx, p), true
+}
+
+// outgoingPriority returns ctx with the priority it carries
+// (resilience.PriorityIn) in its outgoing metadata, unless it carries
+// none or the metadata has a PriorityMetadataKey already.
+func outgoingPriority(ctx context.Context) context.Context {
+	p, ok := resilience.PriorityIn(ctx)
+	if !ok || len(metadata.ValueFromOutgoingContext(ctx, PriorityMetadataKey)) != 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, PriorityMetadataKey, p.String())
 }
 
 func shedError(err error) error {
@@ -369,4 +559,53 @@ func shedError(err error) error {
 		return &PolicyError{Code: codes.Unavailable, Err: err}
 	}
 	return status.FromContextError(err).Err()
+}
+
+// limitError is the error of a call an AdaptiveLimiter did not admit:
+// ResourceExhausted for its rejection, the context's code for a call
+// whose context ended while it waited.
+func limitError(err error) error {
+	if errors.Is(err, resilience.ErrRejected) {
+		return &PolicyError{Code: codes.ResourceExhausted, Err: err}
+	}
+	return status.FromContextError(err).Err()
+}
+
+// limitPushback is the trailer of a call an AdaptiveLimiter rejected with
+// err: PushbackKey, the limiter's wait in whole milliseconds, rounded up,
+// at least 1.
+func limitPushback(err error) (metadata.MD, bool) {
+	var le *resilience.LimitExceededError
+	if !errors.As(err, &le) {
+		return nil, false
+	}
+	d := le.RetryAfter()
+	ms := int64(1)
+	if d > time.Millisecond {
+		ms = int64(d / time.Millisecond)
+		if d%time.Millisecond != 0 {
+			ms++
+		}
+	}
+	return metadata.Pairs(PushbackKey, strconv.FormatInt(ms, 10)), true
+}
+
+// stageError is the error of a call that a stage of the server
+// interceptors did not run: its rejection as a *PolicyError, with
+// codes.Unavailable; a status the stage gave; its context's code; or
+// codes.Unavailable for any other failure.
+func stageError(err error) error {
+	switch {
+	case err == nil:
+		return status.Error(codes.Unavailable, "resilgrpc: the stage did not run the handler")
+	case errors.Is(err, resilience.ErrRejected):
+		return &PolicyError{Code: codes.Unavailable, Err: err}
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unavailable, "resilgrpc: not served: "+err.Error())
 }

@@ -132,6 +132,7 @@ func StreamClientInterceptor(g *resilience.Guard, opts ...ClientOption) (grpc.St
 		return nil, o.err
 	}
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		ctx = outgoingPriority(ctx)
 		if isHedgeAttempt(opts) {
 			// An attempt of a hedged unary call, which the unary
 			// interceptor guards (see HedgeMethods).

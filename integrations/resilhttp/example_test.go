@@ -1,6 +1,7 @@
 package resilhttp_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -194,4 +195,83 @@ func ExampleWithChaos() {
 	}
 	fmt.Println(ok, "of 30 calls answered 200; made-up 503s:", chaos.Stats().Calls[1].N)
 	// Output: 30 of 30 calls answered 200; made-up 503s: 15
+}
+
+// An adaptive limiter in Shed, on a server on 127.0.0.1, starting at one
+// request at a time: while a request holds the slot, the next is answered
+// at once with 503 and the limiter's own Retry-After (it expects a slot
+// within a second, well before Shed's 10s), and its handler never runs.
+// A request sent through a Transport with a critical priority in its
+// context carries it in PriorityHeader, and its handler sees it.
+func ExampleShed_adaptiveLimiter() {
+	limiter, err := resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{Name: "api", InitialLimit: 1})
+	if err != nil {
+		panic(err)
+	}
+	shed, err := resilhttp.Shed(limiter, 10*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(shed(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		fmt.Fprint(w, "a ", resilience.PriorityFrom(r.Context()), " request")
+	})))
+	defer srv.Close()
+	client := srv.Client()
+
+	first := make(chan string)
+	go func() {
+		resp, err := client.Get(srv.URL + "/slow")
+		if err != nil {
+			first <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		first <- fmt.Sprint(resp.StatusCode, " ", string(body))
+	}()
+	<-entered // the first request holds the slot
+
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, "Retry-After:", resp.Header.Get("Retry-After"))
+	close(release)
+	fmt.Println(<-first)
+
+	timeout, err := resilience.NewTimeout(resilience.TimeoutConfig{Name: "api", Duration: 10 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	guard, err := resilience.NewGuard(resilience.GuardConfig{Name: "api", Stages: []resilience.Stage{timeout}})
+	if err != nil {
+		panic(err)
+	}
+	transport, err := resilhttp.NewTransport(resilhttp.TransportConfig{Base: client.Transport, Guard: guard})
+	if err != nil {
+		panic(err)
+	}
+	ctx := resilience.WithPriority(context.Background(), resilience.PriorityCritical)
+	req, err := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	if err != nil {
+		panic(err)
+	}
+	resp, err = (&http.Client{Transport: transport}).Do(req)
+	if err != nil {
+		panic(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode, string(body))
+	// Output:
+	// 503 Retry-After: 1
+	// 200 a default request
+	// 200 a critical request
 }

@@ -1,10 +1,11 @@
 // Package resilhttp guards HTTP clients and servers with the policies of
 // package resilience: a RoundTripper that runs each request through a
 // Guard, any Guard, every stage of it in order, and a middleware that
-// sheds load with a Bulkhead. With a resilience.Hedge in its guard, the
-// RoundTripper sends a slow request that is safe to send twice at once (a
-// GET, or a request with an Idempotency-Key) a second time, takes the
-// first answer and closes the other (see Transport).
+// sheds load with a Bulkhead or an AdaptiveLimiter (Shed). With a
+// resilience.Hedge in its guard, the RoundTripper sends a slow request
+// that is safe to send twice at once (a GET, or a request with an
+// Idempotency-Key) a second time, takes the first answer and closes the
+// other (see Transport).
 //
 // Between services that both use it, each hop says two things. A
 // Transport sends the attempt number of each retry and each hedge
@@ -17,6 +18,11 @@
 // attempts, not 9:
 //
 //	client -> A (Transport, 2 retries) -> B (overloaded)
+//
+// The priority of a request (resilience.WithPriority) goes along too: a
+// Transport sends it in PriorityHeader, and Shed puts it in the context of
+// the handler, whose own requests through a Transport send it on, so that
+// an AdaptiveLimiter at any hop lets the critical requests through first.
 //
 // Wire counts the calls and attempts sent with a guard, for package
 // metrics.
@@ -193,6 +199,11 @@ func IsFailureStatus(resp *http.Response) bool {
 // caller's context ends, everything stops at once: the request in
 // flight, the wait before a retry, and reading the body.
 //
+// A request whose context carries a priority (resilience.WithPriority)
+// is sent with it in PriorityHeader, unless the caller set that header
+// already, so that the priority follows the request to the next hop (see
+// Shed); a request without one is sent without the header.
+//
 // A Transport is safe for concurrent use. Make one with NewTransport: the
 // zero Transport sends nothing, and answers every request with an error
 // that says so.
@@ -276,6 +287,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errZeroTransport
 	}
 	parent := req.Context()
+	if p, ok := resilience.PriorityIn(parent); ok {
+		if _, set := req.Header[PriorityHeader]; !set {
+			req = withPriorityHeader(req, p)
+		}
+	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	once := !replayable || !t.unsafe && !idempotent(req)
 
@@ -349,6 +365,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &releaseOnClose{ReadCloser: resp.Body, release: release}
 	return resp, nil
+}
+
+// withPriorityHeader returns a copy of req whose header is a copy of
+// req's with PriorityHeader set to p, since a RoundTripper may not change
+// the request it is given. The body is req's, still to be closed by
+// whoever sends it.
+func withPriorityHeader(req *http.Request, p resilience.Priority) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	h := req.Header.Clone()
+	if h == nil {
+		h = make(http.Header, 1)
+	}
+	h[PriorityHeader] = []string{p.String()}
+	r.Header = h
+	return r
 }
 
 // idempotent reports whether req may be sent twice with the same effect
