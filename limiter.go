@@ -115,6 +115,7 @@ const (
 	limiterBetaFactor         = 4.0
 	limiterRetryAfterFallback = time.Millisecond
 	limiterDropToProbe        = 0.9 // a queued window this much faster than the baseline probes it
+	limiterProbeAgain         = 0.8 // a probe this much faster than the baseline probes again, at half
 )
 
 // AdaptiveLimiter limits how many calls run at once, as a Bulkhead does,
@@ -170,9 +171,13 @@ const (
 //     has had it for BaselineWindow/2, it admits at most half its limit
 //     for one Window (at most three, until four such calls are timed),
 //     and the queue in the dependency drains; a probe that finds the
-//     calls faster than the baseline said probes again at half that, down
-//     to MinLimit, since half a limit far above the dependency's capacity
-//     still queues.
+//     calls much faster than the baseline said (by a fifth or more) probes
+//     again at half that, down to MinLimit, since half a limit far above
+//     the dependency's capacity still queues. (Halving a limit that is
+//     queue-bound about halves the latency; a baseline measured while a
+//     few calls queued is a few percent off, which the probe corrects
+//     without probing again: a second probe at a quarter of the limit
+//     would leave most of a saturated server idle for a Window.)
 //
 // So a long overload leaves the baseline where it was (the probes keep
 // measuring the latency without the queue), a dependency that became
@@ -678,7 +683,7 @@ func (l *AdaptiveLimiter) updateLocked(now time.Time) {
 		l.probing--
 		if len(low) >= limiterLowSamples {
 			l.probing = 0
-			if float64(v) < limiterDropToProbe*float64(old) && l.probeCap > int64(l.cfg.MinLimit) {
+			if float64(v) < limiterProbeAgain*float64(old) && l.probeCap > int64(l.cfg.MinLimit) {
 				l.probing = limiterProbeWindows
 				l.probeCap = max(int64(l.cfg.MinLimit), l.probeCap/2)
 			}

@@ -513,6 +513,44 @@ func TestAdaptiveLimiterBaselineDoesNotDrift(t *testing.T) {
 	})
 }
 
+// TestAdaptiveLimiterProbeOfAStaleBaseline makes the dependency 12%
+// faster while every call queues: the next probe (half the limit, once no
+// call has gone unqueued for BaselineWindow/2) measures the faster calls
+// and the baseline falls to them, without a second probe at a quarter of
+// the limit, which would leave half the workers idle for a Window (a
+// probe probes again only when the calls it measured were faster by a
+// fifth or more, as halving a queue-bound limit makes them).
+func TestAdaptiveLimiterProbeOfAStaleBaseline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			workers = 4
+			service = 10 * time.Millisecond
+			faster  = 8800 * time.Microsecond
+		)
+		svc := newSimService(workers, service)
+		l := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{}))
+		stop := make(chan struct{})
+		trc := make(chan *limitTrace)
+		go func() { trc <- traceLimit(l, 10*time.Millisecond, stop) }()
+		go func() {
+			time.Sleep(20 * time.Second) // past the probe at 15s
+			svc.service.Store(int64(faster))
+		}()
+		offer(l, svc, 4*workers*float64(time.Second/service), 50*time.Second, 100*time.Millisecond, nil)
+		close(stop)
+		tr := <-trc
+		before, _ := tr.around(16*time.Second, 20*time.Second)
+		after, bases := tr.around(20*time.Second, 50*time.Second)
+		t.Logf("limit before %d..%d, after %d..%d, baseline at the end %v", slices.Min(before), slices.Max(before), slices.Min(after), slices.Max(after), bases[len(bases)-1])
+		if got := bases[len(bases)-1]; got != faster {
+			t.Errorf("baseline at the end %v, want the faster dependency's %v", got, faster)
+		}
+		if lo := slices.Min(after); lo < (slices.Min(before)+1)/2 {
+			t.Errorf("limit fell to %d after the dependency got faster, below half the lowest before (%d): a probe probed again", lo, slices.Min(before))
+		}
+	})
+}
+
 // TestAdaptiveLimiterLongOverload holds a 4× overload for 5 minutes: the
 // baseline stays at the latency of a call that does not queue (the
 // limiter's probes keep measuring it), and the limit does not creep up.
