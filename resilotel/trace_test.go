@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -195,4 +197,63 @@ func ExampleTraceEvents() {
 	// Output:
 	// resilience.retry attempt 1
 	// resilience.retry.gave_up attempt 2
+}
+
+// An AdaptiveLimiter's refusal is a rejection of its kind, and its
+// counts and gauges are instruments of that kind.
+func TestAdaptiveLimiter(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tracer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	reader := sdkmetric.NewManualReader()
+	m := must(resilotel.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	lim := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{Name: "api", MinLimit: 1, MaxLimit: 1, InitialLimit: 1}))
+	if err := m.Instrument(lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := resilotel.TraceEvents(lim); err != nil {
+		t.Fatal(err)
+	}
+	permit, err := lim.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, span := tracer.Start(context.Background(), "call")
+	if _, err := resilience.Do(ctx, lim, ok); !errors.Is(err, resilience.ErrLimitExceeded) {
+		t.Fatalf("a call past the limit: %v, want ErrLimitExceeded", err)
+	}
+	span.End()
+	permit.Release()
+	want := []string{"resilience.rejected resilience.name=api resilience.stage=adaptive_limiter error.type=rejected"}
+	if got := spanEvents(t, rec); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("span events\n\t%s\nwant\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+	got := map[string]float64{}
+	for _, mt := range collect(t, reader).Metrics {
+		switch d := mt.Data.(type) {
+		case metricdata.Sum[int64]:
+			for _, p := range d.DataPoints {
+				r, _ := p.Attributes.Value("resilience.result")
+				got[mt.Name+" "+r.AsString()] = float64(p.Value)
+			}
+		case metricdata.Gauge[float64]:
+			for _, p := range d.DataPoints {
+				got[mt.Name] = p.Value
+			}
+		}
+	}
+	for name, v := range map[string]float64{
+		"resilience.adaptive_limiter.calls admitted": 1,
+		"resilience.adaptive_limiter.calls waited":   0,
+		"resilience.adaptive_limiter.calls rejected": 1,
+		"resilience.adaptive_limiter.limit":          1,
+		"resilience.adaptive_limiter.inflight":       0,
+		"resilience.adaptive_limiter.queued":         0,
+	} {
+		if g, found := got[name]; !found || g != v {
+			t.Errorf("%s = %v (reported: %v), want %v", name, g, found, v)
+		}
+	}
+	if _, found := got["resilience.adaptive_limiter.baseline_seconds"]; !found {
+		t.Errorf("no resilience.adaptive_limiter.baseline_seconds in %v", got)
+	}
 }
