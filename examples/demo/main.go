@@ -13,6 +13,11 @@
 // the guard and through the same guard with a resilience.Hedge (a GET
 // still unanswered after the p95 of recent answers is sent again), and
 // prints each side's p50, p99 and slowest call and the requests it cost.
+// A third, overload, offers a server of 4 workers three times what they
+// can serve, with nothing in front of its handler and with a
+// resilience.AdaptiveLimiter through resilhttp.Shed, and prints the
+// share of capacity each serves within the callers' deadline and the
+// latency of what it serves.
 // Run it with
 //
 //	go run ./examples/demo
