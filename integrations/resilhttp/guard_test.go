@@ -305,6 +305,54 @@ func TestBulkheadBoundsConcurrentRequests(t *testing.T) {
 	}
 }
 
+// An AdaptiveLimiter in a client's guard limits the requests in flight to
+// the dependency as a bulkhead does: at its limit, a request is refused
+// with ErrLimitExceeded (ErrRejected: the retry does not retry it) and
+// never sent, and every slot is given back.
+func TestAdaptiveLimiterBoundsConcurrentRequests(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv, requests, client := server(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			close(entered)
+		}
+		select {
+		case <-release:
+			io.WriteString(w, "done")
+		case <-r.Context().Done():
+		}
+	})
+	limiter := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{Name: "backend", MinLimit: 1, MaxLimit: 1}))
+	g := newGuard(t, newRetry(t, 2, time.Millisecond), limiter, newBreaker(t))
+	tr := transport(t, TransportConfig{Guard: g, Base: client.Transport})
+
+	first := make(chan error, 1)
+	go func() {
+		resp, err := tr.RoundTrip(get(t, t.Context(), "GET", srv.URL, nil))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		first <- err
+	}()
+	<-entered // the first request holds the slot
+
+	resp, err := tr.RoundTrip(get(t, t.Context(), "GET", srv.URL, nil))
+	var lerr *resilience.LimitExceededError
+	if resp != nil || !errors.Is(err, resilience.ErrRejected) || !errors.As(err, &lerr) || lerr.Limit != 1 {
+		t.Errorf("at the limit: %v, %v; want a *LimitExceededError of limit 1, matching ErrRejected", resp, err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("the request holding the slot: %v", err)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("the server got %d requests, want 1", n)
+	}
+	if n := limiter.InFlight(); n != 0 {
+		t.Errorf("%d calls in flight once both requests are done", n)
+	}
+}
+
 // Under a guard with a per-attempt limit, the body of a successful
 // response can be read after RoundTrip has returned, and reading it is cut
 // at the total limit.
