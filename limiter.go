@@ -55,8 +55,11 @@ type AdaptiveLimiterConfig struct {
 	// MaxQueue is how many calls may wait at once. Default 0: as many as
 	// the limit is at the time. A call that finds the line full takes the
 	// place of the latest waiting call of a lower priority, if there is
-	// one, which is rejected; else it is rejected itself. At most
-	// 1,000,000.
+	// one, which is rejected; else, if its priority has a share (Shares)
+	// and holds fewer places than its share of the line (at least one),
+	// the place of the latest call of the highest priority with more than
+	// one waiting; else it is rejected itself. At most 1,000,000. Without
+	// a MaxWait there is no line, and MaxQueue and Shares do nothing.
 	MaxQueue int
 
 	// Window is the shortest time over which the limiter measures
@@ -83,8 +86,11 @@ type AdaptiveLimiterConfig struct {
 
 	// Shares is the least share of the slots that come free each
 	// priority is given while its calls wait, whatever waits beside
-	// them: a priority whose calls ask no more than its share of the
-	// limiter's throughput is never starved by the priorities above it.
+	// them, and of the places in a full line (MaxQueue): a priority whose
+	// calls ask no more than its share of the limiter's throughput is
+	// never starved by the priorities above it. Its share is earned as
+	// credit at each slot given while its calls wait, and banked, up to
+	// one slot, while none does.
 	// The rest go to the highest priority waiting. Each share from 0 to
 	// 1, and together at most 0.5 (critical calls keep most of the slots
 	// that come free). A nil map stands for the default:
@@ -116,6 +122,7 @@ const (
 	limiterRetryAfterFallback = time.Millisecond
 	limiterDropToProbe        = 0.9 // a queued window this much faster than the baseline probes it
 	limiterProbeAgain         = 0.8 // a probe this much faster than the baseline probes again, at half
+	limiterOverdue            = 4   // a window this many Windows long without its samples times every call
 )
 
 // AdaptiveLimiter limits how many calls run at once, as a Bulkhead does,
@@ -138,9 +145,9 @@ const (
 //	queue = limit × (1 − baseline/rtt)
 //
 // where baseline is the latency of a call that does not queue. While the
-// queue is under alpha = max(1, 3·log10(limit)) calls and the calls used
+// queue is under alpha = max(1, 2·log10(limit)) calls and the calls used
 // at least half the limit, the limit rises by max(1, log10(limit)); once
-// it is over beta = max(2, 6·log10(limit)), the limit falls by
+// it is over beta = max(2, 4·log10(limit)), the limit falls by
 // max(1, log10(limit)) or half the excess, whichever is more; in between
 // it holds. So the limiter keeps a few calls queued in the dependency
 // (enough that it is never idle for want of work) and no more, and a
@@ -243,19 +250,20 @@ type AdaptiveLimiter struct {
 	credit [numPriorities]float64
 
 	// The controller, under mu.
-	l         float64 // the limit, before probing
-	probing   int     // windows left in a probe; 0 when not probing
-	probeCap  int64   // the limit while probing
-	lastLow   time.Time
-	winStart  time.Time // zero until the first sample
-	winCalls  uint64    // admitted + waited when the window started
-	ns        int
-	maxInfl   int64
-	samples   [maxLimiterSamples]limiterSample
-	scratch   [2 * maxLimiterSamples]time.Duration
-	ring      [limiterBaselineSlots]baselineSlot
-	slotLen   time.Duration
-	lowMarkAt int64 // calls in flight under which a call counts as not queued
+	l          float64 // the limit, before probing
+	probing    int     // windows left in a probe; 0 when not probing
+	probeCap   int64   // the limit while probing
+	lastLow    time.Time
+	winStart   time.Time // zero until the first sample
+	winCalls   uint64    // admitted + waited when the window started
+	ns         int
+	maxInfl    int64
+	samples    [maxLimiterSamples]limiterSample
+	scratch    [2 * maxLimiterSamples]time.Duration
+	ring       [limiterBaselineSlots]baselineSlot
+	slotLen    time.Duration
+	lowMarkAt  int64 // calls in flight under which a call counts as not queued
+	lowSamples int   // unqueued calls a window needs to say what the baseline is: limiterLowSamples, or MinSamples if fewer
 }
 
 type limiterSample struct {
@@ -341,6 +349,8 @@ func NewAdaptiveLimiter(cfg AdaptiveLimiterConfig) (*AdaptiveLimiter, error) {
 		created: time.Now(),
 		l:       float64(cfg.InitialLimit),
 		slotLen: cfg.BaselineWindow / limiterBaselineSlots,
+
+		lowSamples: min(limiterLowSamples, cfg.MinSamples),
 	}
 	l.lastLow = l.created
 	l.limit.Store(int64(cfg.InitialLimit))
@@ -446,10 +456,12 @@ func (l *AdaptiveLimiter) tryAdmit() (int64, bool) {
 }
 
 // permit is the permit of the count'th call admitted one way, with n calls
-// in flight before it: timed if its count falls on the sample.
+// in flight before it: timed if its count falls on the sample, or if it
+// is the only call in flight (after a lull, the sample of the busy spell
+// before it would time too few calls to end a window).
 func (l *AdaptiveLimiter) permit(count uint64, n int64) LimiterPermit {
 	p := LimiterPermit{l: l, inflight: n}
-	if count&l.mask.Load() == 0 {
+	if count&l.mask.Load() == 0 || n == 0 {
 		p.start = time.Since(l.created) + 1
 	}
 	return p
@@ -457,6 +469,12 @@ func (l *AdaptiveLimiter) permit(count uint64, n int64) LimiterPermit {
 
 func (l *AdaptiveLimiter) acquireSlow(ctx context.Context) (LimiterPermit, error) {
 	prio := PriorityFrom(ctx)
+	if l.cfg.MaxWait != 0 {
+		// Before the lock: a context is the caller's code.
+		if err := ctx.Err(); err != nil {
+			return LimiterPermit{}, err
+		}
+	}
 	l.mu.Lock()
 	if l.waiting.Load() == 0 {
 		if n, ok := l.tryAdmit(); ok { // a slot came free since we looked
@@ -467,10 +485,6 @@ func (l *AdaptiveLimiter) acquireSlow(ctx context.Context) (LimiterPermit, error
 	if l.cfg.MaxWait == 0 {
 		l.mu.Unlock()
 		return LimiterPermit{}, l.reject(ctx, prio)
-	}
-	if err := ctx.Err(); err != nil {
-		l.mu.Unlock()
-		return LimiterPermit{}, err
 	}
 	if l.waiting.Load() >= l.maxQueue() && !l.evictLocked(prio) {
 		l.mu.Unlock()
@@ -531,24 +545,43 @@ func (l *AdaptiveLimiter) leave(w *limiterWaiter) bool {
 	return true
 }
 
-// evictLocked gives the place of the latest waiting call of the lowest
-// priority below prio to a newcomer of priority prio, and reports whether
-// there was one. l.mu is held.
+// evictLocked makes room in a full line for a newcomer of priority prio,
+// and reports whether it could: it takes the place of the latest waiting
+// call of the lowest priority below prio, if there is one, which is
+// rejected. Else, if prio has a share and holds fewer places than its
+// share of the line (at least one), it takes the place of the latest
+// waiting call of the highest priority above it that has more than one
+// call waiting: a line full of critical calls would otherwise refuse
+// every other call at the door, and a priority's share of the slots
+// would be worth nothing. l.mu is held.
 func (l *AdaptiveLimiter) evictLocked(prio Priority) bool {
-	for i := 0; i < prio.index(); i++ {
-		q := l.queues[i]
-		if len(q) == 0 {
-			continue
+	p := prio.index()
+	victim := -1
+	for i := range p {
+		if len(l.queues[i]) > 0 {
+			victim = i
+			break
 		}
-		w := q[len(q)-1]
-		q[len(q)-1] = nil
-		l.queues[i] = q[:len(q)-1]
-		l.waiting.Add(-1)
-		w.evicted = true
-		close(w.ready)
-		return true
 	}
-	return false
+	if share := l.shares[p]; victim < 0 && share > 0 && float64(len(l.queues[p])) < max(1, share*float64(l.maxQueue())) {
+		for i := numPriorities - 1; i > p; i-- {
+			if len(l.queues[i]) > 1 {
+				victim = i
+				break
+			}
+		}
+	}
+	if victim < 0 {
+		return false
+	}
+	q := l.queues[victim]
+	w := q[len(q)-1]
+	q[len(q)-1] = nil
+	l.queues[victim] = q[:len(q)-1]
+	l.waiting.Add(-1)
+	w.evicted = true
+	close(w.ready)
+	return true
 }
 
 // grantLocked hands free slots to waiting calls. l.mu is held.
@@ -583,7 +616,11 @@ func (l *AdaptiveLimiter) nextLocked() *limiterWaiter {
 	pick := top
 	for i := top - 1; i >= 0; i-- {
 		if len(l.queues[i]) == 0 {
-			l.credit[i] = 0 // no banking of shares while nothing waits
+			// Banked while nothing of it waits, up to one slot: a call of
+			// a priority that asks for less than its share then finds its
+			// slot at the next grant rather than wait for its credit
+			// (and leave at MaxWait) each time.
+			l.credit[i] = min(1, l.credit[i]+l.shares[i])
 			continue
 		}
 		l.credit[i] += l.shares[i]
@@ -641,8 +678,15 @@ func (l *AdaptiveLimiter) recordLocked(start, end time.Time, n int64) {
 		l.ns++
 	}
 	l.maxInfl = max(l.maxInfl, n+1)
-	if l.ns >= l.cfg.MinSamples && end.Sub(l.winStart) >= l.cfg.Window {
-		l.updateLocked(end)
+	if elapsed := end.Sub(l.winStart); elapsed >= l.cfg.Window {
+		switch {
+		case l.ns >= l.cfg.MinSamples:
+			l.updateLocked(end)
+		case elapsed >= limiterOverdue*l.cfg.Window:
+			// The calls got fewer since the sample was chosen: time
+			// every call until the window has its samples.
+			l.mask.Store(0)
+		}
 	}
 }
 
@@ -663,7 +707,7 @@ func (l *AdaptiveLimiter) updateLocked(now time.Time) {
 		}
 	}
 	v := rtt
-	if len(low) >= limiterLowSamples {
+	if len(low) >= l.lowSamples {
 		slices.Sort(low)
 		v = min(v, lowQuantile(low))
 		l.lastLow = now
@@ -681,14 +725,14 @@ func (l *AdaptiveLimiter) updateLocked(now time.Time) {
 		// MinLimit: half a limit far above the dependency's capacity
 		// still queues.
 		l.probing--
-		if len(low) >= limiterLowSamples {
+		if len(low) >= l.lowSamples {
 			l.probing = 0
 			if float64(v) < limiterProbeAgain*float64(old) && l.probeCap > int64(l.cfg.MinLimit) {
 				l.probing = limiterProbeWindows
 				l.probeCap = max(int64(l.cfg.MinLimit), l.probeCap/2)
 			}
 		}
-	case len(low) < limiterLowSamples && (old == 0 || float64(v) < limiterDropToProbe*float64(old)),
+	case len(low) < l.lowSamples && (old == 0 || float64(v) < limiterDropToProbe*float64(old)),
 		now.Sub(l.lastLow) >= l.cfg.BaselineWindow/2:
 		// The first window, or calls faster than the baseline said,
 		// measured while they queue: the latency without the queue is
@@ -705,9 +749,13 @@ func (l *AdaptiveLimiter) updateLocked(now time.Time) {
 	}
 	l.setLowMark()
 
-	// Time about limiterSamplesPerWindow calls of the next window.
+	// Time about limiterSamplesPerWindow calls of the next window, at the
+	// rate of calls of this one (which may have lasted more than Window).
 	calls := l.admitted.Load() + l.waited.Load()
 	per := (calls - l.winCalls) / limiterSamplesPerWindow
+	if elapsed := now.Sub(l.winStart); elapsed > l.cfg.Window {
+		per = uint64(float64(per) * float64(l.cfg.Window) / float64(elapsed))
+	}
 	mask := uint64(0)
 	for mask < per/2 && mask < 1<<20 {
 		mask = mask<<1 | 1
