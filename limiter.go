@@ -456,12 +456,10 @@ func (l *AdaptiveLimiter) tryAdmit() (int64, bool) {
 }
 
 // permit is the permit of the count'th call admitted one way, with n calls
-// in flight before it: timed if its count falls on the sample, or if it
-// is the only call in flight (after a lull, the sample of the busy spell
-// before it would time too few calls to end a window).
+// in flight before it: timed if its count falls on the sample.
 func (l *AdaptiveLimiter) permit(count uint64, n int64) LimiterPermit {
 	p := LimiterPermit{l: l, inflight: n}
-	if count&l.mask.Load() == 0 || n == 0 {
+	if count&l.mask.Load() == 0 {
 		p.start = time.Since(l.created) + 1
 	}
 	return p

@@ -143,9 +143,9 @@ func TestAdaptiveLimiterReadsTheContextOutsideItsLock(t *testing.T) {
 // MinSamples calls were timed in it. When calls resumed at a lower rate
 // after an idle gap, against a dependency that now queues, no window
 // ended for minutes, and the limit stayed where the busy spell left it
-// (513 after 60s). Now a call that finds nothing in flight is timed, a
-// window overdue without its samples times every call, and the next
-// sample is chosen from the rate of calls rather than their number.
+// (513 after 60s). Now a window overdue without its samples times every
+// call, and the next sample is chosen from the rate of calls rather than
+// their number.
 func TestAdaptiveLimiterSampleAfterALull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{InitialLimit: 500, MaxLimit: 1000}))
