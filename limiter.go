@@ -81,7 +81,7 @@ type AdaptiveLimiterConfig struct {
 	// few others in flight were slower throughout the last BaselineWindow,
 	// and while every call queues, the limiter spends one Window at half
 	// its limit every BaselineWindow/2 to measure it (see AdaptiveLimiter).
-	// Default 30s; at least 10 Windows.
+	// Default 30s, or 10 Windows if that is longer; at least 10 Windows.
 	BaselineWindow time.Duration
 
 	// Shares is the least share of the slots that come free each
