@@ -397,10 +397,9 @@ func TestOverload(t *testing.T) {
 // limiter with the same load and no priorities sent is the row to
 // compare with. With PRIORITY_TABLE=FILE it writes the table.
 func TestOverloadPriorities(t *testing.T) {
-	const share = 0.3
 	rate := 2 * ovCapacity(ovWorkers, ovService)
 	var hold ovHold
-	// Every tenth call: 3 of each 10 critical, spread out.
+	// 3 of each 10 calls critical, spread out.
 	critical := func(i int) bool { return i%10 == 1 || i%10 == 4 || i%10 == 7 }
 	rows := []struct {
 		name     string
