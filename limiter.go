@@ -54,11 +54,13 @@ type AdaptiveLimiterConfig struct {
 
 	// MaxQueue is how many calls may wait at once. Default 0: as many as
 	// the limit is at the time. A call that finds the line full takes the
-	// place of the latest waiting call of a lower priority, if there is
-	// one, which is rejected; else, if its priority has a share (Shares)
-	// and holds fewer places than its share of the line (at least one),
-	// the place of the latest call of the highest priority with more than
-	// one waiting; else it is rejected itself. At most 1,000,000. Without
+	// place of the latest waiting call of a lower priority, which is
+	// rejected, if there is one beyond that priority's own places: a
+	// priority with a share (Shares) holds its share of the line's
+	// places, at least one, against the others. Else a call whose
+	// priority holds fewer than its own places takes the place of the
+	// latest call of the highest priority holding more than its own; else
+	// it is rejected itself. At most 1,000,000. Without
 	// a MaxWait there is no line, and MaxQueue and Shares do nothing.
 	MaxQueue int
 
@@ -544,26 +546,25 @@ func (l *AdaptiveLimiter) leave(w *limiterWaiter) bool {
 }
 
 // evictLocked makes room in a full line for a newcomer of priority prio,
-// and reports whether it could: it takes the place of the latest waiting
-// call of the lowest priority below prio, if there is one, which is
-// rejected. Else, if prio has a share and holds fewer places than its
-// share of the line (at least one), it takes the place of the latest
-// waiting call of the highest priority above it that has more than one
-// call waiting: a line full of critical calls would otherwise refuse
-// every other call at the door, and a priority's share of the slots
-// would be worth nothing. l.mu is held.
+// and reports whether it could. It takes the place of the latest waiting
+// call of the lowest priority below prio that holds more than its own
+// places (placesOf), which is rejected. Else, if prio holds fewer than its
+// own places, it takes the place of the latest waiting call of the
+// highest priority above it that holds more than its own: a line full of
+// critical calls would otherwise refuse every other call at the door, and
+// a priority's share of the slots would be worth nothing. l.mu is held.
 func (l *AdaptiveLimiter) evictLocked(prio Priority) bool {
 	p := prio.index()
 	victim := -1
 	for i := range p {
-		if len(l.queues[i]) > 0 {
+		if len(l.queues[i]) > l.placesOf(i) {
 			victim = i
 			break
 		}
 	}
-	if share := l.shares[p]; victim < 0 && share > 0 && float64(len(l.queues[p])) < max(1, share*float64(l.maxQueue())) {
+	if victim < 0 && len(l.queues[p]) < l.placesOf(p) {
 		for i := numPriorities - 1; i > p; i-- {
-			if len(l.queues[i]) > 1 {
+			if len(l.queues[i]) > max(1, l.placesOf(i)) {
 				victim = i
 				break
 			}
@@ -580,6 +581,17 @@ func (l *AdaptiveLimiter) evictLocked(prio Priority) bool {
 	w.evicted = true
 	close(w.ready)
 	return true
+}
+
+// placesOf is how many places in a full line the priority of index i
+// holds against newcomers of other priorities: its share of the line, at
+// least one, if it has a share (Shares), else none. l.mu is held.
+func (l *AdaptiveLimiter) placesOf(i int) int {
+	share := l.shares[i]
+	if share <= 0 {
+		return 0
+	}
+	return max(1, int(share*float64(l.maxQueue())))
 }
 
 // grantLocked hands free slots to waiting calls. l.mu is held.

@@ -78,7 +78,7 @@ func TestAdaptiveLimiterShareBankedWhileNothingWaits(t *testing.T) {
 		}))
 		offered, served, now, later := mixedLoad(l, svc, 800, 5, resilience.PrioritySheddable, 10*time.Second)
 		t.Logf("sheddable: offered %d, served %d, rejected at once %d, rejected after waiting %d", offered, served, now, later)
-		if served < offered/2 {
+		if served < offered*9/10 {
 			t.Errorf("sheddable within its share (5/s of 400/s, share 5%%) served %d of %d: starved", served, offered)
 		}
 	})
@@ -88,7 +88,8 @@ func TestAdaptiveLimiterShareBankedWhileNothingWaits(t *testing.T) {
 // under a critical overload with the default MaxQueue (the limit): the
 // line was full of critical calls, so a default call was rejected at
 // once, and one that got in was evicted by the next critical newcomer: 1
-// of 100 served. A priority with a share now has its share of the line.
+// of 100 served. A priority with a share now holds its share of the
+// line's places against newcomers of any priority.
 func TestAdaptiveLimiterShareInALineFullOfCriticalCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const workers, service = 4, 10 * time.Millisecond // 400 calls/s
@@ -99,7 +100,7 @@ func TestAdaptiveLimiterShareInALineFullOfCriticalCalls(t *testing.T) {
 		}))
 		offered, served, now, later := mixedLoad(l, svc, 800, 10, resilience.PriorityDefault, 10*time.Second)
 		t.Logf("default: offered %d, served %d, rejected at once %d, evicted/rejected after waiting %d", offered, served, now, later)
-		if served < offered/2 {
+		if served < offered*9/10 {
 			t.Errorf("default within its share (10/s of 400/s, share 10%%) served %d of %d: starved", served, offered)
 		}
 	})
@@ -192,8 +193,13 @@ func TestAdaptiveLimiterSampleAfterALull(t *testing.T) {
 			<-done
 		}
 		t.Logf("limit after the busy spell %d, after 60s of the queued load %d", before, after)
-		if after > 20 {
-			t.Errorf("limit %d after 60s against 2 workers with 40 calls queued: no window ended", after)
+		// Windows end again: the limit comes down by half or more. (How far
+		// it comes down depends on when: once the busy spell's baseline
+		// has left the BaselineWindow, a limit still far above the two
+		// workers reads their queued latency as the baseline, since 40
+		// callers never bring it to half the limit; see DECISIONS.)
+		if after > before/2 {
+			t.Errorf("limit %d after 60s against 2 workers with 40 calls queued, %d before: no window ended", after, before)
 		}
 	})
 }
