@@ -104,27 +104,28 @@ type AdaptiveLimiterConfig struct {
 
 // Defaults of AdaptiveLimiterConfig.
 const (
-	DefaultMinLimit           = 1
-	DefaultMaxLimit           = 1000
-	DefaultInitialLimit       = 20
-	DefaultLimiterWindow      = 100 * time.Millisecond
-	DefaultLimiterMinSamples  = 16
-	DefaultBaselineWindow     = 30 * time.Second
-	maxLimiterSamples         = 64
-	maxLimiterQueue           = 1_000_000
-	limiterSamplesPerWindow   = 32
-	limiterBaselineSlots      = 10
-	limiterLowSamples         = 4 // low samples a window needs to say what the baseline is
-	limiterProbeWindows       = 3 // windows a probe lasts at most
-	defaultShareOfDefault     = 0.1
-	defaultShareOfSheddable   = 0.05
-	maxSharesOfLowPriorities  = 0.5
-	limiterAlphaFactor        = 2.0
-	limiterBetaFactor         = 4.0
-	limiterRetryAfterFallback = time.Millisecond
-	limiterDropToProbe        = 0.9 // a queued window this much faster than the baseline probes it
-	limiterProbeAgain         = 0.8 // a probe this much faster than the baseline probes again, at half
-	limiterOverdue            = 4   // a window this many Windows long without its samples times every call
+	DefaultMinLimit          = 1
+	DefaultMaxLimit          = 1000
+	DefaultInitialLimit      = 20
+	DefaultLimiterWindow     = 100 * time.Millisecond
+	DefaultLimiterMinSamples = 16
+	DefaultBaselineWindow    = 30 * time.Second
+	maxLimiterSamples        = 64
+	maxLimiterQueue          = 1_000_000
+	limiterSamplesPerWindow  = 32
+	limiterBaselineSlots     = 10
+	limiterLowSamples        = 4 // low samples a window needs to say what the baseline is
+	limiterProbeWindows      = 3 // windows a probe lasts at most
+	defaultShareOfDefault    = 0.1
+	defaultShareOfSheddable  = 0.05
+	maxSharesOfLowPriorities = 0.5
+	limiterAlphaFactor       = 2.0
+	limiterBetaFactor        = 4.0
+	limiterMinRetryAfter     = time.Millisecond
+	limiterMaxRetryAfter     = time.Hour
+	limiterDropToProbe       = 0.9 // a queued window this much faster than the baseline probes it
+	limiterProbeAgain        = 0.8 // a probe this much faster than the baseline probes again, at half
+	limiterOverdue           = 4   // a window this many Windows long without its samples times every call
 )
 
 // AdaptiveLimiter limits how many calls run at once, as a Bulkhead does,
@@ -852,14 +853,17 @@ func (l *AdaptiveLimiter) reject(ctx context.Context, prio Priority) error {
 
 // retryAfter estimates how long until a slot is free for a call that
 // would join the line: the calls ahead of it, at the rate the limit lets
-// calls of the recent latency through.
+// calls of the recent latency through; at least limiterMinRetryAfter (an
+// estimate of a few nanoseconds, for fast calls at a high limit, would
+// read as "now"), at most limiterMaxRetryAfter.
 func (l *AdaptiveLimiter) retryAfter(lim int64) time.Duration {
 	rtt := time.Duration(l.recent.Load())
 	if rtt <= 0 {
-		return limiterRetryAfterFallback
+		return limiterMinRetryAfter
 	}
 	ahead := l.waiting.Load() + 1
-	return time.Duration(float64(rtt) * float64(ahead) / float64(max(lim, 1)))
+	d := float64(rtt) * float64(ahead) / float64(max(lim, 1))
+	return time.Duration(min(max(d, float64(limiterMinRetryAfter)), float64(limiterMaxRetryAfter)))
 }
 
 // limiterDo runs the rest of a chain in a slot of l.
@@ -884,7 +888,8 @@ type LimitExceededError struct {
 	// Priority is the priority of the call rejected.
 	Priority Priority
 	// Delay is the limiter's estimate of how long until a slot is free:
-	// the calls waiting, at the rate the limit lets calls through.
+	// the calls waiting, at the rate the limit lets calls through; from a
+	// millisecond to an hour.
 	Delay time.Duration
 }
 

@@ -259,3 +259,33 @@ func TestAdaptiveLimiterFewMinSamples(t *testing.T) {
 		})
 	}
 }
+
+// A refusal's RetryAfter is at least a millisecond: for calls of 10µs at
+// a limit of 1,000 the estimate was 10ns, which a caller reads as "now"
+// (the review found it could be 0 for faster calls still).
+func TestAdaptiveLimiterRetryAfterOfFastCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := must(resilience.NewAdaptiveLimiter(resilience.AdaptiveLimiterConfig{MinLimit: 1000, MaxLimit: 1000, Window: time.Millisecond, BaselineWindow: 10 * time.Millisecond}))
+		ctx := context.Background()
+		for range 1000 { // 10ms of calls of 10µs, one at a time: windows end, the recent latency is 10µs
+			if _, err := resilience.Do(ctx, l, func(context.Context) (int, error) { time.Sleep(10 * time.Microsecond); return 0, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		held := make([]resilience.LimiterPermit, 0, 1000)
+		for range 1000 {
+			held = append(held, must(l.Acquire(ctx)))
+		}
+		_, err := l.Acquire(ctx)
+		var le *resilience.LimitExceededError
+		if !errors.As(err, &le) {
+			t.Fatalf("at the limit: %v, want a *LimitExceededError", err)
+		}
+		if le.RetryAfter() < time.Millisecond {
+			t.Errorf("RetryAfter %v, want at least 1ms", le.RetryAfter())
+		}
+		for _, p := range held {
+			p.Release()
+		}
+	})
+}
